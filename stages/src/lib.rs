@@ -1,0 +1,122 @@
+//! thresher's stages: pure functions of documents plus their config.
+//!
+//! A stage never sees storage, shards on disk or scheduling; the runner in the
+//! `thresher` crate does all of that. A stage is one of two shapes ([`Stage`]):
+//!
+//! - [`DocumentStage`]: looks at one document at a time and returns a
+//!   [`Decision`] (keep, possibly with new tags, or drop with a reason), e.g.
+//!   [`langid`].
+//! - [`GlobalStage`]: needs to see every shard before deciding, so it runs as
+//!   explicit steps with a barrier between them (`scan` per shard → `resolve`
+//!   per partition → `apply` per shard), e.g. [`exact_dedup`]. Each step is
+//!   sharded, so the same plan runs on one machine or a Slurm array.
+//!
+//! Adding a stage: write one file (config struct, stage struct, trait impl,
+//! tests) and add one arm to [`registry::StageConfig`].
+//!
+//! ```
+//! use thresher_stages::{registry::StageConfig, Document, Stage, Decision};
+//! use thresher_manifests::StageStats;
+//! let config: StageConfig = serde_json::from_str(r#"{"kind": "langid"}"#).unwrap();
+//! let Stage::Document(stage) = config.build().unwrap() else { unreachable!() };
+//! let mut doc = Document::new("1", "Ceci est une phrase écrite en français, assez longue pour être reconnue.");
+//! let mut stats = StageStats::default();
+//! assert_eq!(stage.process(&mut doc, &mut stats), Decision::Keep);
+//! assert_eq!(doc.metadata["lang"], "fra");
+//! ```
+
+pub mod document;
+pub mod exact_dedup;
+pub mod langid;
+pub mod registry;
+
+pub use document::Document;
+pub use thresher_manifests::StageStats;
+
+/// Errors of stage construction and of global steps.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid config for stage kind `{kind}`: {message}")]
+    Config { kind: &'static str, message: String },
+    #[error("corrupt {step} record: {message}")]
+    CorruptRecord { step: &'static str, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a stage decided about one document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Forward the document (its tags may have changed).
+    Keep,
+    /// Move the document to the rejected sidecar. `reason` is a short, stable
+    /// name counted in manifests; `detail` (a JSON object, or null) is kept with
+    /// the rejected document so that a person can audit the decision.
+    Drop {
+        reason: &'static str,
+        detail: serde_json::Value,
+    },
+}
+
+/// A stage that judges documents one at a time.
+pub trait DocumentStage: Send + Sync {
+    /// Judges (and may tag) one document; counters go into `stats`.
+    fn process(&self, doc: &mut Document, stats: &mut StageStats) -> Decision;
+}
+
+/// Where a document sits in the stage's input: the position of its input
+/// shard in the sorted list of input shards, and its record index in that
+/// shard. This order never depends on how many tasks run the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub shard: u32,
+    pub record: u64,
+}
+
+/// One record a `scan` step emits: routed to one partition of `resolve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRecord {
+    pub partition: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// One verdict a `resolve` step emits about one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub position: Position,
+    pub bytes: Vec<u8>,
+}
+
+/// A stage that must see all shards before deciding (e.g. exact dedup).
+///
+/// The runner runs `scan` over every input shard, then `resolve` once per
+/// partition over the scan records of that partition from every shard (in shard
+/// order), then `apply` over every input shard with the verdicts about its
+/// documents. Records are opaque bytes to the runner.
+pub trait GlobalStage: Send + Sync {
+    /// Number of resolve partitions: part of the config, never the task count,
+    /// so results do not depend on how many tasks run.
+    fn partitions(&self) -> u32;
+    /// Emits at most one record for a document.
+    fn scan(&self, doc: &Document, position: Position) -> Option<ScanRecord>;
+    /// Decides over all records of one partition (given in shard order).
+    fn resolve(&self, partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>>;
+    /// Applies a verdict (or none) to one document.
+    fn apply(&self, doc: &mut Document, verdict: Option<&[u8]>, stats: &mut StageStats) -> Decision;
+}
+
+/// A built stage, ready to run.
+pub enum Stage {
+    Document(Box<dyn DocumentStage>),
+    Global(Box<dyn GlobalStage>),
+}
+
+impl Stage {
+    /// Step names in order; document stages have the single step `apply`.
+    pub fn steps(&self) -> &'static [&'static str] {
+        match self {
+            Stage::Document(_) => &["apply"],
+            Stage::Global(_) => &["scan", "resolve", "apply"],
+        }
+    }
+}

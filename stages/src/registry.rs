@@ -1,0 +1,53 @@
+//! The one list of stage kinds. Adding a stage adds one variant here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
+use crate::langid::{Langid, LangidConfig};
+use crate::{Result, Stage};
+
+/// A stage's configuration, selected by its `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageConfig {
+    ExactDedup(ExactDedupConfig),
+    Langid(LangidConfig),
+}
+
+impl StageConfig {
+    /// Every kind, for help texts and error messages.
+    pub const KINDS: &'static [&'static str] = &["exact_dedup", "langid"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::Langid(_) => "langid",
+        }
+    }
+
+    /// Builds the stage; errors name the problem in the config.
+    pub fn build(&self) -> Result<Stage> {
+        Ok(match self {
+            StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
+            StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_with_defaults_and_refuse_unknown_fields() {
+        let c: StageConfig = serde_json::from_str(r#"{"kind":"exact_dedup"}"#).unwrap();
+        assert_eq!(c, StageConfig::ExactDedup(ExactDedupConfig::default()));
+        assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"langid","sample_byte":3}"#).is_err());
+        assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
+        for kind in StageConfig::KINDS {
+            let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
+            assert_eq!(c.kind(), *kind);
+            c.build().unwrap();
+        }
+    }
+}
