@@ -1,1 +1,4 @@
-
+pub mod error;
+pub mod readers;
+pub mod storage;
+pub use error::{Error, Result};

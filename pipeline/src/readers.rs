@@ -1,0 +1,636 @@
+//! Readers for input shards: JSONL (plain, `.gz`, `.zst`), Parquet and Common
+//! Crawl WET.
+//!
+//! A reader never fails a whole file for one bad record: it yields
+//! [`Record::Bad`] with the line or byte offset, the reason and the raw bytes,
+//! and goes on where it can. A broken stream (truncated compression, I/O error)
+//! yields one last bad record holding the bytes of the partial record and ends.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use thresher_stages::Document;
+use xxhash_rust::xxh3::Xxh3;
+
+/// How records are laid out in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Parquet,
+    Wet,
+}
+
+/// How a file's bytes are compressed, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn of(key: &str) -> Self {
+        if key.ends_with(".gz") {
+            Compression::Gzip
+        } else if key.ends_with(".zst") || key.ends_with(".zstd") {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Name endings of each format (after any compression ending is removed).
+const JSONL_ENDINGS: &[&str] = &[".jsonl", ".json", ".ndjson"];
+const PARQUET_ENDINGS: &[&str] = &[".parquet"];
+const WET_ENDINGS: &[&str] = &[".warc.wet", ".wet"];
+
+/// Strips a compression ending (`.gz`, `.zst`, `.zstd`).
+pub fn strip_compression(key: &str) -> &str {
+    for ending in [".gz", ".zstd", ".zst"] {
+        if let Some(stem) = key.strip_suffix(ending) {
+            return stem;
+        }
+    }
+    key
+}
+
+/// The format a file name says, if any.
+pub fn format_of(key: &str) -> Option<Format> {
+    let stem = strip_compression(key);
+    let ends = |endings: &[&str]| endings.iter().any(|e| stem.ends_with(e));
+    if ends(JSONL_ENDINGS) {
+        Some(Format::Jsonl)
+    } else if ends(PARQUET_ENDINGS) {
+        Some(Format::Parquet)
+    } else if ends(WET_ENDINGS) {
+        Some(Format::Wet)
+    } else {
+        None
+    }
+}
+
+/// The key without its compression and format endings: `a/b.jsonl.gz` → `a/b`.
+pub fn shard_stem(key: &str) -> &str {
+    let stem = strip_compression(key);
+    for ending in JSONL_ENDINGS.iter().chain(PARQUET_ENDINGS).chain(WET_ENDINGS).chain(&[".txt"]) {
+        if let Some(s) = stem.strip_suffix(ending) {
+            return s;
+        }
+    }
+    stem
+}
+
+/// A record that could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    /// 1-based line number, for line-based formats.
+    pub line: Option<u64>,
+    /// Byte offset of the record in the decompressed stream (row index for Parquet).
+    pub offset: u64,
+    pub reason: String,
+    /// The record's bytes as read (possibly partial, see `reason`).
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Document(Document),
+    Bad(BadRecord),
+}
+
+/// Limits applied while reading.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// A record longer than this is quarantined (its first bytes kept) rather
+    /// than held in memory.
+    pub max_record_bytes: usize,
+}
+
+/// Size and xxh3 of the raw bytes of an input, gathered while it streams.
+#[derive(Default)]
+pub struct InputDigest {
+    hasher: Mutex<Xxh3>,
+    bytes: AtomicU64,
+}
+
+impl InputDigest {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    pub fn xxh3_hex(&self) -> String {
+        format!("{:016x}", self.hasher.lock().unwrap().digest())
+    }
+}
+
+/// Passes bytes through while feeding an [`InputDigest`] (and progress).
+pub struct DigestingReader<R> {
+    inner: R,
+    digest: Arc<InputDigest>,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl<R> DigestingReader<R> {
+    pub fn new(inner: R, digest: Arc<InputDigest>, progress: Option<Arc<AtomicU64>>) -> Self {
+        Self { inner, digest, progress }
+    }
+}
+
+impl<R: Read> Read for DigestingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.hasher.lock().unwrap().update(&buf[..n]);
+        self.digest.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+type RecordIter = Box<dyn Iterator<Item = Record> + Send>;
+
+/// Decompresses `raw` as its name says and yields its records.
+pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, limits: ReadLimits) -> RecordIter {
+    let compression = Compression::of(key);
+    let decompressed: Box<dyn Read + Send> = match compression {
+        Compression::None => raw,
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw))),
+        Compression::Zstd => match zstd::stream::read::Decoder::new(raw) {
+            Ok(d) => Box::new(d),
+            Err(e) => return Box::new(std::iter::once(stream_error(compression, 0, None, e, Vec::new()))),
+        },
+    };
+    let buffered = BufReader::with_capacity(1 << 20, decompressed);
+    match format {
+        Format::Jsonl => Box::new(JsonlRecords {
+            reader: buffered,
+            compression,
+            limits,
+            line: 0,
+            offset: 0,
+            done: false,
+            buf: Vec::new(),
+        }),
+        Format::Wet => Box::new(WetRecords {
+            reader: buffered,
+            compression,
+            limits,
+            offset: 0,
+            done: false,
+            pending_header: None,
+        }),
+        Format::Parquet => read_parquet(buffered, compression),
+    }
+}
+
+fn stream_error(compression: Compression, offset: u64, line: Option<u64>, e: io::Error, raw: Vec<u8>) -> Record {
+    let what = match compression {
+        Compression::None => "read failed".to_string(),
+        c => format!("{} stream is truncated or corrupt", c.name()),
+    };
+    let partial = if raw.is_empty() {
+        String::new()
+    } else {
+        format!("; the {} bytes of the partial record are kept", raw.len())
+    };
+    Record::Bad(BadRecord {
+        line,
+        offset,
+        reason: format!("{what} after {offset} decompressed bytes ({e}){partial}"),
+        raw,
+    })
+}
+
+/// Reads one line (including its `\n`) into `buf`, keeping at most `max`
+/// bytes of it. Returns the line's full length and whether it was cut.
+/// On error, `buf` holds the bytes read so far.
+fn read_line_capped(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, bool)> {
+    let mut total = 0;
+    let mut cut = false;
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((total, cut));
+        }
+        let (chunk, found) = match memchr::memchr(b'\n', available) {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let len = chunk.len();
+        let room = max.saturating_sub(buf.len());
+        if room >= len {
+            buf.extend_from_slice(chunk);
+        } else {
+            buf.extend_from_slice(&chunk[..room]);
+            cut = true;
+        }
+        total += len;
+        r.consume(len);
+        if found {
+            return Ok((total, cut));
+        }
+    }
+}
+
+fn trim_line_end(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
+struct JsonlRecords<R> {
+    reader: R,
+    compression: Compression,
+    limits: ReadLimits,
+    line: u64,
+    offset: u64,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Iterator for JsonlRecords<R> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        while !self.done {
+            self.buf.clear();
+            let start = self.offset;
+            let (len, cut) = match read_line_capped(&mut self.reader, &mut self.buf, self.limits.max_record_bytes) {
+                Ok((0, _)) => return None,
+                Ok(read) => read,
+                Err(e) => {
+                    self.done = true;
+                    let raw = std::mem::take(&mut self.buf);
+                    let offset = start + raw.len() as u64;
+                    let line = (!raw.is_empty()).then_some(self.line + 1);
+                    return Some(stream_error(self.compression, offset, line, e, raw));
+                }
+            };
+            self.line += 1;
+            self.offset += len as u64;
+            let line = trim_line_end(&self.buf);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue; // blank lines separate nothing and hold nothing
+            }
+            let bad = |reason: String, raw: &[u8]| {
+                Record::Bad(BadRecord {
+                    line: Some(self.line),
+                    offset: start,
+                    reason,
+                    raw: raw.to_vec(),
+                })
+            };
+            if cut {
+                return Some(bad(
+                    format!(
+                        "record of {len} bytes exceeds max_record_bytes ({}); its first {} bytes are kept",
+                        self.limits.max_record_bytes,
+                        line.len()
+                    ),
+                    line,
+                ));
+            }
+            return Some(match Document::from_json(line) {
+                Ok(doc) => Record::Document(doc),
+                Err(e) => bad(format!("invalid document: {e}"), line),
+            });
+        }
+        None
+    }
+}
+
+/// Common Crawl WET: WARC records whose `conversion` records hold page text.
+/// Other record types (`warcinfo`, …) are skipped: they are not documents.
+struct WetRecords<R> {
+    reader: R,
+    compression: Compression,
+    limits: ReadLimits,
+    offset: u64,
+    done: bool,
+    /// Offset of a `WARC/` line already consumed while skipping garbage.
+    pending_header: Option<u64>,
+}
+
+/// Longest header line kept; longer header lines are cut.
+const MAX_HEADER_LINE: usize = 64 * 1024;
+
+const OUTSIDE_RECORD: &str = "text outside any WARC record (expected a 'WARC/1.x' line)";
+
+impl<R: BufRead> WetRecords<R> {
+    fn read_line(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
+        let (len, _) = read_line_capped(&mut self.reader, buf, MAX_HEADER_LINE)?;
+        self.offset += len as u64;
+        Ok(len)
+    }
+
+    /// Finds the next `WARC/` version line. Returns its offset, or the garbage
+    /// met before it (the header is then remembered for the next call).
+    fn find_header(&mut self) -> io::Result<Result<Option<u64>, BadRecord>> {
+        if let Some(start) = self.pending_header.take() {
+            return Ok(Ok(Some(start)));
+        }
+        let mut line = Vec::new();
+        let mut garbage = Vec::new();
+        let mut garbage_start = None;
+        loop {
+            let start = self.offset;
+            let at_end = self.read_line(&mut line)? == 0;
+            if at_end || line.starts_with(b"WARC/") {
+                return Ok(match garbage_start {
+                    None if at_end => Ok(None),
+                    None => Ok(Some(start)),
+                    Some(offset) => {
+                        if !at_end {
+                            self.pending_header = Some(start);
+                        }
+                        Err(BadRecord { line: None, offset, reason: OUTSIDE_RECORD.into(), raw: garbage })
+                    }
+                });
+            }
+            if !trim_line_end(&line).is_empty() {
+                garbage_start.get_or_insert(start);
+                if garbage.len() < self.limits.max_record_bytes {
+                    garbage.extend_from_slice(&line);
+                }
+            }
+        }
+    }
+
+    /// Reads one WARC record; `Ok(None)` at a clean end of file.
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            let start = match self.find_header()? {
+                Ok(Some(start)) => start,
+                Ok(None) => return Ok(None),
+                Err(bad) => return Ok(Some(Record::Bad(bad))),
+            };
+            let mut headers = Vec::new();
+            let mut raw_headers = Vec::new();
+            let mut line = Vec::new();
+            loop {
+                if self.read_line(&mut line)? == 0 {
+                    self.done = true;
+                    return Ok(Some(Record::Bad(BadRecord {
+                        line: None,
+                        offset: start,
+                        reason: "file ends inside a WARC header".into(),
+                        raw: raw_headers,
+                    })));
+                }
+                raw_headers.extend_from_slice(&line);
+                let text = trim_line_end(&line);
+                if text.is_empty() {
+                    break;
+                }
+                if let Some(colon) = text.iter().position(|&b| b == b':') {
+                    let name = String::from_utf8_lossy(&text[..colon]).trim().to_ascii_lowercase();
+                    let value = String::from_utf8_lossy(&text[colon + 1..]).trim().to_string();
+                    headers.push((name, value));
+                }
+            }
+            let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            let Some(length) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
+                // Without a length the body cannot be found; the next `WARC/`
+                // line resynchronizes.
+                return Ok(Some(Record::Bad(BadRecord {
+                    line: None,
+                    offset: start,
+                    reason: "WARC record has no valid Content-Length header".into(),
+                    raw: raw_headers,
+                })));
+            };
+            let bad = |reason: String, raw: Vec<u8>| Ok(Some(Record::Bad(BadRecord { line: None, offset: start, reason, raw })));
+            if length > self.limits.max_record_bytes as u64 {
+                let skipped = io::copy(&mut (&mut self.reader).take(length), &mut io::sink())?;
+                self.offset += skipped;
+                return bad(
+                    format!("WARC record body of {length} bytes exceeds max_record_bytes ({}); only its header is kept", self.limits.max_record_bytes),
+                    raw_headers,
+                );
+            }
+            let mut body = Vec::with_capacity(length as usize);
+            (&mut self.reader).take(length).read_to_end(&mut body)?;
+            self.offset += body.len() as u64;
+            if (body.len() as u64) < length {
+                self.done = true;
+                raw_headers.extend_from_slice(&body);
+                return bad(format!("file ends inside a WARC record: {} of {length} body bytes present", body.len()), raw_headers);
+            }
+            if header("warc-type") != Some("conversion") {
+                continue;
+            }
+            let text = match String::from_utf8(body) {
+                Ok(text) => text,
+                Err(e) => {
+                    let valid = e.utf8_error().valid_up_to();
+                    raw_headers.extend_from_slice(e.as_bytes());
+                    return bad(format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"), raw_headers);
+                }
+            };
+            let mut doc = Document::new(
+                header("warc-record-id").unwrap_or_default().trim_start_matches('<').trim_end_matches('>'),
+                text,
+            );
+            doc.url = header("warc-target-uri").map(str::to_string);
+            let mut metadata = Map::new();
+            for (name, key) in [
+                ("warc-date", "warc_date"),
+                ("warc-identified-content-language", "warc_content_language"),
+                ("warc-refers-to", "warc_refers_to"),
+                ("warc-block-digest", "warc_block_digest"),
+            ] {
+                if let Some(v) = header(name) {
+                    metadata.insert(key.into(), Value::from(v));
+                }
+            }
+            doc.metadata = metadata;
+            return Ok(Some(Record::Document(doc)));
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for WetRecords<R> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if self.done {
+            return None;
+        }
+        match self.next_record() {
+            Ok(record) => record,
+            Err(e) => {
+                self.done = true;
+                Some(stream_error(self.compression, self.offset, None, e, Vec::new()))
+            }
+        }
+    }
+}
+
+/// Parquet needs random access, so the object is read into memory first.
+/// Columns `id` and `text` are required; `source`, `url` and `metadata` map to
+/// the document's fields and every other column is kept as a top-level field.
+fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
+    use parquet::file::reader::SerializedFileReader;
+    use parquet::record::reader::RowIter;
+
+    let mut bytes = Vec::new();
+    if let Err(e) = reader.read_to_end(&mut bytes) {
+        return Box::new(std::iter::once(stream_error(compression, bytes.len() as u64, None, e, Vec::new())));
+    }
+    let file = match SerializedFileReader::new(bytes::Bytes::from(bytes)) {
+        Ok(file) => file,
+        Err(e) => {
+            return Box::new(std::iter::once(Record::Bad(BadRecord {
+                line: None,
+                offset: 0,
+                reason: format!("not a readable Parquet file: {e}; the input object itself is left in place"),
+                raw: Vec::new(),
+            })))
+        }
+    };
+    let rows = RowIter::from_file_into(Box::new(file));
+    let mut done = false;
+    Box::new(rows.enumerate().map_while(move |(index, row)| {
+        if done {
+            return None;
+        }
+        let bad = |reason: String, raw: Vec<u8>| Record::Bad(BadRecord { line: None, offset: index as u64, reason, raw });
+        Some(match row {
+            Err(e) => {
+                done = true;
+                bad(format!("Parquet row {index} cannot be read: {e}"), Vec::new())
+            }
+            Ok(row) => {
+                let mut object = Map::new();
+                for (name, field) in row.get_column_iter() {
+                    let value = match field {
+                        parquet::record::Field::Str(s) => Value::from(s.as_str()),
+                        parquet::record::Field::Bytes(b) => match std::str::from_utf8(b.data()) {
+                            Ok(s) => Value::from(s),
+                            Err(_) => field.to_json_value(),
+                        },
+                        other => other.to_json_value(),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                // A `metadata` column stored as a JSON string becomes an object.
+                if let Some(Value::String(m)) = object.get("metadata") {
+                    if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(m) {
+                        object.insert("metadata".into(), parsed);
+                    }
+                }
+                let value = Value::Object(object);
+                match serde_json::from_value::<Document>(value.clone()) {
+                    Ok(mut doc) => {
+                        if doc.url.is_none() {
+                            if let Some(Value::String(url)) = doc.metadata.get("url") {
+                                doc.url = Some(url.clone());
+                            }
+                        }
+                        Record::Document(doc)
+                    }
+                    Err(e) => bad(format!("invalid document in Parquet row {index}: {e}"), value.to_string().into_bytes()),
+                }
+            }
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ReadLimits = ReadLimits { max_record_bytes: 1 << 20 };
+
+    fn records(bytes: &[u8], key: &str, format: Format, limits: ReadLimits) -> Vec<Record> {
+        read_records(Box::new(io::Cursor::new(bytes.to_vec())), key, format, limits).collect()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(format_of("a/b.jsonl.gz"), Some(Format::Jsonl));
+        assert_eq!(format_of("x.warc.wet.gz"), Some(Format::Wet));
+        assert_eq!(format_of("x.parquet"), Some(Format::Parquet));
+        assert_eq!(format_of("LICENSE.txt"), None);
+        assert_eq!(shard_stem("a/b.json.zst"), "a/b");
+        assert_eq!(shard_stem("c.warc.wet.gz"), "c");
+    }
+
+    #[test]
+    fn jsonl_bad_lines_do_not_stop_the_file() {
+        let input = b"{\"id\":\"a\",\"text\":\"one\"}\n\n{broken\r\n{\"id\":\"c\",\"text\":\"three\"}";
+        let out = records(input, "x.jsonl", Format::Jsonl, LIMITS);
+        assert_eq!(out.len(), 3);
+        match &out[1] {
+            Record::Bad(b) => {
+                assert_eq!(b.line, Some(3));
+                assert_eq!(b.offset, 25);
+                assert_eq!(b.raw, b"{broken");
+                assert!(b.reason.starts_with("invalid document"), "{}", b.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[2], Record::Document(d) if d.text == "three"));
+    }
+
+    #[test]
+    fn long_records_are_cut_and_quarantined() {
+        let input = format!("{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n", "x".repeat(100));
+        let out = records(input.as_bytes(), "x.jsonl", Format::Jsonl, ReadLimits { max_record_bytes: 20 });
+        assert!(matches!(&out[0], Record::Bad(b) if b.raw.len() == 20 && b.reason.contains("max_record_bytes")));
+        assert!(matches!(&out[1], Record::Document(d) if d.text == "ok"));
+    }
+
+    #[test]
+    fn truncated_gzip_keeps_earlier_records_and_the_partial_one() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        io::Write::write_all(&mut gz, b"{\"text\":\"first\"}\n{\"text\":\"second is long enough\"}\n").unwrap();
+        let full = gz.finish().unwrap();
+        let out = records(&full[..full.len() - 12], "x.jsonl.gz", Format::Jsonl, LIMITS);
+        assert!(matches!(&out[0], Record::Document(d) if d.text == "first"));
+        let last = out.last().unwrap();
+        assert!(matches!(last, Record::Bad(b) if b.reason.contains("gzip stream is truncated")), "{last:?}");
+    }
+
+    #[test]
+    fn wet_records_and_garbage() {
+        let body = "Hello world";
+        let wet = format!(
+            "WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n\
+             junk line\r\n\
+             WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://x.org/\r\nWARC-Record-ID: <urn:uuid:1>\r\nContent-Length: {}\r\n\r\n{body}\r\n\r\n\
+             WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 500\r\n\r\nshort",
+            body.len()
+        );
+        let out = records(wet.as_bytes(), "x.warc.wet", Format::Wet, LIMITS);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(&out[0], Record::Bad(b) if b.raw == b"junk line\r\n"));
+        match &out[1] {
+            Record::Document(d) => {
+                assert_eq!(d.id, "urn:uuid:1");
+                assert_eq!(d.text, body);
+                assert_eq!(d.url.as_deref(), Some("http://x.org/"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[2], Record::Bad(b) if b.reason.contains("5 of 500")));
+    }
+}
