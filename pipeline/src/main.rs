@@ -1,1 +1,94 @@
-fn main(){}
+//! The `thresher` binary: parse arguments, call the library, print errors with
+//! their whole chain.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use thresher::cli::{Cli, Command, LogFormat, RunArgs};
+use thresher::config::PipelineConfig;
+use thresher::runner::{render_plan, Pipeline, RunOptions, Tasks};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run_pipeline(args),
+        Command::Plan { config, tasks } => {
+            let pipeline = Pipeline::new(PipelineConfig::load(&config)?)?;
+            print!("{}", render_plan(&pipeline.plan(tasks)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { output_root, json } => {
+            let inspection = thresher::inspect::inspect(&output_root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print!("{}", thresher::inspect::render(&inspection));
+            }
+            Ok(if inspection.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Bench(args) => {
+            thresher::bench::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Task index and count: flags first, then Slurm's and Kubernetes' variables.
+fn tasks_from(args: &RunArgs) -> anyhow::Result<Tasks> {
+    let env = |name: &str| -> anyhow::Result<Option<usize>> {
+        match std::env::var(name) {
+            Ok(v) => Ok(Some(v.trim().parse().with_context(|| format!("{name}={v} is not a number"))?)),
+            Err(_) => Ok(None),
+        }
+    };
+    let slurm_index = match env("SLURM_ARRAY_TASK_ID")? {
+        Some(id) => Some(id - env("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0).min(id)),
+        None => None,
+    };
+    let index = args.task_index.or(slurm_index).or(env("JOB_COMPLETION_INDEX")?).unwrap_or(0);
+    let count = args.tasks.or(env("SLURM_ARRAY_TASK_COUNT")?).unwrap_or(1);
+    Ok(Tasks::new(index, count)?)
+}
+
+fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut config = PipelineConfig::load(&args.config)?;
+    if let Some(threads) = args.threads {
+        config.run.threads = threads;
+    }
+    if let Some(rate) = args.max_error_rate {
+        anyhow::ensure!((0.0..=1.0).contains(&rate), "--max-error-rate must be within 0..1, got {rate}");
+    }
+    let options = RunOptions {
+        stage: args.stage.clone(),
+        step: args.step.clone(),
+        tasks: tasks_from(&args)?,
+        force: args.force,
+        max_error_rate: args.max_error_rate,
+    };
+    let threads = config.run.threads;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+    let pipeline = Pipeline::new(config)?;
+    pool.install(|| pipeline.run(&options))?;
+    Ok(ExitCode::SUCCESS)
+}

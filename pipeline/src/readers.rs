@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 use thresher_stages::Document;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::progress::Progress;
+
 /// How records are laid out in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,7 +108,8 @@ pub struct BadRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Document(Document),
+    /// A readable document, with where it starts (as in [`BadRecord`]).
+    Document { doc: Document, line: Option<u64>, offset: u64 },
     Bad(BadRecord),
 }
 
@@ -138,11 +141,11 @@ impl InputDigest {
 pub struct DigestingReader<R> {
     inner: R,
     digest: Arc<InputDigest>,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Progress>,
 }
 
 impl<R> DigestingReader<R> {
-    pub fn new(inner: R, digest: Arc<InputDigest>, progress: Option<Arc<AtomicU64>>) -> Self {
+    pub fn new(inner: R, digest: Arc<InputDigest>, progress: Option<Progress>) -> Self {
         Self { inner, digest, progress }
     }
 }
@@ -153,7 +156,7 @@ impl<R: Read> Read for DigestingReader<R> {
         self.digest.hasher.lock().unwrap().update(&buf[..n]);
         self.digest.bytes.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(p) = &self.progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
+            p.inc_bytes(n as u64);
         }
         Ok(n)
     }
@@ -190,6 +193,7 @@ pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, limits
             offset: 0,
             done: false,
             pending_header: None,
+            length_mismatches: 0,
         }),
         Format::Parquet => read_parquet(buffered, compression),
     }
@@ -308,7 +312,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 ));
             }
             return Some(match Document::from_json(line) {
-                Ok(doc) => Record::Document(doc),
+                Ok(doc) => Record::Document { doc, line: Some(self.line), offset: start },
                 Err(e) => bad(format!("invalid document: {e}"), line),
             });
         }
@@ -326,6 +330,8 @@ struct WetRecords<R> {
     done: bool,
     /// Offset of a `WARC/` line already consumed while skipping garbage.
     pending_header: Option<u64>,
+    /// Records whose Content-Length disagreed with their body (see `next_record`).
+    length_mismatches: u64,
 }
 
 /// Longest header line kept; longer header lines are cut.
@@ -353,7 +359,7 @@ impl<R: BufRead> WetRecords<R> {
         loop {
             let start = self.offset;
             let at_end = self.read_line(&mut line)? == 0;
-            if at_end || line.starts_with(b"WARC/") {
+            if at_end || is_version_line(&line) {
                 return Ok(match garbage_start {
                     None if at_end => Ok(None),
                     None => Ok(Some(start)),
@@ -375,6 +381,11 @@ impl<R: BufRead> WetRecords<R> {
     }
 
     /// Reads one WARC record; `Ok(None)` at a clean end of file.
+    ///
+    /// The body runs to the next version line (`WARC/1.0` alone on a line) or
+    /// the end of the file. Content-Length is checked, not trusted: some WET
+    /// writers count characters instead of bytes, and trusting a wrong length
+    /// would swallow the next record's header or cut a character in two.
     fn next_record(&mut self) -> io::Result<Option<Record>> {
         loop {
             let start = match self.find_header()? {
@@ -387,7 +398,6 @@ impl<R: BufRead> WetRecords<R> {
             let mut line = Vec::new();
             loop {
                 if self.read_line(&mut line)? == 0 {
-                    self.done = true;
                     return Ok(Some(Record::Bad(BadRecord {
                         line: None,
                         offset: start,
@@ -407,32 +417,27 @@ impl<R: BufRead> WetRecords<R> {
                 }
             }
             let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-            let Some(length) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
-                // Without a length the body cannot be found; the next `WARC/`
-                // line resynchronizes.
-                return Ok(Some(Record::Bad(BadRecord {
-                    line: None,
-                    offset: start,
-                    reason: "WARC record has no valid Content-Length header".into(),
-                    raw: raw_headers,
-                })));
-            };
+            let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
+            let (mut body, too_long, at_eof) = self.read_body()?;
             let bad = |reason: String, raw: Vec<u8>| Ok(Some(Record::Bad(BadRecord { line: None, offset: start, reason, raw })));
-            if length > self.limits.max_record_bytes as u64 {
-                let skipped = io::copy(&mut (&mut self.reader).take(length), &mut io::sink())?;
-                self.offset += skipped;
+            if too_long {
                 return bad(
-                    format!("WARC record body of {length} bytes exceeds max_record_bytes ({}); only its header is kept", self.limits.max_record_bytes),
-                    raw_headers,
+                    format!("WARC record body exceeds max_record_bytes ({}); its header and first bytes are kept", self.limits.max_record_bytes),
+                    [raw_headers, body].concat(),
                 );
             }
-            let mut body = Vec::with_capacity(length as usize);
-            (&mut self.reader).take(length).read_to_end(&mut body)?;
-            self.offset += body.len() as u64;
-            if (body.len() as u64) < length {
-                self.done = true;
-                raw_headers.extend_from_slice(&body);
-                return bad(format!("file ends inside a WARC record: {} of {length} body bytes present", body.len()), raw_headers);
+            match content_length {
+                // The body and the blank separator lines: exactly as specified.
+                Some(len) if len <= body.len() && body[len..].iter().all(u8::is_ascii_whitespace) => body.truncate(len),
+                Some(len) if at_eof && body.len() < len => {
+                    return bad(format!("file ends inside a WARC record: {} of {len} body bytes present", body.len()), [raw_headers, body].concat());
+                }
+                _ => {
+                    while let [rest @ .., b'\n' | b'\r'] = body.as_slice() {
+                        body.truncate(rest.len());
+                    }
+                    self.length_mismatches += 1;
+                }
             }
             if header("warc-type") != Some("conversion") {
                 continue;
@@ -441,8 +446,7 @@ impl<R: BufRead> WetRecords<R> {
                 Ok(text) => text,
                 Err(e) => {
                     let valid = e.utf8_error().valid_up_to();
-                    raw_headers.extend_from_slice(e.as_bytes());
-                    return bad(format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"), raw_headers);
+                    return bad(format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"), [raw_headers, e.into_bytes()].concat());
                 }
             };
             let mut doc = Document::new(
@@ -462,9 +466,42 @@ impl<R: BufRead> WetRecords<R> {
                 }
             }
             doc.metadata = metadata;
-            return Ok(Some(Record::Document(doc)));
+            return Ok(Some(Record::Document { doc, line: None, offset: start }));
         }
     }
+
+    /// Reads body lines up to the next version line (left pending) or EOF.
+    /// Returns (body, cut at max_record_bytes, reached EOF).
+    fn read_body(&mut self) -> io::Result<(Vec<u8>, bool, bool)> {
+        let mut body = Vec::new();
+        let mut line = Vec::new();
+        let mut too_long = false;
+        loop {
+            let start = self.offset;
+            if self.read_line(&mut line)? == 0 {
+                return Ok((body, too_long, true));
+            }
+            if is_version_line(&line) {
+                self.pending_header = Some(start);
+                return Ok((body, too_long, false));
+            }
+            if body.len() + line.len() > self.limits.max_record_bytes {
+                too_long = true;
+                continue;
+            }
+            body.extend_from_slice(&line);
+        }
+    }
+}
+
+/// `WARC/1.0` (any version) alone on a line: where a record starts.
+fn is_version_line(line: &[u8]) -> bool {
+    let Some(version) = trim_line_end(line).strip_prefix(b"WARC/") else {
+        return false;
+    };
+    let mut parts = version.splitn(2, |&b| b == b'.');
+    let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    digits(parts.next()) && digits(parts.next())
 }
 
 impl<R: BufRead> Iterator for WetRecords<R> {
@@ -475,6 +512,16 @@ impl<R: BufRead> Iterator for WetRecords<R> {
             return None;
         }
         match self.next_record() {
+            Ok(None) => {
+                self.done = true;
+                if self.length_mismatches > 0 {
+                    tracing::warn!(
+                        "{} WARC record(s) had a Content-Length that disagrees with their body; each body was read up to the next record",
+                        self.length_mismatches
+                    );
+                }
+                None
+            }
             Ok(record) => record,
             Err(e) => {
                 self.done = true;
@@ -545,7 +592,7 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
                                 doc.url = Some(url.clone());
                             }
                         }
-                        Record::Document(doc)
+                        Record::Document { doc, line: None, offset: index as u64 }
                     }
                     Err(e) => bad(format!("invalid document in Parquet row {index}: {e}"), value.to_string().into_bytes()),
                 }
@@ -588,7 +635,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&out[2], Record::Document(d) if d.text == "three"));
+        assert!(matches!(&out[2], Record::Document { doc: d, .. } if d.text == "three"));
     }
 
     #[test]
@@ -596,7 +643,7 @@ mod tests {
         let input = format!("{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n", "x".repeat(100));
         let out = records(input.as_bytes(), "x.jsonl", Format::Jsonl, ReadLimits { max_record_bytes: 20 });
         assert!(matches!(&out[0], Record::Bad(b) if b.raw.len() == 20 && b.reason.contains("max_record_bytes")));
-        assert!(matches!(&out[1], Record::Document(d) if d.text == "ok"));
+        assert!(matches!(&out[1], Record::Document { doc: d, .. } if d.text == "ok"));
     }
 
     #[test]
@@ -605,7 +652,7 @@ mod tests {
         io::Write::write_all(&mut gz, b"{\"text\":\"first\"}\n{\"text\":\"second is long enough\"}\n").unwrap();
         let full = gz.finish().unwrap();
         let out = records(&full[..full.len() - 12], "x.jsonl.gz", Format::Jsonl, LIMITS);
-        assert!(matches!(&out[0], Record::Document(d) if d.text == "first"));
+        assert!(matches!(&out[0], Record::Document { doc: d, .. } if d.text == "first"));
         let last = out.last().unwrap();
         assert!(matches!(last, Record::Bad(b) if b.reason.contains("gzip stream is truncated")), "{last:?}");
     }
@@ -614,8 +661,8 @@ mod tests {
     fn wet_records_and_garbage() {
         let body = "Hello world";
         let wet = format!(
-            "WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n\
-             junk line\r\n\
+            "junk line\r\n\
+             WARC/1.0\r\nWARC-Type: warcinfo\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n\
              WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://x.org/\r\nWARC-Record-ID: <urn:uuid:1>\r\nContent-Length: {}\r\n\r\n{body}\r\n\r\n\
              WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 500\r\n\r\nshort",
             body.len()
@@ -624,7 +671,7 @@ mod tests {
         assert_eq!(out.len(), 3, "{out:?}");
         assert!(matches!(&out[0], Record::Bad(b) if b.raw == b"junk line\r\n"));
         match &out[1] {
-            Record::Document(d) => {
+            Record::Document { doc: d, .. } => {
                 assert_eq!(d.id, "urn:uuid:1");
                 assert_eq!(d.text, body);
                 assert_eq!(d.url.as_deref(), Some("http://x.org/"));
@@ -632,5 +679,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(&out[2], Record::Bad(b) if b.reason.contains("5 of 500")));
+    }
+
+    #[test]
+    fn wet_short_content_length_keeps_the_whole_body() {
+        // "héllo wörld" is 11 characters but 13 bytes: a writer that counted
+        // characters leaves 2 bytes, and a split character, after the body.
+        let wet = "WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Record-ID: <a>\r\nContent-Length: 11\r\n\r\nhéllo wörld\nnext line\r\n\r\n\
+                   WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Record-ID: <b>\r\nContent-Length: 2\r\n\r\nok\r\n\r\n";
+        let out = records(wet.as_bytes(), "x.wet", Format::Wet, LIMITS);
+        let texts: Vec<_> = out
+            .iter()
+            .map(|r| match r {
+                Record::Document { doc, .. } => doc.text.clone(),
+                Record::Bad(b) => panic!("{b:?}"),
+            })
+            .collect();
+        assert_eq!(texts, vec!["héllo wörld\nnext line", "ok"]);
     }
 }

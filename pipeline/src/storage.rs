@@ -207,10 +207,20 @@ impl Storage for LocalStorage {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("cannot delete", path.display(), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("cannot delete", path.display(), e)),
         }
+        // Object stores have no folders: remove the ones this leaves empty,
+        // so that a local tree looks like the bucket would.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 

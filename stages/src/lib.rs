@@ -27,6 +27,7 @@
 
 pub mod document;
 pub mod exact_dedup;
+pub mod ingest;
 pub mod langid;
 pub mod registry;
 

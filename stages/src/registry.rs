@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
+use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::{Result, Stage};
 
@@ -10,16 +11,18 @@ use crate::{Result, Stage};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageConfig {
+    Ingest(IngestConfig),
     ExactDedup(ExactDedupConfig),
     Langid(LangidConfig),
 }
 
 impl StageConfig {
     /// Every kind, for help texts and error messages.
-    pub const KINDS: &'static [&'static str] = &["exact_dedup", "langid"];
+    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid"];
 
     pub fn kind(&self) -> &'static str {
         match self {
+            StageConfig::Ingest(_) => "ingest",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Langid(_) => "langid",
         }
@@ -28,6 +31,7 @@ impl StageConfig {
     /// Builds the stage; errors name the problem in the config.
     pub fn build(&self) -> Result<Stage> {
         Ok(match self {
+            StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
         })

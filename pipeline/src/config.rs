@@ -1,0 +1,290 @@
+//! The pipeline configuration file (TOML).
+//!
+//! ```toml
+//! [input]
+//! path = "examples/data"        # folder, file, or file:// URL
+//!
+//! [output]
+//! path = "out/quickstart"       # each stage writes <path>/<stage name>/
+//!
+//! [[stages]]
+//! kind = "exact_dedup"
+//!
+//! [[stages]]
+//! kind = "langid"
+//! keep = ["en", "de"]
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thresher_stages::registry::StageConfig;
+
+use crate::error::{Error, Result};
+use crate::readers::Format;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// A folder (read recursively), one file, or a `file://` URL.
+    pub path: String,
+    /// `auto` picks each file's format from its name (`.jsonl`, `.json`,
+    /// `.ndjson`, `.parquet`, `.wet`, `.warc.wet`, each optionally `.gz` or
+    /// `.zst`) and skips files with other names; a fixed format reads every file.
+    #[serde(default)]
+    pub format: InputFormat,
+    /// `source` given to documents that have none.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Records longer than this are quarantined instead of held in memory.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_max_record_bytes() -> usize {
+    256 << 20
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    #[default]
+    Auto,
+    Jsonl,
+    Parquet,
+    Wet,
+}
+
+impl InputFormat {
+    pub fn fixed(self) -> Option<Format> {
+        match self {
+            InputFormat::Auto => None,
+            InputFormat::Jsonl => Some(Format::Jsonl),
+            InputFormat::Parquet => Some(Format::Parquet),
+            InputFormat::Wet => Some(Format::Wet),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Root of all stage outputs: a folder or `file://` URL.
+    pub path: String,
+    /// zstd level of output shards and sidecars (1 = fastest, 19 = smallest).
+    #[serde(default = "default_compression_level")]
+    pub compression_level: i32,
+}
+
+fn default_compression_level() -> i32 {
+    3
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// A stage fails when more than this fraction of the records it read had
+    /// to be quarantined (0.01 = 1%). Its outputs stay for inspection.
+    pub max_error_rate: f64,
+    /// Worker threads per task; 0 = one per core.
+    pub threads: usize,
+    /// Documents whose text is empty or only whitespace are rejected
+    /// (`empty_text`) by the first stage that reads them.
+    pub reject_empty_text: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            max_error_rate: 0.01,
+            threads: 0,
+            reject_empty_text: true,
+        }
+    }
+}
+
+/// One stage as configured: its unique name (its output folder) and its kind's config.
+#[derive(Debug, Clone)]
+pub struct StageEntry {
+    pub name: String,
+    pub config: StageConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The file it was read from, for messages.
+    pub path: PathBuf,
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    pub run: RunConfig,
+    pub stages: Vec<StageEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    input: InputConfig,
+    output: OutputConfig,
+    #[serde(default)]
+    run: RunConfig,
+    #[serde(default)]
+    stages: Vec<toml::Table>,
+}
+
+impl PipelineConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read config", path.display(), e))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates; every problem found is reported at once.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let config_error = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        let mut problems = Vec::new();
+        let mut stages = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, mut table) in raw.stages.into_iter().enumerate() {
+            let kind = table.get("kind").and_then(|k| k.as_str()).map(str::to_string);
+            let Some(kind) = kind else {
+                problems.push(format!(
+                    "stages[{i}]: missing `kind` (one of: {})",
+                    StageConfig::KINDS.join(", ")
+                ));
+                continue;
+            };
+            let name = match table.remove("name") {
+                None => kind.clone(),
+                Some(toml::Value::String(name)) => name,
+                Some(other) => {
+                    problems.push(format!("stages[{i}]: `name` must be a string, found {}", other.type_str()));
+                    continue;
+                }
+            };
+            if name.is_empty() || name.starts_with(['_', '.']) || name.contains(['/', '\\']) {
+                problems.push(format!(
+                    "stages[{i}]: name '{name}' must be non-empty, contain no '/' and not start with '_' or '.'"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                problems.push(format!(
+                    "stages[{i}]: a stage named '{name}' already exists; give one of them another `name`"
+                ));
+            }
+            match StageConfig::deserialize(toml::Value::Table(table)) {
+                Ok(config) => {
+                    if let Err(e) = config.build() {
+                        problems.push(format!("stage '{name}': {e}"));
+                    }
+                    stages.push(StageEntry { name, config });
+                }
+                Err(e) => problems.push(format!(
+                    "stage '{name}': {} (kinds: {})",
+                    e.to_string().trim(),
+                    StageConfig::KINDS.join(", ")
+                )),
+            }
+        }
+        if stages.is_empty() && problems.is_empty() {
+            problems.push("no [[stages]]: add at least one".into());
+        }
+        if !(0.0..=1.0).contains(&raw.run.max_error_rate) {
+            problems.push(format!("run.max_error_rate must be within 0..1, got {}", raw.run.max_error_rate));
+        }
+        if !(1..=22).contains(&raw.output.compression_level) {
+            problems.push(format!(
+                "output.compression_level must be within 1..22, got {}",
+                raw.output.compression_level
+            ));
+        }
+        if raw.input.max_record_bytes == 0 {
+            problems.push("input.max_record_bytes must be positive".into());
+        }
+        if !problems.is_empty() {
+            return Err(config_error(format!("{} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            input: raw.input,
+            output: raw.output,
+            run: raw.run,
+            stages,
+        })
+    }
+
+    /// Position of the stage named `name`; the error lists the stage names.
+    pub fn stage_index(&self, name: &str) -> Result<usize> {
+        self.stages.iter().position(|s| s.name == name).ok_or_else(|| Error::Config {
+            path: self.path.clone(),
+            message: format!(
+                "no stage named '{name}'; stages are: {}",
+                self.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineConfig> {
+        PipelineConfig::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = parse(
+            r#"
+            [input]
+            path = "in"
+            [output]
+            path = "out"
+            [[stages]]
+            kind = "exact_dedup"
+            [[stages]]
+            kind = "langid"
+            name = "lang"
+            keep = ["en"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.stages.len(), 2);
+        assert_eq!(c.stages[0].name, "exact_dedup");
+        assert_eq!(c.stages[1].name, "lang");
+        assert_eq!(c.output.compression_level, 3);
+        assert_eq!(c.run.max_error_rate, 0.01);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let err = parse(
+            r#"
+            [input]
+            path = "in"
+            [output]
+            path = "out"
+            compression_level = 40
+            [[stages]]
+            kind = "langid"
+            sample_byte = 10
+            [[stages]]
+            kind = "nope"
+            [[stages]]
+            kind = "exact_dedup"
+            name = "langid"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("sample_byte"), "{err}");
+        assert!(err.contains("nope"), "{err}");
+        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains("compression_level"), "{err}");
+    }
+}

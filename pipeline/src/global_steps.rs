@@ -1,0 +1,347 @@
+//! The `scan` and `resolve` steps of global stages, their work files, and the
+//! stage summary written once every shard is done.
+//!
+//! Work files (little-endian), under the stage's `_work/`:
+//!
+//! ```text
+//! scan/<shard index>.bin      "THRSCAN1" wall:f64 cpu:f64 partitions:u32
+//!                             partitions × (offset:u64 len:u64)
+//!                             sections of records: (len:u32 bytes)*
+//! resolve/<partition>.bin     "THRRSLV1" wall:f64 cpu:f64 entries:u32
+//!                             entries × (shard:u32 offset:u64 len:u64)
+//!                             sections of verdicts: (record:u64 len:u32 bytes)*
+//! ```
+//!
+//! The tables let each later step fetch only its own section with a ranged
+//! read, so no task ever reads more than its share.
+
+use std::collections::{BTreeSet, HashMap};
+
+use thresher_manifests::{shard_manifest_key, Counts, ShardManifest, StageManifest, StageStats, Timing, STAGE_MANIFEST_KEY, TOOL_VERSION};
+use thresher_stages::{GlobalStage, Position};
+
+use crate::error::{Error, Result};
+use crate::runner::{Pipeline, RunOptions, StagePlan, Stopwatch, Tasks, MANIFEST_PREFIX, WORK_PREFIX};
+use crate::shard::{InputShard, Item, ShardRecords};
+use crate::storage::Storage;
+
+const SCAN_MAGIC: &[u8; 8] = b"THRSCAN1";
+const RESOLVE_MAGIC: &[u8; 8] = b"THRRSLV1";
+/// magic + wall + cpu + count
+const FIXED_HEADER: usize = 8 + 8 + 8 + 4;
+
+fn scan_key(shard: u32) -> String {
+    format!("{WORK_PREFIX}scan/{shard:06}.bin")
+}
+
+fn resolve_key(partition: u32) -> String {
+    format!("{WORK_PREFIX}resolve/{partition:06}.bin")
+}
+
+/// Builds a work file: fixed header, table, then the sections.
+fn work_file(magic: &[u8; 8], timing: Timing, table: &[Vec<u8>], sections: &[Vec<u8>]) -> Vec<u8> {
+    let table_len: usize = table.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(FIXED_HEADER + table_len + sections.iter().map(Vec::len).sum::<usize>());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&timing.wall_seconds.to_le_bytes());
+    out.extend_from_slice(&timing.cpu_seconds.to_le_bytes());
+    out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    for entry in table {
+        out.extend_from_slice(entry);
+    }
+    for section in sections {
+        out.extend_from_slice(section);
+    }
+    out
+}
+
+/// The fixed header and table of a work file.
+struct WorkHeader {
+    timing: Timing,
+    table: Vec<u8>,
+    count: usize,
+}
+
+fn read_header(storage: &dyn Storage, key: &str, magic: &[u8; 8], entry_len: usize) -> Result<WorkHeader> {
+    let corrupt = |what: &str| Error::Input(format!("{}: corrupt work file ({what}); delete it and rerun its step", storage.url_of(key)));
+    let fixed = storage.read_range(key, 0, FIXED_HEADER as u64)?;
+    if &fixed[..8] != magic {
+        return Err(corrupt("bad magic"));
+    }
+    let f64_at = |i: usize| f64::from_le_bytes(fixed[i..i + 8].try_into().unwrap());
+    let count = u32::from_le_bytes(fixed[24..28].try_into().unwrap()) as usize;
+    let table = storage.read_range(key, FIXED_HEADER as u64, (count * entry_len) as u64)?;
+    Ok(WorkHeader {
+        timing: Timing {
+            wall_seconds: f64_at(8),
+            cpu_seconds: f64_at(16),
+        },
+        table,
+        count,
+    })
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
+}
+
+/// Splits `(len:u32 bytes)*` framing.
+fn split_framed(mut bytes: &[u8], key: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 4 {
+            return Err(Error::Input(format!("{key}: truncated record frame")));
+        }
+        let len = u32_at(bytes, 0) as usize;
+        if bytes.len() < 4 + len {
+            return Err(Error::Input(format!("{key}: truncated record")));
+        }
+        out.push(bytes[4..4 + len].to_vec());
+        bytes = &bytes[4 + len..];
+    }
+    Ok(out)
+}
+
+impl Pipeline {
+    pub(crate) fn scan_step(&self, stage: &StagePlan, global: &dyn GlobalStage, shards: &[InputShard], tasks: Tasks) -> Result<(usize, usize)> {
+        let input = self.input_storage(stage);
+        let partitions = global.partitions() as usize;
+        self.for_each_unit(
+            stage,
+            "scan",
+            shards,
+            tasks,
+            |shard| stage.output.exists(&scan_key(shard.index)),
+            |shard| shard.size,
+            |shard, progress| {
+                let clock = Stopwatch::start();
+                let mut sections = vec![Vec::new(); partitions];
+                let records = ShardRecords::open(input.as_ref(), shard, self.policy(stage), Some(progress.clone()))?;
+                for (index, item) in records {
+                    if let Item::Document(doc) = item {
+                        let position = Position { shard: shard.index, record: index };
+                        if let Some(record) = global.scan(&doc, position) {
+                            let section = &mut sections[record.partition as usize % partitions];
+                            section.extend_from_slice(&(record.bytes.len() as u32).to_le_bytes());
+                            section.extend_from_slice(&record.bytes);
+                        }
+                    }
+                }
+                let mut offset = (FIXED_HEADER + 16 * partitions) as u64;
+                let table: Vec<Vec<u8>> = sections
+                    .iter()
+                    .map(|s| {
+                        let mut entry = offset.to_le_bytes().to_vec();
+                        entry.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                        offset += s.len() as u64;
+                        entry
+                    })
+                    .collect();
+                stage.output.write_all(&scan_key(shard.index), &work_file(SCAN_MAGIC, clock.stop(), &table, &sections))
+            },
+        )
+    }
+
+    /// Keys present under a prefix, as a set.
+    fn keys_under(&self, storage: &dyn Storage, prefix: &str) -> Result<BTreeSet<String>> {
+        Ok(storage.list(prefix)?.into_iter().map(|o| o.key).collect())
+    }
+
+    fn require_all(&self, stage: &StagePlan, step: &str, needs: &str, expected: &[String]) -> Result<()> {
+        let present = self.keys_under(stage.output.as_ref(), &format!("{WORK_PREFIX}{needs}/"))?;
+        let missing = expected.iter().filter(|k| !present.contains(*k)).count();
+        if missing > 0 {
+            return Err(Error::NotReady(format!(
+                "stage '{}' step {step} needs the {needs} step finished for all {} unit(s), but {missing} are missing; \
+                 run `--step {needs}` for every task first (on Slurm: afterok of the {needs} array)",
+                stage.name,
+                expected.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn resolve_step(&self, stage: &StagePlan, global: &dyn GlobalStage, shards: &[InputShard], tasks: Tasks) -> Result<(usize, usize)> {
+        let expected: Vec<String> = shards.iter().map(|s| scan_key(s.index)).collect();
+        self.require_all(stage, "resolve", "scan", &expected)?;
+        let partitions: Vec<u32> = (0..global.partitions()).collect();
+        let out = stage.output.as_ref();
+        self.for_each_unit(
+            stage,
+            "resolve",
+            &partitions,
+            tasks,
+            |p| out.exists(&resolve_key(*p)),
+            |_| 1,
+            |&p, progress| {
+                let clock = Stopwatch::start();
+                let mut records = Vec::new();
+                for shard in shards {
+                    let key = scan_key(shard.index);
+                    let header = read_header(out, &key, SCAN_MAGIC, 16)?;
+                    if p as usize >= header.count {
+                        return Err(Error::Input(format!("{}: has {} partitions, expected {}", out.url_of(&key), header.count, partitions.len())));
+                    }
+                    let (offset, len) = (u64_at(&header.table, 16 * p as usize), u64_at(&header.table, 16 * p as usize + 8));
+                    records.extend(split_framed(&out.read_range(&key, offset, len)?, &key)?);
+                }
+                let mut verdicts = global.resolve(p, records)?;
+                verdicts.sort_by_key(|v| v.position);
+                // One section per shard that has verdicts, in shard order.
+                let mut table = Vec::new();
+                let mut sections: Vec<Vec<u8>> = Vec::new();
+                let mut current: Option<u32> = None;
+                for v in &verdicts {
+                    if current != Some(v.position.shard) {
+                        current = Some(v.position.shard);
+                        sections.push(Vec::new());
+                        table.push(v.position.shard);
+                    }
+                    let section = sections.last_mut().unwrap();
+                    section.extend_from_slice(&v.position.record.to_le_bytes());
+                    section.extend_from_slice(&(v.bytes.len() as u32).to_le_bytes());
+                    section.extend_from_slice(&v.bytes);
+                }
+                let mut offset = (FIXED_HEADER + 20 * table.len()) as u64;
+                let table: Vec<Vec<u8>> = table
+                    .iter()
+                    .zip(&sections)
+                    .map(|(shard, section)| {
+                        let mut entry = shard.to_le_bytes().to_vec();
+                        entry.extend_from_slice(&offset.to_le_bytes());
+                        entry.extend_from_slice(&(section.len() as u64).to_le_bytes());
+                        offset += section.len() as u64;
+                        entry
+                    })
+                    .collect();
+                progress.inc_bytes(1);
+                out.write_all(&resolve_key(p), &work_file(RESOLVE_MAGIC, clock.stop(), &table, &sections))
+            },
+        )
+    }
+
+    pub(crate) fn require_resolved(&self, stage: &StagePlan, global: &dyn GlobalStage) -> Result<()> {
+        let expected: Vec<String> = (0..global.partitions()).map(resolve_key).collect();
+        self.require_all(stage, "apply", "resolve", &expected)
+    }
+
+    /// Every verdict about one shard's documents, by record index.
+    pub(crate) fn verdicts_for(&self, stage: &StagePlan, global: &dyn GlobalStage, shard: &InputShard) -> Result<HashMap<u64, Vec<u8>>> {
+        let out = stage.output.as_ref();
+        let mut verdicts = HashMap::new();
+        for p in 0..global.partitions() {
+            let key = resolve_key(p);
+            let header = read_header(out, &key, RESOLVE_MAGIC, 20)?;
+            let entries: Vec<(u32, u64, u64)> = (0..header.count)
+                .map(|i| (u32_at(&header.table, 20 * i), u64_at(&header.table, 20 * i + 4), u64_at(&header.table, 20 * i + 12)))
+                .collect();
+            let Ok(found) = entries.binary_search_by_key(&shard.index, |e| e.0) else {
+                continue;
+            };
+            let (_, offset, len) = entries[found];
+            let section = out.read_range(&key, offset, len)?;
+            let mut rest = section.as_slice();
+            while !rest.is_empty() {
+                if rest.len() < 12 || rest.len() < 12 + u32_at(rest, 8) as usize {
+                    return Err(Error::Input(format!("{}: truncated verdict; delete it and rerun resolve", out.url_of(&key))));
+                }
+                let record = u64_at(rest, 0);
+                let len = u32_at(rest, 8) as usize;
+                verdicts.insert(record, rest[12..12 + len].to_vec());
+                rest = &rest[12 + len..];
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Time spent in the global steps, from their work files.
+    fn work_timing(&self, stage: &StagePlan) -> Result<Timing> {
+        let mut total = Timing::default();
+        let out = stage.output.as_ref();
+        for object in out.list(WORK_PREFIX)? {
+            let (magic, entry) = if object.key.contains("/scan/") { (SCAN_MAGIC, 16) } else { (RESOLVE_MAGIC, 20) };
+            total += read_header(out, &object.key, magic, entry)?.timing;
+        }
+        Ok(total)
+    }
+
+    /// Checks the error budget over the shards done so far and, when every
+    /// shard is done, writes the stage summary and removes scratch files.
+    /// Returns whether the stage is complete.
+    pub(crate) fn finalize(&self, stage: &StagePlan, shards: &[InputShard], options: &RunOptions) -> Result<bool> {
+        let out = stage.output.as_ref();
+        let present = self.keys_under(out, MANIFEST_PREFIX)?;
+        let mut counts = Counts::default();
+        let mut stats = StageStats::default();
+        let mut timing = Timing::default();
+        let mut done = 0;
+        for shard in shards {
+            let key = shard_manifest_key(&shard.output_name);
+            if !present.contains(&key) {
+                continue;
+            }
+            let manifest = ShardManifest::from_json(&out.url_of(&key), &out.read_all(&key)?)?;
+            if manifest.config_hash != stage.config_hash {
+                continue;
+            }
+            done += 1;
+            counts += &manifest.counts;
+            stats += &manifest.stats;
+            timing += manifest.timing;
+        }
+        counts.check().map_err(|e| Error::Input(format!("stage '{}': manifests do not add up: {e}", stage.name)))?;
+        let max_rate = options.max_error_rate.unwrap_or(self.config.run.max_error_rate);
+        if counts.documents_in > 0 && counts.quarantined as f64 > max_rate * counts.documents_in as f64 {
+            return Err(Error::TooManyErrors(format!(
+                "stage '{}': {} of {} records ({:.2}%) could not be read and were quarantined, above max_error_rate \
+                 ({:.2}%). They are kept with file, line and reason in {}/_quarantine/. Fix the input, or accept \
+                 them with --max-error-rate {:.2} (or [run] max_error_rate) and rerun: finished shards are not redone.",
+                stage.name,
+                counts.quarantined,
+                counts.documents_in,
+                100.0 * counts.quarantined as f64 / counts.documents_in as f64,
+                100.0 * max_rate,
+                stage.output_url,
+                (counts.quarantined as f64 / counts.documents_in as f64 + 0.005).min(1.0),
+            )));
+        }
+        if done < shards.len() {
+            tracing::info!(
+                "stage '{}': {done} of {} shards done; it completes when the other tasks finish theirs",
+                stage.name,
+                shards.len()
+            );
+            return Ok(false);
+        }
+        timing += self.work_timing(stage)?;
+        let summary = StageManifest {
+            stage: stage.name.clone(),
+            kind: stage.kind.to_string(),
+            position: stage.position,
+            config_hash: stage.config_hash.clone(),
+            config: stage.config_json.clone(),
+            version: TOOL_VERSION.into(),
+            input: stage.input_url.clone(),
+            shards: shards.iter().map(|s| s.output_name.clone()).collect(),
+            counts,
+            stats,
+            timing,
+        };
+        out.write_all(STAGE_MANIFEST_KEY, &serde_json::to_vec_pretty(&summary).expect("json"))?;
+        self.clean_scratch(stage)?;
+        let c = &summary.counts;
+        tracing::info!(
+            "stage '{}' complete: {} in, {} out, {} rejected, {} quarantined",
+            stage.name,
+            c.documents_in,
+            c.documents_out,
+            c.rejected_total(),
+            c.quarantined
+        );
+        Ok(true)
+    }
+}

@@ -1,0 +1,770 @@
+//! The runner: picks this task's shards, runs a stage's steps over them,
+//! commits outputs atomically, writes manifests and skips finished work.
+//!
+//! Layout of a stage's folder `<output>/<stage>/`:
+//!
+//! ```text
+//! <shard>.jsonl.zst               documents the stage kept
+//! _rejected/<shard>.jsonl.zst     documents it dropped, with the reason
+//! _quarantine/<shard>.jsonl.zst   records that could not be read, raw bytes kept
+//! _manifest/config.json           the configuration the folder was made with
+//! _manifest/<shard>.json          one per output shard, committed last
+//! _manifest/stage.json            the summary, once every shard is done
+//! _work/                          artifacts of global steps (removed at the end)
+//! _tmp/                           objects being written (never read)
+//! ```
+//!
+//! A shard is done when its manifest exists; everything it lists was committed
+//! before it. Rerunning therefore resumes, and because every output is a
+//! deterministic function of the input and the config, a resumed run writes
+//! the same bytes as an uninterrupted one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use thresher_manifests::{
+    shard_manifest_key, Counts, ObjectInfo, ShardManifest, StageLock, StageManifest, StageStats, Timing,
+    STAGE_LOCK_KEY, STAGE_MANIFEST_KEY, TOOL_VERSION,
+};
+use thresher_stages::{Decision, Document, GlobalStage, Position, Stage};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::readers::{format_of, shard_stem, Format, ReadLimits};
+use crate::shard::{InputShard, Item, ReadPolicy, ShardRecords};
+use crate::storage::{join_url, open_url, LocalStorage, ObjectMeta, Storage, TEMP_PREFIX};
+use crate::writer::{quarantine_line, rejected_line, JsonlZstWriter};
+
+pub const REJECTED_PREFIX: &str = "_rejected/";
+pub const QUARANTINE_PREFIX: &str = "_quarantine/";
+pub(crate) const WORK_PREFIX: &str = "_work/";
+pub(crate) const MANIFEST_PREFIX: &str = "_manifest/";
+
+/// Which share of the work this process does: items `i` with `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tasks {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Tasks {
+    pub const ALL: Tasks = Tasks { index: 0, count: 1 };
+
+    pub fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count {
+            return Err(Error::Input(format!(
+                "task index {index} is out of range for {count} task(s): it must be below the task count"
+            )));
+        }
+        Ok(Self { index, count })
+    }
+
+    pub fn owns(&self, item: usize) -> bool {
+        item % self.count == self.index
+    }
+}
+
+/// Options of `thresher run` beyond the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run only this stage (else every stage in order).
+    pub stage: Option<String>,
+    /// Run only this step of the stage (`scan`, `resolve`, `apply`).
+    pub step: Option<String>,
+    pub tasks: Tasks,
+    /// Delete outputs made with another configuration and rebuild them.
+    pub force: bool,
+    /// Overrides `run.max_error_rate`.
+    pub max_error_rate: Option<f64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            stage: None,
+            step: None,
+            tasks: Tasks::ALL,
+            force: false,
+            max_error_rate: None,
+        }
+    }
+}
+
+/// Where a stage reads from.
+pub(crate) enum StageInput {
+    /// The pipeline's input files.
+    Raw { storage: Arc<dyn Storage>, single_key: Option<String> },
+    /// The committed output of the previous stage.
+    Upstream { position: usize },
+}
+
+/// One configured stage, resolved: its storage, config hash and built stage.
+pub struct StagePlan {
+    pub position: usize,
+    pub name: String,
+    pub kind: &'static str,
+    pub config_json: Value,
+    pub config_hash: String,
+    pub output_url: String,
+    pub output: Arc<dyn Storage>,
+    pub stage: Stage,
+    pub(crate) input: StageInput,
+    pub(crate) input_url: String,
+}
+
+/// A pipeline ready to run: the config plus every stage's plan.
+pub struct Pipeline {
+    pub config: PipelineConfig,
+    pub stages: Vec<StagePlan>,
+    policy_raw: ReadPolicy,
+    policy_upstream: ReadPolicy,
+}
+
+fn hash_hex(value: &Value) -> String {
+    // serde_json maps are ordered by key, so equal configs give equal bytes.
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(value).expect("json")))
+}
+
+/// Opens the pipeline's input: a folder, or one file (its folder becomes the root).
+fn open_input(url: &str) -> Result<(Arc<dyn Storage>, Option<String>)> {
+    let local = url.strip_prefix("file://").unwrap_or(url);
+    if !url.contains("://") || url.starts_with("file://") {
+        let path = std::path::Path::new(local);
+        if !path.exists() {
+            return Err(Error::Input(format!(
+                "input path '{url}' does not exist; set [input] path to a folder or file of documents"
+            )));
+        }
+        if path.is_file() {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let key = path.file_name().expect("a file has a name").to_string_lossy().into_owned();
+            return Ok((Arc::new(LocalStorage::new(parent)), Some(key)));
+        }
+    }
+    Ok((open_url(url)?, None))
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Result<Self> {
+        let (raw_storage, single_key) = open_input(&config.input.path)?;
+        let mut raw = Some(StageInput::Raw { storage: raw_storage, single_key });
+        let mut stages = Vec::new();
+        // The first stage's hash covers how the input is read; each later
+        // stage's hash covers its upstream's, so a change anywhere upstream
+        // marks everything after it as changed.
+        let mut upstream_hash = hash_hex(&json!({
+            "input": config.input.path,
+            "format": config.input.format,
+            "source": config.input.source,
+            "max_record_bytes": config.input.max_record_bytes,
+            "reject_empty_text": config.run.reject_empty_text,
+        }));
+        let mut input_url = config.input.path.clone();
+        for (position, entry) in config.stages.iter().enumerate() {
+            let config_json = serde_json::to_value(&entry.config).expect("configs serialize");
+            let config_hash = hash_hex(&json!({
+                "name": entry.name,
+                "config": config_json,
+                "upstream": upstream_hash,
+                "compression_level": config.output.compression_level,
+            }));
+            let output_url = join_url(&config.output.path, &entry.name);
+            let input = match raw.take() {
+                Some(raw) => raw,
+                None => StageInput::Upstream { position: position - 1 },
+            };
+            stages.push(StagePlan {
+                position,
+                name: entry.name.clone(),
+                kind: entry.config.kind(),
+                output: open_url(&output_url)?,
+                output_url: output_url.clone(),
+                stage: entry.config.build()?,
+                config_json,
+                config_hash: config_hash.clone(),
+                input,
+                input_url: input_url.clone(),
+            });
+            upstream_hash = config_hash;
+            input_url = output_url;
+        }
+        let limits = ReadLimits {
+            max_record_bytes: config.input.max_record_bytes,
+        };
+        let policy_raw = ReadPolicy {
+            limits,
+            default_source: config.input.source.clone(),
+            reject_empty_text: config.run.reject_empty_text,
+        };
+        // Upstream shards were written by thresher: their records can be as
+        // long as anything it accepted.
+        let policy_upstream = ReadPolicy {
+            limits: ReadLimits { max_record_bytes: usize::MAX },
+            default_source: None,
+            reject_empty_text: config.run.reject_empty_text,
+        };
+        Ok(Self {
+            config,
+            stages,
+            policy_raw,
+            policy_upstream,
+        })
+    }
+
+    pub(crate) fn input_storage(&self, stage: &StagePlan) -> Arc<dyn Storage> {
+        match &stage.input {
+            StageInput::Raw { storage, .. } => storage.clone(),
+            StageInput::Upstream { position } => self.stages[*position].output.clone(),
+        }
+    }
+
+    pub(crate) fn policy(&self, stage: &StagePlan) -> &ReadPolicy {
+        match stage.input {
+            StageInput::Raw { .. } => &self.policy_raw,
+            StageInput::Upstream { .. } => &self.policy_upstream,
+        }
+    }
+
+    /// The stage summary, if the stage is complete with its current config.
+    pub fn completed(&self, stage: &StagePlan) -> Result<Option<StageManifest>> {
+        if !stage.output.exists(STAGE_MANIFEST_KEY)? {
+            return Ok(None);
+        }
+        let bytes = stage.output.read_all(STAGE_MANIFEST_KEY)?;
+        let manifest = StageManifest::from_json(&stage.output.url_of(STAGE_MANIFEST_KEY), &bytes)?;
+        Ok((manifest.config_hash == stage.config_hash).then_some(manifest))
+    }
+
+    /// The stage's input shards, sorted; their positions never depend on tasks.
+    pub fn input_shards(&self, stage: &StagePlan) -> Result<Vec<InputShard>> {
+        match &stage.input {
+            StageInput::Upstream { position } => {
+                let upstream = &self.stages[*position];
+                let Some(summary) = self.completed(upstream)? else {
+                    return Err(Error::NotReady(format!(
+                        "stage '{}' reads the output of stage '{}', which is not complete with the current config; \
+                         run `thresher run {} --stage {}` first",
+                        stage.name,
+                        upstream.name,
+                        self.config.path.display(),
+                        upstream.name
+                    )));
+                };
+                let sizes: HashMap<String, u64> = upstream
+                    .output
+                    .list("")?
+                    .into_iter()
+                    .map(|o| (o.key, o.size))
+                    .collect();
+                Ok(summary
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| InputShard {
+                        index: i as u32,
+                        key: name.clone(),
+                        size: sizes.get(name).copied().unwrap_or(0),
+                        format: Format::Jsonl,
+                        output_name: name.clone(),
+                    })
+                    .collect())
+            }
+            StageInput::Raw { storage, single_key } => {
+                let objects = match single_key {
+                    Some(key) => storage.list(key)?.into_iter().filter(|o| &o.key == key).collect(),
+                    None => storage.list("")?,
+                };
+                raw_input_shards(objects, self.config.input.format.fixed(), &stage.input_url)
+            }
+        }
+    }
+}
+
+/// Chooses the input files and names their outputs. Files under `_` or `.`
+/// folders are never data; files of unknown format are skipped with a warning.
+fn raw_input_shards(objects: Vec<ObjectMeta>, fixed: Option<Format>, url: &str) -> Result<Vec<InputShard>> {
+    let mut skipped = Vec::new();
+    let mut shards = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for object in objects {
+        if object.key.split('/').any(|part| part.starts_with(['_', '.'])) {
+            continue;
+        }
+        let Some(format) = fixed.or_else(|| format_of(&object.key)) else {
+            skipped.push(object.key);
+            continue;
+        };
+        let output_name = format!("{}.jsonl.zst", shard_stem(&object.key));
+        if let Some(other) = names.insert(output_name.clone(), object.key.clone()) {
+            return Err(Error::Input(format!(
+                "input files '{other}' and '{}' would both be written as '{output_name}'; rename one of them",
+                object.key
+            )));
+        }
+        shards.push(InputShard {
+            index: 0,
+            key: object.key,
+            size: object.size,
+            format,
+            output_name,
+        });
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "skipping {} input file(s) whose names have no known format (set [input] format to read them): {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
+    }
+    if shards.is_empty() {
+        return Err(Error::Input(format!(
+            "no input files found at '{url}' (looked for .jsonl, .json, .ndjson, .parquet, .wet, .warc.wet, \
+             optionally .gz or .zst)"
+        )));
+    }
+    shards.sort_by(|a, b| a.key.cmp(&b.key));
+    for (i, shard) in shards.iter_mut().enumerate() {
+        shard.index = i as u32;
+    }
+    Ok(shards)
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a full rusage into the pointer it is given.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) != 0 {
+            return 0.0;
+        }
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Measures wall and CPU time of work done on the current thread.
+pub(crate) struct Stopwatch {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: thread_cpu_seconds(),
+        }
+    }
+    pub(crate) fn stop(&self) -> Timing {
+        Timing {
+            wall_seconds: self.wall.elapsed().as_secs_f64(),
+            cpu_seconds: thread_cpu_seconds() - self.cpu,
+        }
+    }
+}
+
+/// What one `thresher run` did, for the closing log line and for tests.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    pub stages: Vec<StageReport>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StageReport {
+    pub stage: String,
+    /// Per step: (step, units done now, units skipped as already done).
+    pub steps: Vec<(String, usize, usize)>,
+    pub complete: bool,
+}
+
+impl Pipeline {
+    /// Runs the stages (or the one stage / step) the options name.
+    pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
+        let selected: Vec<&StagePlan> = match &options.stage {
+            Some(name) => vec![&self.stages[self.config.stage_index(name)?]],
+            None => {
+                if options.step.is_some() {
+                    return Err(Error::Input("--step needs --stage: a step belongs to one stage".into()));
+                }
+                self.stages.iter().collect()
+            }
+        };
+        let mut report = RunReport::default();
+        for stage in selected {
+            report.stages.push(self.run_stage(stage, options)?);
+        }
+        Ok(report)
+    }
+
+    fn run_stage(&self, stage: &StagePlan, options: &RunOptions) -> Result<StageReport> {
+        let steps = stage.stage.steps();
+        if let Some(step) = &options.step {
+            if !steps.contains(&step.as_str()) {
+                return Err(Error::Input(format!(
+                    "stage '{}' ({}) has no step '{step}'; its steps are: {}",
+                    stage.name,
+                    stage.kind,
+                    steps.join(", ")
+                )));
+            }
+        }
+        let mut report = StageReport {
+            stage: stage.name.clone(),
+            ..Default::default()
+        };
+        self.ensure_lock(stage, options.force)?;
+        if self.completed(stage)?.is_some() {
+            tracing::info!("stage '{}' is already complete with this config; skipping it", stage.name);
+            // A run killed right after the summary was written may have left these.
+            self.clean_scratch(stage)?;
+            report.complete = true;
+            return Ok(report);
+        }
+        let shards = self.input_shards(stage)?;
+        for step in steps {
+            if options.step.as_ref().is_some_and(|s| s != step) {
+                continue;
+            }
+            let (done, skipped) = match (&stage.stage, *step) {
+                (Stage::Document(doc_stage), "apply") => self.apply_step(stage, &shards, options.tasks, &|doc, _, stats| doc_stage.process(doc, stats), None)?,
+                (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks)?,
+                (Stage::Global(global), "resolve") => self.resolve_step(stage, global.as_ref(), &shards, options.tasks)?,
+                (Stage::Global(global), "apply") => {
+                    self.require_resolved(stage, global.as_ref())?;
+                    let global = global.as_ref();
+                    self.apply_step(stage, &shards, options.tasks, &|doc, context, stats| global.apply(doc, context.verdict, stats), Some(global))?
+                }
+                _ => unreachable!("steps() lists only these"),
+            };
+            report.steps.push((step.to_string(), done, skipped));
+        }
+        report.complete = self.finalize(stage, &shards, options)?;
+        Ok(report)
+    }
+
+    /// Writes or checks `_manifest/config.json`, so that no folder ever mixes
+    /// outputs of two configurations.
+    fn ensure_lock(&self, stage: &StagePlan, force: bool) -> Result<()> {
+        let out = &stage.output;
+        if out.exists(STAGE_LOCK_KEY)? {
+            let bytes = out.read_all(STAGE_LOCK_KEY)?;
+            let lock: StageLock = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Input(format!("{}: not a thresher stage lock: {e}", out.url_of(STAGE_LOCK_KEY)))
+            })?;
+            if lock.config_hash == stage.config_hash {
+                return Ok(());
+            }
+            if !force {
+                return Err(Error::ConfigChanged(format!(
+                    "stage '{}' at {} was built with another configuration (config hash {}, now {}): \
+                     its config or an earlier stage's changed. Rerun with --force to delete its outputs and \
+                     rebuild it, or restore the previous config.",
+                    stage.name, stage.output_url, lock.config_hash, stage.config_hash
+                )));
+            }
+            tracing::warn!("--force: deleting the outputs of stage '{}' at {}", stage.name, stage.output_url);
+            out.delete_prefix("")?;
+        } else {
+            let foreign: Vec<_> = out.list("")?.into_iter().filter(|o| !o.key.starts_with(TEMP_PREFIX)).collect();
+            if !foreign.is_empty() {
+                if !force {
+                    return Err(Error::ConfigChanged(format!(
+                        "stage '{}': folder {} holds {} file(s) but no thresher stage lock ({}); \
+                         choose another [output] path, or rerun with --force to delete them",
+                        stage.name,
+                        stage.output_url,
+                        foreign.len(),
+                        STAGE_LOCK_KEY
+                    )));
+                }
+                out.delete_prefix("")?;
+            }
+        }
+        let lock = StageLock {
+            stage: stage.name.clone(),
+            config_hash: stage.config_hash.clone(),
+            config: stage.config_json.clone(),
+            version: TOOL_VERSION.into(),
+        };
+        out.write_all(STAGE_LOCK_KEY, &serde_json::to_vec_pretty(&lock).expect("json"))
+            .map_err(|e| Error::Storage(format!("stage '{}': cannot write its output: {e}", stage.name)))
+    }
+
+    pub(crate) fn clean_scratch(&self, stage: &StagePlan) -> Result<()> {
+        stage.output.delete_prefix(WORK_PREFIX)?;
+        stage.output.delete_prefix(TEMP_PREFIX)
+    }
+
+    /// Runs `work` over this task's units in parallel; returns (done, skipped).
+    pub(crate) fn for_each_unit<T: Sync>(
+        &self,
+        stage: &StagePlan,
+        step: &str,
+        units: &[T],
+        tasks: Tasks,
+        is_done: impl Fn(&T) -> Result<bool> + Sync,
+        size: impl Fn(&T) -> u64 + Sync,
+        work: impl Fn(&T, &Progress) -> Result<()> + Sync,
+    ) -> Result<(usize, usize)> {
+        let mut todo = Vec::new();
+        let mut skipped = 0;
+        for (i, unit) in units.iter().enumerate() {
+            if !tasks.owns(i) {
+                continue;
+            }
+            if is_done(unit)? {
+                skipped += 1;
+            } else {
+                todo.push(unit);
+            }
+        }
+        let progress = Progress::new(&format!("{} {}", stage.name, step), todo.iter().map(|u| size(u)).sum());
+        tracing::info!(
+            "stage '{}' step {step}: {} unit(s) to do, {skipped} already done (task {} of {})",
+            stage.name,
+            todo.len(),
+            tasks.index,
+            tasks.count
+        );
+        let results: Vec<Result<()>> = todo.par_iter().map(|unit| work(unit, &progress)).collect();
+        progress.finish();
+        for result in results {
+            result?;
+        }
+        Ok((todo.len(), skipped))
+    }
+}
+
+/// Per-document context given to the apply closure.
+pub struct DocContext<'v> {
+    pub position: Position,
+    /// The verdict of a global stage's `resolve` step about this document.
+    pub verdict: Option<&'v [u8]>,
+}
+
+type Decide<'a> = dyn Fn(&mut Document, &DocContext<'_>, &mut StageStats) -> Decision + Sync + 'a;
+
+impl Pipeline {
+    fn apply_step(&self, stage: &StagePlan, shards: &[InputShard], tasks: Tasks, decide: &Decide, global: Option<&dyn GlobalStage>) -> Result<(usize, usize)> {
+        let input = self.input_storage(stage);
+        self.for_each_unit(
+            stage,
+            "apply",
+            shards,
+            tasks,
+            |shard| self.shard_done(stage, shard),
+            |shard| shard.size,
+            |shard, progress| {
+                let verdicts = match global {
+                    Some(g) => self.verdicts_for(stage, g, shard)?,
+                    None => HashMap::new(),
+                };
+                self.process_shard(stage, input.as_ref(), shard, &verdicts, decide, progress)
+            },
+        )
+    }
+
+    fn shard_done(&self, stage: &StagePlan, shard: &InputShard) -> Result<bool> {
+        let key = shard_manifest_key(&shard.output_name);
+        if !stage.output.exists(&key)? {
+            return Ok(false);
+        }
+        let manifest = ShardManifest::from_json(&stage.output.url_of(&key), &stage.output.read_all(&key)?)?;
+        Ok(manifest.config_hash == stage.config_hash)
+    }
+
+    /// Reads one shard, applies the stage, writes the output, the sidecars and,
+    /// last, the shard manifest.
+    fn process_shard(
+        &self,
+        stage: &StagePlan,
+        input: &dyn Storage,
+        shard: &InputShard,
+        verdicts: &HashMap<u64, Vec<u8>>,
+        decide: &Decide,
+        progress: &Progress,
+    ) -> Result<()> {
+        let clock = Stopwatch::start();
+        let out = stage.output.as_ref();
+        let level = self.config.output.compression_level;
+        let input_url = input.url_of(&shard.key);
+        let mut records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
+        let mut output = JsonlZstWriter::create(out, &shard.output_name, level)?;
+        let mut rejected: Option<JsonlZstWriter> = None;
+        let mut quarantine: Option<JsonlZstWriter> = None;
+        let mut counts = Counts::default();
+        let mut stats = StageStats::default();
+        let mut reject = |doc: &Document, reason: &'static str, detail: &Value, counts: &mut Counts| -> Result<()> {
+            if rejected.is_none() {
+                rejected = Some(JsonlZstWriter::create(out, &format!("{REJECTED_PREFIX}{}", shard.output_name), level)?);
+            }
+            counts.reject(reason, 1, doc.text.len() as u64);
+            rejected.as_mut().unwrap().write_value(&rejected_line(doc, &stage.name, reason, detail))
+        };
+        for (index, item) in &mut records {
+            counts.documents_in += 1;
+            match item {
+                Item::Bad(bad) => {
+                    if quarantine.is_none() {
+                        quarantine = Some(JsonlZstWriter::create(out, &format!("{QUARANTINE_PREFIX}{}", shard.output_name), level)?);
+                    }
+                    counts.quarantined += 1;
+                    counts.quarantined_bytes += bad.raw.len() as u64;
+                    tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
+                    quarantine.as_mut().unwrap().write_value(&quarantine_line(&input_url, index, &bad))?;
+                }
+                Item::Empty(doc) => {
+                    counts.text_bytes_in += doc.text.len() as u64;
+                    reject(&doc, "empty_text", &Value::Null, &mut counts)?;
+                }
+                Item::Document(mut doc) => {
+                    counts.text_bytes_in += doc.text.len() as u64;
+                    let context = DocContext {
+                        position: Position { shard: shard.index, record: index },
+                        verdict: verdicts.get(&index).map(Vec::as_slice),
+                    };
+                    match decide(&mut doc, &context, &mut stats) {
+                        Decision::Keep => {
+                            counts.documents_out += 1;
+                            counts.text_bytes_out += doc.text.len() as u64;
+                            output.write_document(&doc)?;
+                        }
+                        Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
+                    }
+                }
+            }
+            if index % 1024 == 1023 {
+                progress.add_documents(1024);
+            }
+        }
+        if counts.quarantined > 0 {
+            tracing::warn!(
+                "{input_url}: {} record(s) quarantined to {}",
+                counts.quarantined,
+                out.url_of(&format!("{QUARANTINE_PREFIX}{}", shard.output_name))
+            );
+        }
+        let mut outputs = vec![output.commit()?];
+        for sidecar in [rejected, quarantine].into_iter().flatten() {
+            outputs.push(sidecar.commit()?);
+        }
+        let manifest = ShardManifest {
+            stage: stage.name.clone(),
+            config_hash: stage.config_hash.clone(),
+            version: TOOL_VERSION.into(),
+            shard: shard.output_name.clone(),
+            inputs: vec![ObjectInfo {
+                name: shard.key.clone(),
+                size: records.digest.bytes(),
+                xxh3: records.digest.xxh3_hex(),
+            }],
+            outputs,
+            counts,
+            stats,
+            timing: clock.stop(),
+        };
+        out.write_all(&shard_manifest_key(&shard.output_name), &serde_json::to_vec_pretty(&manifest).expect("json"))
+    }
+}
+
+/// One row of `thresher plan`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedStep {
+    pub stage: String,
+    pub kind: String,
+    pub step: String,
+    /// Units of work (shards, or partitions for `resolve`); `None` while the
+    /// stage's input is not ready.
+    pub units: Option<usize>,
+    pub done: usize,
+    pub tasks: Option<usize>,
+    pub status: String,
+}
+
+impl Pipeline {
+    /// What `thresher plan` shows: every stage's steps, their units of work,
+    /// how many are done, and how many tasks would run them.
+    pub fn plan(&self, tasks: usize) -> Result<Vec<PlannedStep>> {
+        let mut rows = Vec::new();
+        for stage in &self.stages {
+            let complete = self.completed(stage)?.is_some();
+            let lock_changed = match stage.output.exists(thresher_manifests::STAGE_LOCK_KEY)? {
+                false => false,
+                true => {
+                    let lock: Option<StageLock> = serde_json::from_slice(&stage.output.read_all(thresher_manifests::STAGE_LOCK_KEY)?).ok();
+                    lock.is_none_or(|l| l.config_hash != stage.config_hash)
+                }
+            };
+            let shards = if complete { None } else { self.input_shards(stage).ok() };
+            let present: std::collections::BTreeSet<String> = if complete || lock_changed {
+                Default::default()
+            } else {
+                stage.output.list("")?.into_iter().map(|o| o.key).collect()
+            };
+            for step in stage.stage.steps() {
+                let (units, done) = match (&stage.stage, *step, &shards) {
+                    (_, _, None) => (None, 0),
+                    (Stage::Global(g), "resolve", Some(_)) => {
+                        let n = g.partitions() as usize;
+                        (Some(n), present.iter().filter(|k| k.starts_with(&format!("{WORK_PREFIX}resolve/"))).count())
+                    }
+                    (Stage::Global(_), "scan", Some(s)) => {
+                        (Some(s.len()), present.iter().filter(|k| k.starts_with(&format!("{WORK_PREFIX}scan/"))).count())
+                    }
+                    (_, _, Some(s)) => (
+                        Some(s.len()),
+                        s.iter().filter(|sh| present.contains(&shard_manifest_key(&sh.output_name))).count(),
+                    ),
+                };
+                let status = if complete {
+                    "complete".to_string()
+                } else if lock_changed {
+                    "config changed: needs --force".to_string()
+                } else if units.is_none() {
+                    match &stage.input {
+                        StageInput::Upstream { position } => format!("waits for '{}'", self.stages[*position].name),
+                        StageInput::Raw { .. } => "input not found".to_string(),
+                    }
+                } else if units == Some(done) {
+                    "done".to_string()
+                } else {
+                    "to do".to_string()
+                };
+                rows.push(PlannedStep {
+                    stage: stage.name.clone(),
+                    kind: stage.kind.to_string(),
+                    step: step.to_string(),
+                    units,
+                    done,
+                    tasks: units.map(|u| u.min(tasks).max(1)),
+                    status,
+                });
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The plan as a table.
+pub fn render_plan(rows: &[PlannedStep]) -> String {
+    let mut out = format!("{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n", "stage", "kind", "step", "units", "done", "tasks", "status");
+    for r in rows {
+        let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+        out.push_str(&format!(
+            "{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n",
+            r.stage,
+            r.kind,
+            r.step,
+            opt(r.units),
+            r.done,
+            opt(r.tasks),
+            r.status
+        ));
+    }
+    out
+}

@@ -1,0 +1,113 @@
+//! One input shard read as the runner sees it: records numbered, ids made
+//! stable and unique, empty texts flagged. Every step of a stage reads its
+//! shards through [`ShardRecords`], so `scan` and `apply` of a global stage see
+//! exactly the same documents at the same positions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thresher_stages::Document;
+
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::readers::{read_records, BadRecord, DigestingReader, Format, InputDigest, ReadLimits, Record};
+use crate::storage::Storage;
+
+/// An input shard of a stage.
+#[derive(Debug, Clone)]
+pub struct InputShard {
+    /// Position in the sorted list of the stage's input shards.
+    pub index: u32,
+    /// Key under the input storage root.
+    pub key: String,
+    pub size: u64,
+    pub format: Format,
+    /// Key of the output shard (and, under `_rejected/` and `_quarantine/`, of
+    /// its sidecars): derived from `key` alone.
+    pub output_name: String,
+}
+
+/// How the runner reads records beyond the format itself.
+#[derive(Debug, Clone)]
+pub struct ReadPolicy {
+    pub limits: ReadLimits,
+    /// `source` for documents without one.
+    pub default_source: Option<String>,
+    /// Flag empty or whitespace-only texts.
+    pub reject_empty_text: bool,
+}
+
+/// A record of a shard after the runner's shared checks.
+pub enum Item {
+    Document(Document),
+    /// Readable, but the text is empty or whitespace only.
+    Empty(Document),
+    Bad(BadRecord),
+}
+
+pub struct ShardRecords {
+    records: Box<dyn Iterator<Item = Record> + Send>,
+    key: String,
+    policy: ReadPolicy,
+    next_index: u64,
+    /// xxh3-128 of each id seen → record index of its first use.
+    seen_ids: HashMap<u128, u64>,
+    pub digest: Arc<InputDigest>,
+}
+
+impl ShardRecords {
+    pub fn open(storage: &dyn Storage, shard: &InputShard, policy: &ReadPolicy, progress: Option<Progress>) -> Result<Self> {
+        let digest = Arc::new(InputDigest::default());
+        let raw = DigestingReader::new(storage.open(&shard.key)?, digest.clone(), progress);
+        Ok(Self {
+            records: read_records(Box::new(raw), &shard.key, shard.format, policy.limits),
+            key: shard.key.clone(),
+            policy: policy.clone(),
+            next_index: 0,
+            seen_ids: HashMap::new(),
+            digest,
+        })
+    }
+}
+
+impl Iterator for ShardRecords {
+    /// (record index, item)
+    type Item = (u64, Item);
+
+    fn next(&mut self) -> Option<(u64, Item)> {
+        let record = self.records.next()?;
+        let index = self.next_index;
+        self.next_index += 1;
+        let (mut doc, line, offset) = match record {
+            Record::Bad(bad) => return Some((index, Item::Bad(bad))),
+            Record::Document { doc, line, offset } => (doc, line, offset),
+        };
+        if doc.id.is_empty() {
+            // Stable across runs and task counts: the input key and the record index.
+            doc.id = format!("{}#{}", self.key, index);
+        }
+        if doc.source.is_none() {
+            doc.source = self.policy.default_source.clone();
+        }
+        let id_hash = xxhash_rust::xxh3::xxh3_128(doc.id.as_bytes());
+        if let Some(first) = self.seen_ids.get(&id_hash) {
+            // Ids name documents in every sidecar and in packed provenance, so
+            // they must be unique; the later record is kept whole in quarantine.
+            let mut raw = Vec::new();
+            doc.write_json_line(&mut raw);
+            raw.pop();
+            let bad = BadRecord {
+                line,
+                offset,
+                reason: format!("duplicate id '{}' (first used by record {first} of this file)", doc.id),
+                raw,
+            };
+            return Some((index, Item::Bad(bad)));
+        }
+        self.seen_ids.insert(id_hash, index);
+        if self.policy.reject_empty_text && doc.text.trim().is_empty() {
+            return Some((index, Item::Empty(doc)));
+        }
+        Some((index, Item::Document(doc)))
+    }
+}
