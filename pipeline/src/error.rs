@@ -5,11 +5,13 @@ use std::path::PathBuf;
 /// Everything that can stop a command. Messages say what, where, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} '{location}': {source}")]
+    /// The I/O error is part of the message rather than a `source`, so that
+    /// `{:#}` chains do not print it twice.
+    #[error("{what} '{location}': {cause}")]
     Io {
         what: &'static str,
         location: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },
@@ -35,11 +37,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn io(what: &'static str, location: impl std::fmt::Display, source: std::io::Error) -> Self {
+    pub fn io(what: &'static str, location: impl std::fmt::Display, cause: std::io::Error) -> Self {
         Error::Io {
             what,
             location: location.to_string(),
-            source,
+            cause,
         }
     }
 }

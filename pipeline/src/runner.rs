@@ -417,7 +417,12 @@ impl Pipeline {
             stage: stage.name.clone(),
             ..Default::default()
         };
-        self.ensure_lock(stage, options.force)?;
+        self.ensure_lock(stage, options.force).map_err(|e| match e {
+            Error::Io { .. } | Error::Storage(_) => {
+                Error::Storage(format!("stage '{}': cannot use its output folder {}: {e}", stage.name, stage.output_url))
+            }
+            other => other,
+        })?;
         if self.completed(stage)?.is_some() {
             tracing::info!("stage '{}' is already complete with this config; skipping it", stage.name);
             // A run killed right after the summary was written may have left these.
@@ -492,7 +497,6 @@ impl Pipeline {
             version: TOOL_VERSION.into(),
         };
         out.write_all(STAGE_LOCK_KEY, &serde_json::to_vec_pretty(&lock).expect("json"))
-            .map_err(|e| Error::Storage(format!("stage '{}': cannot write its output: {e}", stage.name)))
     }
 
     pub(crate) fn clean_scratch(&self, stage: &StagePlan) -> Result<()> {

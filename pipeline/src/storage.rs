@@ -224,6 +224,25 @@ impl Storage for LocalStorage {
     }
 }
 
+/// Crash testing: with `THRESHER_KILL_AFTER_COMMITS=N` set, the process kills
+/// itself with SIGKILL right after its N-th commit, so tests can stop a run at
+/// exact points (between an output and its manifest, say) and check that the
+/// rerun resumes to the same bytes. Unset, this costs one relaxed load.
+fn crash_test_hook() {
+    use std::sync::OnceLock;
+    static KILL_AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    static COMMITS: AtomicU64 = AtomicU64::new(0);
+    let limit = KILL_AFTER.get_or_init(|| std::env::var("THRESHER_KILL_AFTER_COMMITS").ok().and_then(|v| v.parse().ok()));
+    if let Some(limit) = *limit {
+        if COMMITS.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+            // SAFETY: raising a signal has no memory-safety preconditions.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+    }
+}
+
 struct LocalWriter {
     file: Option<BufWriter<File>>,
     temp: PathBuf,
@@ -255,6 +274,7 @@ impl ObjectWriter for LocalWriter {
         if let Ok(dir) = File::open(parent) {
             let _ = dir.sync_all();
         }
+        crash_test_hook();
         Ok(())
     }
 }

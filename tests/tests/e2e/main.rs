@@ -1,0 +1,9 @@
+//! End-to-end tests: each runs the real `thresher` binary on real text.
+
+mod util;
+
+mod bad_input;
+mod inspect;
+mod quickstart;
+mod resume;
+mod tasks;

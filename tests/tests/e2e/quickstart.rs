@@ -1,0 +1,72 @@
+//! The README's first command on the bundled sample, then `inspect`.
+
+use crate::util::*;
+
+#[test]
+fn quickstart_runs_and_inspects_clean() {
+    let dir = TestDir::new("quickstart");
+    let mut config = std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).unwrap();
+    config = config.replace("\"out/quickstart\"", &format!("{:?}", dir.join("out").to_string_lossy()));
+    let config_path = dir.join("quickstart.toml");
+    std::fs::write(&config_path, config).unwrap();
+    run_expect(thresher(&repo_root(), &["run", config_path.to_str().unwrap()]), 0);
+    let out = run_expect(thresher(&repo_root(), &["inspect", dir.join("out").to_str().unwrap()]), 0);
+    let table = stdout(&out);
+    for stage in ["ingest", "exact_dedup", "langid"] {
+        assert!(table.contains(stage), "{table}");
+    }
+    assert!(table.contains("OK: "), "{table}");
+
+    let root = dir.join("out");
+    let ingest = read_json(&root.join("ingest/_manifest/stage.json"));
+    // 30 Dolma documents + 5 WET conversion records (one of them reusing an id).
+    assert_eq!(ingest["counts"]["documents_in"], 35);
+    assert_eq!(ingest["counts"]["quarantined"], 1);
+    let quarantined = read_zst(&root.join("ingest/_quarantine/commoncrawl/cc_net-sample.jsonl.zst"));
+    assert!(quarantined[0]["reason"].as_str().unwrap().contains("duplicate id"), "{quarantined:?}");
+    assert!(quarantined[0]["file"].as_str().unwrap().ends_with("cc_net-sample.warc.wet"));
+
+    // The mirrored capture is the duplicate; the first copy (sorted input order) is kept.
+    let rejected = read_zst(&root.join("exact_dedup/_rejected/mirror/whirlwind.jsonl.zst"));
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["rejection"]["reason"], "duplicate");
+    assert_eq!(rejected[0]["rejection"]["detail"]["kept_id"], rejected[0]["id"]);
+    let kept = read_zst(&root.join("exact_dedup/commoncrawl/whirlwind.jsonl.zst"));
+    assert_eq!(kept[0]["id"], rejected[0]["id"]);
+
+    // Every document is tagged; the Russian WET record is recognised (the
+    // Chinese one is the record quarantined for its reused id).
+    let mut langs = std::collections::BTreeSet::new();
+    for entry in ["langid/dolma/cc_en_head-0091.jsonl.zst", "langid/commoncrawl/cc_net-sample.jsonl.zst"] {
+        for doc in read_zst(&root.join(entry)) {
+            let meta = &doc["metadata"];
+            assert!(meta["lang_score"].is_number(), "{doc}");
+            assert!(meta["lang_script"].is_string(), "{doc}");
+            langs.insert(meta["lang"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(langs.contains("eng") && langs.contains("rus"), "{langs:?}");
+    let langid = read_json(&root.join("langid/_manifest/stage.json"));
+    assert_eq!(langid["counts"]["documents_in"], 33);
+    assert!(langid["stats"]["documents_by_lang"]["eng"].as_u64().unwrap() >= 30);
+
+    // A second run does nothing and changes nothing.
+    let before = outputs(&root);
+    run_expect(thresher(&repo_root(), &["run", config_path.to_str().unwrap()]), 0);
+    assert_same_outputs(&before, &outputs(&root), "rerun of a finished pipeline");
+}
+
+#[test]
+fn plan_shows_steps_and_progress() {
+    let dir = TestDir::new("plan");
+    let config = write_config(&dir.path, &repo_root().join("examples/data"), "", ALL_STAGES);
+    let out = run_expect(thresher(&dir.path, &["plan", config.to_str().unwrap(), "--tasks", "4"]), 0);
+    let plan = stdout(&out);
+    assert!(plan.contains("exact_dedup") && plan.contains("resolve") && plan.contains("waits for 'ingest'"), "{plan}");
+    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest", "--max-error-rate", "0.05"]), 0);
+    let plan = stdout(&run_expect(thresher(&dir.path, &["plan", config.to_str().unwrap()]), 0));
+    let ingest_line = plan.lines().find(|l| l.starts_with("ingest")).unwrap();
+    assert!(ingest_line.contains("complete"), "{plan}");
+    let scan_line = plan.lines().find(|l| l.contains(" scan ")).unwrap();
+    assert!(scan_line.contains("to do") && scan_line.contains(" 6 "), "{plan}");
+}

@@ -1,0 +1,67 @@
+//! The same stages with 1, 3 and 8 tasks give identical outputs.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// Runs every step of every stage as `tasks` separate processes, in the order a
+/// scheduler would (all tasks of a step, then the next step).
+fn run_as_tasks(dir: &Path, config: &Path, tasks: usize, via_slurm_env: bool) {
+    let steps: &[(&str, &[&str])] = &[("ingest", &["apply"]), ("exact_dedup", &["scan", "resolve", "apply"]), ("langid", &["apply"])];
+    for (stage, stage_steps) in steps {
+        for step in *stage_steps {
+            for index in 0..tasks {
+                let mut cmd = thresher(dir, &["run", config.to_str().unwrap(), "--stage", stage, "--step", step]);
+                if via_slurm_env {
+                    cmd.env("SLURM_ARRAY_TASK_ID", (index + 1).to_string())
+                        .env("SLURM_ARRAY_TASK_MIN", "1")
+                        .env("SLURM_ARRAY_TASK_COUNT", tasks.to_string());
+                } else {
+                    cmd.args(["--task-index", &index.to_string(), "--tasks", &tasks.to_string()]);
+                }
+                run_expect(&mut cmd, 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_three_and_eight_tasks_agree() {
+    let dir = TestDir::new("tasks");
+    let input = dir.join("input");
+    let planted = multilingual_corpus(&input, 10, 60, 7);
+    assert!(planted.len() > 20, "the corpus must plant duplicates");
+    let mut reference = None;
+    for (tasks, via_env) in [(1, false), (3, false), (8, true)] {
+        let run_dir = dir.join(&format!("tasks-{tasks}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let config = write_config(&run_dir, &input, "", ALL_STAGES);
+        run_as_tasks(&run_dir, &config, tasks, via_env);
+        run_expect(thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]), 0);
+        let outputs = outputs_masked(&run_dir);
+        match &reference {
+            None => {
+                // Every planted copy was found.
+                let dedup = read_json(&run_dir.join("out/exact_dedup/_manifest/stage.json"));
+                assert_eq!(dedup["counts"]["rejected"]["duplicate"], planted.len() as u64);
+                reference = Some(outputs);
+            }
+            Some(expected) => assert_same_outputs(expected, &outputs, &format!("{tasks} tasks")),
+        }
+    }
+}
+
+#[test]
+fn a_step_before_its_barrier_is_refused() {
+    let dir = TestDir::new("barrier");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 4, 10, 1);
+    let config = write_config(&dir.path, &input, "", ALL_STAGES);
+    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest"]), 0);
+    let c = config.to_str().unwrap();
+    run_expect(thresher(&dir.path, &["run", c, "--stage", "exact_dedup", "--step", "scan", "--task-index", "0", "--tasks", "2"]), 0);
+    let out = run_expect(thresher(&dir.path, &["run", c, "--stage", "exact_dedup", "--step", "resolve"]), 2);
+    assert!(stderr(&out).contains("needs the scan step finished"), "{}", stderr(&out));
+    let out = run_expect(thresher(&dir.path, &["run", c, "--stage", "langid"]), 2);
+    assert!(stderr(&out).contains("reads the output of stage 'exact_dedup'"), "{}", stderr(&out));
+}
