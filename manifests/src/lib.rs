@@ -29,10 +29,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("manifest {path} is not valid JSON for this schema: {source}")]
-    Parse {
-        path: String,
-        source: serde_json::Error,
-    },
+    Parse { path: String, source: serde_json::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -300,7 +297,11 @@ mod tests {
             config_hash: "abc".into(),
             version: TOOL_VERSION.into(),
             shard: "a.jsonl.zst".into(),
-            inputs: vec![ObjectInfo { name: "a.jsonl".into(), size: 3, xxh3: "00".into() }],
+            inputs: vec![ObjectInfo {
+                name: "a.jsonl".into(),
+                size: 3,
+                xxh3: "00".into(),
+            }],
             outputs: vec![],
             counts: Counts::default(),
             stats: StageStats::default(),

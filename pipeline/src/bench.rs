@@ -71,7 +71,14 @@ fn gather(testdata: &Path) -> anyhow::Result<Sources> {
             None => continue,
         };
         let file = std::fs::File::open(&path)?;
-        for record in read_records(Box::new(file), &name, format, ReadLimits { max_record_bytes: 1 << 26 }) {
+        for record in read_records(
+            Box::new(file),
+            &name,
+            format,
+            ReadLimits {
+                max_record_bytes: 1 << 26,
+            },
+        ) {
             if let Record::Document { doc, .. } = record {
                 sources
                     .paragraphs
@@ -84,7 +91,11 @@ fn gather(testdata: &Path) -> anyhow::Result<Sources> {
     for path in sentence_files {
         let lang = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
         if !lines.is_empty() {
             sources.sentences.push((lang, lines));
         }
@@ -127,7 +138,9 @@ fn generate(sources: &Sources, dir: &Path, size_bytes: usize, shards: usize) -> 
             (original.replace('\n', "\n\n").replace(". ", ".  "), "copy")
         } else if roll < 50 {
             let n = rng.range(3, 40);
-            let paragraphs: Vec<&str> = (0..n).map(|_| sources.paragraphs[rng.below(sources.paragraphs.len())].as_str()).collect();
+            let paragraphs: Vec<&str> = (0..n)
+                .map(|_| sources.paragraphs[rng.below(sources.paragraphs.len())].as_str())
+                .collect();
             (paragraphs.join("\n"), "web")
         } else if roll < 85 {
             let (_, lines) = &sources.sentences[rng.below(sources.sentences.len())];
@@ -175,7 +188,14 @@ fn corpus_texts(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for path in files {
         let name = path.to_string_lossy().to_string();
-        for record in read_records(Box::new(std::fs::File::open(&path)?), &name, Format::Jsonl, ReadLimits { max_record_bytes: 1 << 30 }) {
+        for record in read_records(
+            Box::new(std::fs::File::open(&path)?),
+            &name,
+            Format::Jsonl,
+            ReadLimits {
+                max_record_bytes: 1 << 30,
+            },
+        ) {
             if let Record::Document { doc, .. } = record {
                 texts.push(doc.text);
             }
@@ -243,7 +263,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "exact_dedup" => format!(
                 "xxh3-128 of the texts alone: {:.0} MB/s; three steps incl. two reads = {:.2}x ingest time",
                 mbps(text_bytes, hash_seconds),
-                cpu / pipeline.completed(&pipeline.stages[0])?.map_or(1.0, |s| s.timing.cpu_seconds)
+                cpu / pipeline
+                    .completed(&pipeline.stages[0])?
+                    .map_or(1.0, |s| s.timing.cpu_seconds)
             ),
             "langid" => format!(
                 "whatlang on the same 4 KB prefixes alone: {:.1} MB/s; stage/whatlang = {:.2}",
@@ -252,7 +274,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ),
             _ => String::new(),
         };
-        println!("{:<12} {:>10.1} {:>12.1} {:>12.1}  {}", stage.name, bytes as f64 / 1e6, mbps(bytes, cpu), mbps(bytes, wall), baseline);
+        println!(
+            "{:<12} {:>10.1} {:>12.1} {:>12.1}  {}",
+            stage.name,
+            bytes as f64 / 1e6,
+            mbps(bytes, cpu),
+            mbps(bytes, wall),
+            baseline
+        );
     }
     println!(
         "\n(JSON lines of the corpus: {:.1} MB uncompressed for {:.1} MB of text)",

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "thresher", version, about = "Turns raw web corpora into training-ready tokens: staged, resumable, accounted.")]
+#[command(
+    name = "thresher",
+    version,
+    about = "Turns raw web corpora into training-ready tokens: staged, resumable, accounted."
+)]
 pub struct Cli {
     /// Log format on stderr (levels via RUST_LOG, default info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

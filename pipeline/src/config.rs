@@ -161,7 +161,10 @@ impl PipelineConfig {
                 None => kind.clone(),
                 Some(toml::Value::String(name)) => name,
                 Some(other) => {
-                    problems.push(format!("stages[{i}]: `name` must be a string, found {}", other.type_str()));
+                    problems.push(format!(
+                        "stages[{i}]: `name` must be a string, found {}",
+                        other.type_str()
+                    ));
                     continue;
                 }
             };
@@ -193,7 +196,10 @@ impl PipelineConfig {
             problems.push("no [[stages]]: add at least one".into());
         }
         if !(0.0..=1.0).contains(&raw.run.max_error_rate) {
-            problems.push(format!("run.max_error_rate must be within 0..1, got {}", raw.run.max_error_rate));
+            problems.push(format!(
+                "run.max_error_rate must be within 0..1, got {}",
+                raw.run.max_error_rate
+            ));
         }
         if !(1..=22).contains(&raw.output.compression_level) {
             problems.push(format!(
@@ -205,7 +211,11 @@ impl PipelineConfig {
             problems.push("input.max_record_bytes must be positive".into());
         }
         if !problems.is_empty() {
-            return Err(config_error(format!("{} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))));
+            return Err(config_error(format!(
+                "{} problem(s):\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            )));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -218,13 +228,20 @@ impl PipelineConfig {
 
     /// Position of the stage named `name`; the error lists the stage names.
     pub fn stage_index(&self, name: &str) -> Result<usize> {
-        self.stages.iter().position(|s| s.name == name).ok_or_else(|| Error::Config {
-            path: self.path.clone(),
-            message: format!(
-                "no stage named '{name}'; stages are: {}",
-                self.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+        self.stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::Config {
+                path: self.path.clone(),
+                message: format!(
+                    "no stage named '{name}'; stages are: {}",
+                    self.stages
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 }
 

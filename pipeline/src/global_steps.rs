@@ -17,7 +17,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use thresher_manifests::{shard_manifest_key, Counts, ShardManifest, StageManifest, StageStats, Timing, STAGE_MANIFEST_KEY, TOOL_VERSION};
+use thresher_manifests::{
+    shard_manifest_key, Counts, ShardManifest, StageManifest, StageStats, Timing, STAGE_MANIFEST_KEY, TOOL_VERSION,
+};
 use thresher_stages::{GlobalStage, Position};
 
 use crate::error::{Error, Result};
@@ -63,7 +65,12 @@ struct WorkHeader {
 }
 
 fn read_header(storage: &dyn Storage, key: &str, magic: &[u8; 8], entry_len: usize) -> Result<WorkHeader> {
-    let corrupt = |what: &str| Error::Input(format!("{}: corrupt work file ({what}); delete it and rerun its step", storage.url_of(key)));
+    let corrupt = |what: &str| {
+        Error::Input(format!(
+            "{}: corrupt work file ({what}); delete it and rerun its step",
+            storage.url_of(key)
+        ))
+    };
     let fixed = storage.read_range(key, 0, FIXED_HEADER as u64)?;
     if &fixed[..8] != magic {
         return Err(corrupt("bad magic"));
@@ -107,7 +114,13 @@ fn split_framed(mut bytes: &[u8], key: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 impl Pipeline {
-    pub(crate) fn scan_step(&self, stage: &StagePlan, global: &dyn GlobalStage, shards: &[InputShard], tasks: Tasks) -> Result<(usize, usize)> {
+    pub(crate) fn scan_step(
+        &self,
+        stage: &StagePlan,
+        global: &dyn GlobalStage,
+        shards: &[InputShard],
+        tasks: Tasks,
+    ) -> Result<(usize, usize)> {
         let input = self.input_storage(stage);
         let partitions = global.partitions() as usize;
         self.for_each_unit(
@@ -123,7 +136,10 @@ impl Pipeline {
                 let records = ShardRecords::open(input.as_ref(), shard, self.policy(stage), Some(progress.clone()))?;
                 for (index, item) in records {
                     if let Item::Document(doc) = item {
-                        let position = Position { shard: shard.index, record: index };
+                        let position = Position {
+                            shard: shard.index,
+                            record: index,
+                        };
                         if let Some(record) = global.scan(&doc, position) {
                             let section = &mut sections[record.partition as usize % partitions];
                             section.extend_from_slice(&(record.bytes.len() as u32).to_le_bytes());
@@ -141,7 +157,10 @@ impl Pipeline {
                         entry
                     })
                     .collect();
-                stage.output.write_all(&scan_key(shard.index), &work_file(SCAN_MAGIC, clock.stop(), &table, &sections))
+                stage.output.write_all(
+                    &scan_key(shard.index),
+                    &work_file(SCAN_MAGIC, clock.stop(), &table, &sections),
+                )
             },
         )
     }
@@ -165,7 +184,13 @@ impl Pipeline {
         Ok(())
     }
 
-    pub(crate) fn resolve_step(&self, stage: &StagePlan, global: &dyn GlobalStage, shards: &[InputShard], tasks: Tasks) -> Result<(usize, usize)> {
+    pub(crate) fn resolve_step(
+        &self,
+        stage: &StagePlan,
+        global: &dyn GlobalStage,
+        shards: &[InputShard],
+        tasks: Tasks,
+    ) -> Result<(usize, usize)> {
         let expected: Vec<String> = shards.iter().map(|s| scan_key(s.index)).collect();
         self.require_all(stage, "resolve", "scan", &expected)?;
         let partitions: Vec<u32> = (0..global.partitions()).collect();
@@ -184,9 +209,17 @@ impl Pipeline {
                     let key = scan_key(shard.index);
                     let header = read_header(out, &key, SCAN_MAGIC, 16)?;
                     if p as usize >= header.count {
-                        return Err(Error::Input(format!("{}: has {} partitions, expected {}", out.url_of(&key), header.count, partitions.len())));
+                        return Err(Error::Input(format!(
+                            "{}: has {} partitions, expected {}",
+                            out.url_of(&key),
+                            header.count,
+                            partitions.len()
+                        )));
                     }
-                    let (offset, len) = (u64_at(&header.table, 16 * p as usize), u64_at(&header.table, 16 * p as usize + 8));
+                    let (offset, len) = (
+                        u64_at(&header.table, 16 * p as usize),
+                        u64_at(&header.table, 16 * p as usize + 8),
+                    );
                     records.extend(split_framed(&out.read_range(&key, offset, len)?, &key)?);
                 }
                 let mut verdicts = global.resolve(p, records)?;
@@ -219,7 +252,10 @@ impl Pipeline {
                     })
                     .collect();
                 progress.inc_bytes(1);
-                out.write_all(&resolve_key(p), &work_file(RESOLVE_MAGIC, clock.stop(), &table, &sections))
+                out.write_all(
+                    &resolve_key(p),
+                    &work_file(RESOLVE_MAGIC, clock.stop(), &table, &sections),
+                )
             },
         )
     }
@@ -230,14 +266,25 @@ impl Pipeline {
     }
 
     /// Every verdict about one shard's documents, by record index.
-    pub(crate) fn verdicts_for(&self, stage: &StagePlan, global: &dyn GlobalStage, shard: &InputShard) -> Result<HashMap<u64, Vec<u8>>> {
+    pub(crate) fn verdicts_for(
+        &self,
+        stage: &StagePlan,
+        global: &dyn GlobalStage,
+        shard: &InputShard,
+    ) -> Result<HashMap<u64, Vec<u8>>> {
         let out = stage.output.as_ref();
         let mut verdicts = HashMap::new();
         for p in 0..global.partitions() {
             let key = resolve_key(p);
             let header = read_header(out, &key, RESOLVE_MAGIC, 20)?;
             let entries: Vec<(u32, u64, u64)> = (0..header.count)
-                .map(|i| (u32_at(&header.table, 20 * i), u64_at(&header.table, 20 * i + 4), u64_at(&header.table, 20 * i + 12)))
+                .map(|i| {
+                    (
+                        u32_at(&header.table, 20 * i),
+                        u64_at(&header.table, 20 * i + 4),
+                        u64_at(&header.table, 20 * i + 12),
+                    )
+                })
                 .collect();
             let Ok(found) = entries.binary_search_by_key(&shard.index, |e| e.0) else {
                 continue;
@@ -247,7 +294,10 @@ impl Pipeline {
             let mut rest = section.as_slice();
             while !rest.is_empty() {
                 if rest.len() < 12 || rest.len() < 12 + u32_at(rest, 8) as usize {
-                    return Err(Error::Input(format!("{}: truncated verdict; delete it and rerun resolve", out.url_of(&key))));
+                    return Err(Error::Input(format!(
+                        "{}: truncated verdict; delete it and rerun resolve",
+                        out.url_of(&key)
+                    )));
                 }
                 let record = u64_at(rest, 0);
                 let len = u32_at(rest, 8) as usize;
@@ -263,7 +313,11 @@ impl Pipeline {
         let mut total = Timing::default();
         let out = stage.output.as_ref();
         for object in out.list(WORK_PREFIX)? {
-            let (magic, entry) = if object.key.contains("/scan/") { (SCAN_MAGIC, 16) } else { (RESOLVE_MAGIC, 20) };
+            let (magic, entry) = if object.key.contains("/scan/") {
+                (SCAN_MAGIC, 16)
+            } else {
+                (RESOLVE_MAGIC, 20)
+            };
             total += read_header(out, &object.key, magic, entry)?.timing;
         }
         Ok(total)
@@ -293,7 +347,9 @@ impl Pipeline {
             stats += &manifest.stats;
             timing += manifest.timing;
         }
-        counts.check().map_err(|e| Error::Input(format!("stage '{}': manifests do not add up: {e}", stage.name)))?;
+        counts
+            .check()
+            .map_err(|e| Error::Input(format!("stage '{}': manifests do not add up: {e}", stage.name)))?;
         let max_rate = options.max_error_rate.unwrap_or(self.config.run.max_error_rate);
         if counts.documents_in > 0 && counts.quarantined as f64 > max_rate * counts.documents_in as f64 {
             return Err(Error::TooManyErrors(format!(

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use thresher_manifests::{shard_manifest_key, Counts, ShardManifest, StageLock, StageManifest, STAGE_LOCK_KEY, STAGE_MANIFEST_KEY};
+use thresher_manifests::{
+    shard_manifest_key, Counts, ShardManifest, StageLock, StageManifest, STAGE_LOCK_KEY, STAGE_MANIFEST_KEY,
+};
 
 use crate::error::Result;
 use crate::storage::{open_url, Storage};
@@ -50,9 +52,9 @@ pub fn inspect(root: &str) -> Result<Inspection> {
         objects_verified: 0,
     };
     if stage_dirs.is_empty() {
-        inspection
-            .problems
-            .push(format!("no thresher stage folders under '{root}' (none holds {STAGE_LOCK_KEY})"));
+        inspection.problems.push(format!(
+            "no thresher stage folders under '{root}' (none holds {STAGE_LOCK_KEY})"
+        ));
         return Ok(inspection);
     }
     let sizes: BTreeMap<&str, u64> = all.iter().map(|o| (o.key.as_str(), o.size)).collect();
@@ -60,7 +62,9 @@ pub fn inspect(root: &str) -> Result<Inspection> {
         let summary = inspect_stage(storage.as_ref(), dir, &all, &sizes, &mut inspection)?;
         inspection.stages.push(summary);
     }
-    inspection.stages.sort_by_key(|s| (s.position.unwrap_or(usize::MAX), s.stage.clone()));
+    inspection
+        .stages
+        .sort_by_key(|s| (s.position.unwrap_or(usize::MAX), s.stage.clone()));
     // Each stage must have read exactly what the stage before it wrote.
     for pair in inspection.stages.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -114,7 +118,9 @@ fn inspect_stage(
     summary.counts = manifest.counts.clone();
     if let Some(lock) = &lock {
         if lock.config_hash != manifest.config_hash {
-            problems.push(format!("stage '{dir}': stage.json and config.json disagree on the config hash"));
+            problems.push(format!(
+                "stage '{dir}': stage.json and config.json disagree on the config hash"
+            ));
         }
     }
     if let Err(e) = manifest.counts.check() {
@@ -130,7 +136,10 @@ fn inspect_stage(
         }
         let shard_manifest = ShardManifest::from_json(&storage.url_of(&mkey), &storage.read_all(&mkey)?)?;
         if shard_manifest.config_hash != manifest.config_hash {
-            problems.push(format!("{mkey}: config hash {} differs from the stage's {}", shard_manifest.config_hash, manifest.config_hash));
+            problems.push(format!(
+                "{mkey}: config hash {} differs from the stage's {}",
+                shard_manifest.config_hash, manifest.config_hash
+            ));
         }
         if let Err(e) = shard_manifest.counts.check() {
             problems.push(format!("{mkey}: {e}"));
@@ -141,14 +150,18 @@ fn inspect_stage(
             listed.insert(okey.clone());
             match sizes.get(okey.as_str()) {
                 None => problems.push(format!("{okey}: listed in {mkey} but missing")),
-                Some(&size) if size != object.size => {
-                    problems.push(format!("{okey}: size {size} differs from the manifest's {}", object.size))
-                }
+                Some(&size) if size != object.size => problems.push(format!(
+                    "{okey}: size {size} differs from the manifest's {}",
+                    object.size
+                )),
                 Some(_) => {
                     let bytes = storage.read_all(&okey)?;
                     let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
                     if actual != object.xxh3 {
-                        problems.push(format!("{okey}: xxh3 {actual} differs from the manifest's {}", object.xxh3));
+                        problems.push(format!(
+                            "{okey}: xxh3 {actual} differs from the manifest's {}",
+                            object.xxh3
+                        ));
                     }
                     inspection.objects_verified += 1;
                 }
@@ -156,11 +169,15 @@ fn inspect_stage(
         }
     }
     if sum != manifest.counts {
-        problems.push(format!("stage '{dir}': stage.json counts differ from the sum of its shard manifests"));
+        problems.push(format!(
+            "stage '{dir}': stage.json counts differ from the sum of its shard manifests"
+        ));
     }
     // Data files nobody vouches for: leftovers, or files put there by hand.
     for object in all {
-        let Some(rel) = object.key.strip_prefix(&format!("{dir}/")) else { continue };
+        let Some(rel) = object.key.strip_prefix(&format!("{dir}/")) else {
+            continue;
+        };
         let is_data = rel.ends_with(".jsonl.zst") && !rel.starts_with("_tmp/") && !rel.starts_with("_work/");
         if is_data && !listed.contains(&object.key) {
             problems.push(format!("{}: not listed in any manifest of stage '{dir}'", object.key));
@@ -176,7 +193,20 @@ fn mb(bytes: u64) -> String {
 
 /// The human-readable table.
 pub fn render(inspection: &Inspection) -> String {
-    let header = ["stage", "kind", "shards", "docs in", "out", "rejected", "quarantined", "MB in", "MB out", "wall s", "cpu s", "status"];
+    let header = [
+        "stage",
+        "kind",
+        "shards",
+        "docs in",
+        "out",
+        "rejected",
+        "quarantined",
+        "MB in",
+        "MB out",
+        "wall s",
+        "cpu s",
+        "status",
+    ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for s in &inspection.stages {
         let c = &s.counts;
@@ -195,13 +225,21 @@ pub fn render(inspection: &Inspection) -> String {
             s.status.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for (n, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, cell)| if i < 2 || i == row.len() - 1 { format!("{cell:<w$}", w = widths[i]) } else { format!("{cell:>w$}", w = widths[i]) })
+            .map(|(i, cell)| {
+                if i < 2 || i == row.len() - 1 {
+                    format!("{cell:<w$}", w = widths[i])
+                } else {
+                    format!("{cell:>w$}", w = widths[i])
+                }
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

@@ -23,7 +23,9 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -45,7 +47,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", thresher::inspect::render(&inspection));
             }
-            Ok(if inspection.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if inspection.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Bench(args) => {
             thresher::bench::run(&args)?;
@@ -58,7 +64,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn tasks_from(args: &RunArgs) -> anyhow::Result<Tasks> {
     let env = |name: &str| -> anyhow::Result<Option<usize>> {
         match std::env::var(name) {
-            Ok(v) => Ok(Some(v.trim().parse().with_context(|| format!("{name}={v} is not a number"))?)),
+            Ok(v) => Ok(Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("{name}={v} is not a number"))?,
+            )),
             Err(_) => Ok(None),
         }
     };
@@ -66,7 +76,11 @@ fn tasks_from(args: &RunArgs) -> anyhow::Result<Tasks> {
         Some(id) => Some(id - env("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0).min(id)),
         None => None,
     };
-    let index = args.task_index.or(slurm_index).or(env("JOB_COMPLETION_INDEX")?).unwrap_or(0);
+    let index = args
+        .task_index
+        .or(slurm_index)
+        .or(env("JOB_COMPLETION_INDEX")?)
+        .unwrap_or(0);
     let count = args.tasks.or(env("SLURM_ARRAY_TASK_COUNT")?).unwrap_or(1);
     Ok(Tasks::new(index, count)?)
 }
@@ -77,7 +91,10 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.run.threads = threads;
     }
     if let Some(rate) = args.max_error_rate {
-        anyhow::ensure!((0.0..=1.0).contains(&rate), "--max-error-rate must be within 0..1, got {rate}");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "--max-error-rate must be within 0..1, got {rate}"
+        );
     }
     let options = RunOptions {
         stage: args.stage.clone(),
@@ -87,7 +104,10 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_error_rate: args.max_error_rate,
     };
     let threads = config.run.threads;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
     let pipeline = Pipeline::new(config)?;
     pool.install(|| pipeline.run(&options))?;
     Ok(ExitCode::SUCCESS)

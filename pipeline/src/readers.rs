@@ -86,7 +86,12 @@ pub fn format_of(key: &str) -> Option<Format> {
 /// The key without its compression and format endings: `a/b.jsonl.gz` → `a/b`.
 pub fn shard_stem(key: &str) -> &str {
     let stem = strip_compression(key);
-    for ending in JSONL_ENDINGS.iter().chain(PARQUET_ENDINGS).chain(WET_ENDINGS).chain(&[".txt"]) {
+    for ending in JSONL_ENDINGS
+        .iter()
+        .chain(PARQUET_ENDINGS)
+        .chain(WET_ENDINGS)
+        .chain(&[".txt"])
+    {
         if let Some(s) = stem.strip_suffix(ending) {
             return s;
         }
@@ -109,7 +114,11 @@ pub struct BadRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// A readable document, with where it starts (as in [`BadRecord`]).
-    Document { doc: Document, line: Option<u64>, offset: u64 },
+    Document {
+        doc: Document,
+        line: Option<u64>,
+        offset: u64,
+    },
     Bad(BadRecord),
 }
 
@@ -146,7 +155,11 @@ pub struct DigestingReader<R> {
 
 impl<R> DigestingReader<R> {
     pub fn new(inner: R, digest: Arc<InputDigest>, progress: Option<Progress>) -> Self {
-        Self { inner, digest, progress }
+        Self {
+            inner,
+            digest,
+            progress,
+        }
     }
 }
 
@@ -169,7 +182,10 @@ pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, limits
     let compression = Compression::of(key);
     let decompressed: Box<dyn Read + Send> = match compression {
         Compression::None => raw,
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            raw,
+        ))),
         Compression::Zstd => match zstd::stream::read::Decoder::new(raw) {
             Ok(d) => Box::new(d),
             Err(e) => return Box::new(std::iter::once(stream_error(compression, 0, None, e, Vec::new()))),
@@ -312,7 +328,11 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 ));
             }
             return Some(match Document::from_json(line) {
-                Ok(doc) => Record::Document { doc, line: Some(self.line), offset: start },
+                Ok(doc) => Record::Document {
+                    doc,
+                    line: Some(self.line),
+                    offset: start,
+                },
                 Err(e) => bad(format!("invalid document: {e}"), line),
             });
         }
@@ -367,7 +387,12 @@ impl<R: BufRead> WetRecords<R> {
                         if !at_end {
                             self.pending_header = Some(start);
                         }
-                        Err(BadRecord { line: None, offset, reason: OUTSIDE_RECORD.into(), raw: garbage })
+                        Err(BadRecord {
+                            line: None,
+                            offset,
+                            reason: OUTSIDE_RECORD.into(),
+                            raw: garbage,
+                        })
                     }
                 });
             }
@@ -419,10 +444,20 @@ impl<R: BufRead> WetRecords<R> {
             let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
             let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
             let (mut body, too_long, at_eof) = self.read_body()?;
-            let bad = |reason: String, raw: Vec<u8>| Ok(Some(Record::Bad(BadRecord { line: None, offset: start, reason, raw })));
+            let bad = |reason: String, raw: Vec<u8>| {
+                Ok(Some(Record::Bad(BadRecord {
+                    line: None,
+                    offset: start,
+                    reason,
+                    raw,
+                })))
+            };
             if too_long {
                 return bad(
-                    format!("WARC record body exceeds max_record_bytes ({}); its header and first bytes are kept", self.limits.max_record_bytes),
+                    format!(
+                        "WARC record body exceeds max_record_bytes ({}); its header and first bytes are kept",
+                        self.limits.max_record_bytes
+                    ),
                     [raw_headers, body].concat(),
                 );
             }
@@ -430,7 +465,13 @@ impl<R: BufRead> WetRecords<R> {
                 // The body and the blank separator lines: exactly as specified.
                 Some(len) if len <= body.len() && body[len..].iter().all(u8::is_ascii_whitespace) => body.truncate(len),
                 Some(len) if at_eof && body.len() < len => {
-                    return bad(format!("file ends inside a WARC record: {} of {len} body bytes present", body.len()), [raw_headers, body].concat());
+                    return bad(
+                        format!(
+                            "file ends inside a WARC record: {} of {len} body bytes present",
+                            body.len()
+                        ),
+                        [raw_headers, body].concat(),
+                    );
                 }
                 _ => {
                     while let [rest @ .., b'\n' | b'\r'] = body.as_slice() {
@@ -446,11 +487,17 @@ impl<R: BufRead> WetRecords<R> {
                 Ok(text) => text,
                 Err(e) => {
                     let valid = e.utf8_error().valid_up_to();
-                    return bad(format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"), [raw_headers, e.into_bytes()].concat());
+                    return bad(
+                        format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"),
+                        [raw_headers, e.into_bytes()].concat(),
+                    );
                 }
             };
             let mut doc = Document::new(
-                header("warc-record-id").unwrap_or_default().trim_start_matches('<').trim_end_matches('>'),
+                header("warc-record-id")
+                    .unwrap_or_default()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>'),
                 text,
             );
             doc.url = header("warc-target-uri").map(str::to_string);
@@ -466,7 +513,11 @@ impl<R: BufRead> WetRecords<R> {
                 }
             }
             doc.metadata = metadata;
-            return Ok(Some(Record::Document { doc, line: None, offset: start }));
+            return Ok(Some(Record::Document {
+                doc,
+                line: None,
+                offset: start,
+            }));
         }
     }
 
@@ -540,7 +591,13 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
 
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
-        return Box::new(std::iter::once(stream_error(compression, bytes.len() as u64, None, e, Vec::new())));
+        return Box::new(std::iter::once(stream_error(
+            compression,
+            bytes.len() as u64,
+            None,
+            e,
+            Vec::new(),
+        )));
     }
     let file = match SerializedFileReader::new(bytes::Bytes::from(bytes)) {
         Ok(file) => file,
@@ -559,7 +616,14 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
         if done {
             return None;
         }
-        let bad = |reason: String, raw: Vec<u8>| Record::Bad(BadRecord { line: None, offset: index as u64, reason, raw });
+        let bad = |reason: String, raw: Vec<u8>| {
+            Record::Bad(BadRecord {
+                line: None,
+                offset: index as u64,
+                reason,
+                raw,
+            })
+        };
         Some(match row {
             Err(e) => {
                 done = true;
@@ -592,9 +656,16 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
                                 doc.url = Some(url.clone());
                             }
                         }
-                        Record::Document { doc, line: None, offset: index as u64 }
+                        Record::Document {
+                            doc,
+                            line: None,
+                            offset: index as u64,
+                        }
                     }
-                    Err(e) => bad(format!("invalid document in Parquet row {index}: {e}"), value.to_string().into_bytes()),
+                    Err(e) => bad(
+                        format!("invalid document in Parquet row {index}: {e}"),
+                        value.to_string().into_bytes(),
+                    ),
                 }
             }
         })
@@ -605,7 +676,9 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
 mod tests {
     use super::*;
 
-    const LIMITS: ReadLimits = ReadLimits { max_record_bytes: 1 << 20 };
+    const LIMITS: ReadLimits = ReadLimits {
+        max_record_bytes: 1 << 20,
+    };
 
     fn records(bytes: &[u8], key: &str, format: Format, limits: ReadLimits) -> Vec<Record> {
         read_records(Box::new(io::Cursor::new(bytes.to_vec())), key, format, limits).collect()
@@ -641,7 +714,12 @@ mod tests {
     #[test]
     fn long_records_are_cut_and_quarantined() {
         let input = format!("{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n", "x".repeat(100));
-        let out = records(input.as_bytes(), "x.jsonl", Format::Jsonl, ReadLimits { max_record_bytes: 20 });
+        let out = records(
+            input.as_bytes(),
+            "x.jsonl",
+            Format::Jsonl,
+            ReadLimits { max_record_bytes: 20 },
+        );
         assert!(matches!(&out[0], Record::Bad(b) if b.raw.len() == 20 && b.reason.contains("max_record_bytes")));
         assert!(matches!(&out[1], Record::Document { doc: d, .. } if d.text == "ok"));
     }
@@ -654,7 +732,10 @@ mod tests {
         let out = records(&full[..full.len() - 12], "x.jsonl.gz", Format::Jsonl, LIMITS);
         assert!(matches!(&out[0], Record::Document { doc: d, .. } if d.text == "first"));
         let last = out.last().unwrap();
-        assert!(matches!(last, Record::Bad(b) if b.reason.contains("gzip stream is truncated")), "{last:?}");
+        assert!(
+            matches!(last, Record::Bad(b) if b.reason.contains("gzip stream is truncated")),
+            "{last:?}"
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ impl Default for RunOptions {
 /// Where a stage reads from.
 pub(crate) enum StageInput {
     /// The pipeline's input files.
-    Raw { storage: Arc<dyn Storage>, single_key: Option<String> },
+    Raw {
+        storage: Arc<dyn Storage>,
+        single_key: Option<String>,
+    },
     /// The committed output of the previous stage.
     Upstream { position: usize },
 }
@@ -126,7 +129,10 @@ pub struct Pipeline {
 
 fn hash_hex(value: &Value) -> String {
     // serde_json maps are ordered by key, so equal configs give equal bytes.
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(value).expect("json")))
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(value).expect("json"))
+    )
 }
 
 /// Opens the pipeline's input: a folder, or one file (its folder becomes the root).
@@ -140,8 +146,15 @@ fn open_input(url: &str) -> Result<(Arc<dyn Storage>, Option<String>)> {
             )));
         }
         if path.is_file() {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let key = path.file_name().expect("a file has a name").to_string_lossy().into_owned();
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let key = path
+                .file_name()
+                .expect("a file has a name")
+                .to_string_lossy()
+                .into_owned();
             return Ok((Arc::new(LocalStorage::new(parent)), Some(key)));
         }
     }
@@ -151,7 +164,10 @@ fn open_input(url: &str) -> Result<(Arc<dyn Storage>, Option<String>)> {
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Result<Self> {
         let (raw_storage, single_key) = open_input(&config.input.path)?;
-        let mut raw = Some(StageInput::Raw { storage: raw_storage, single_key });
+        let mut raw = Some(StageInput::Raw {
+            storage: raw_storage,
+            single_key,
+        });
         let mut stages = Vec::new();
         // The first stage's hash covers how the input is read; each later
         // stage's hash covers its upstream's, so a change anywhere upstream
@@ -203,7 +219,9 @@ impl Pipeline {
         // Upstream shards were written by thresher: their records can be as
         // long as anything it accepted.
         let policy_upstream = ReadPolicy {
-            limits: ReadLimits { max_record_bytes: usize::MAX },
+            limits: ReadLimits {
+                max_record_bytes: usize::MAX,
+            },
             default_source: None,
             reject_empty_text: config.run.reject_empty_text,
         };
@@ -254,12 +272,8 @@ impl Pipeline {
                         upstream.name
                     )));
                 };
-                let sizes: HashMap<String, u64> = upstream
-                    .output
-                    .list("")?
-                    .into_iter()
-                    .map(|o| (o.key, o.size))
-                    .collect();
+                let sizes: HashMap<String, u64> =
+                    upstream.output.list("")?.into_iter().map(|o| (o.key, o.size)).collect();
                 Ok(summary
                     .shards
                     .iter()
@@ -418,13 +432,17 @@ impl Pipeline {
             ..Default::default()
         };
         self.ensure_lock(stage, options.force).map_err(|e| match e {
-            Error::Io { .. } | Error::Storage(_) => {
-                Error::Storage(format!("stage '{}': cannot use its output folder {}: {e}", stage.name, stage.output_url))
-            }
+            Error::Io { .. } | Error::Storage(_) => Error::Storage(format!(
+                "stage '{}': cannot use its output folder {}: {e}",
+                stage.name, stage.output_url
+            )),
             other => other,
         })?;
         if self.completed(stage)?.is_some() {
-            tracing::info!("stage '{}' is already complete with this config; skipping it", stage.name);
+            tracing::info!(
+                "stage '{}' is already complete with this config; skipping it",
+                stage.name
+            );
             // A run killed right after the summary was written may have left these.
             self.clean_scratch(stage)?;
             report.complete = true;
@@ -436,13 +454,27 @@ impl Pipeline {
                 continue;
             }
             let (done, skipped) = match (&stage.stage, *step) {
-                (Stage::Document(doc_stage), "apply") => self.apply_step(stage, &shards, options.tasks, &|doc, _, stats| doc_stage.process(doc, stats), None)?,
+                (Stage::Document(doc_stage), "apply") => self.apply_step(
+                    stage,
+                    &shards,
+                    options.tasks,
+                    &|doc, _, stats| doc_stage.process(doc, stats),
+                    None,
+                )?,
                 (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks)?,
-                (Stage::Global(global), "resolve") => self.resolve_step(stage, global.as_ref(), &shards, options.tasks)?,
+                (Stage::Global(global), "resolve") => {
+                    self.resolve_step(stage, global.as_ref(), &shards, options.tasks)?
+                }
                 (Stage::Global(global), "apply") => {
                     self.require_resolved(stage, global.as_ref())?;
                     let global = global.as_ref();
-                    self.apply_step(stage, &shards, options.tasks, &|doc, context, stats| global.apply(doc, context.verdict, stats), Some(global))?
+                    self.apply_step(
+                        stage,
+                        &shards,
+                        options.tasks,
+                        &|doc, context, stats| global.apply(doc, context.verdict, stats),
+                        Some(global),
+                    )?
                 }
                 _ => unreachable!("steps() lists only these"),
             };
@@ -459,7 +491,10 @@ impl Pipeline {
         if out.exists(STAGE_LOCK_KEY)? {
             let bytes = out.read_all(STAGE_LOCK_KEY)?;
             let lock: StageLock = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Input(format!("{}: not a thresher stage lock: {e}", out.url_of(STAGE_LOCK_KEY)))
+                Error::Input(format!(
+                    "{}: not a thresher stage lock: {e}",
+                    out.url_of(STAGE_LOCK_KEY)
+                ))
             })?;
             if lock.config_hash == stage.config_hash {
                 return Ok(());
@@ -472,10 +507,18 @@ impl Pipeline {
                     stage.name, stage.output_url, lock.config_hash, stage.config_hash
                 )));
             }
-            tracing::warn!("--force: deleting the outputs of stage '{}' at {}", stage.name, stage.output_url);
+            tracing::warn!(
+                "--force: deleting the outputs of stage '{}' at {}",
+                stage.name,
+                stage.output_url
+            );
             out.delete_prefix("")?;
         } else {
-            let foreign: Vec<_> = out.list("")?.into_iter().filter(|o| !o.key.starts_with(TEMP_PREFIX)).collect();
+            let foreign: Vec<_> = out
+                .list("")?
+                .into_iter()
+                .filter(|o| !o.key.starts_with(TEMP_PREFIX))
+                .collect();
             if !foreign.is_empty() {
                 if !force {
                     return Err(Error::ConfigChanged(format!(
@@ -554,7 +597,14 @@ pub struct DocContext<'v> {
 type Decide<'a> = dyn Fn(&mut Document, &DocContext<'_>, &mut StageStats) -> Decision + Sync + 'a;
 
 impl Pipeline {
-    fn apply_step(&self, stage: &StagePlan, shards: &[InputShard], tasks: Tasks, decide: &Decide, global: Option<&dyn GlobalStage>) -> Result<(usize, usize)> {
+    fn apply_step(
+        &self,
+        stage: &StagePlan,
+        shards: &[InputShard],
+        tasks: Tasks,
+        decide: &Decide,
+        global: Option<&dyn GlobalStage>,
+    ) -> Result<(usize, usize)> {
         let input = self.input_storage(stage);
         self.for_each_unit(
             stage,
@@ -605,22 +655,36 @@ impl Pipeline {
         let mut stats = StageStats::default();
         let mut reject = |doc: &Document, reason: &'static str, detail: &Value, counts: &mut Counts| -> Result<()> {
             if rejected.is_none() {
-                rejected = Some(JsonlZstWriter::create(out, &format!("{REJECTED_PREFIX}{}", shard.output_name), level)?);
+                rejected = Some(JsonlZstWriter::create(
+                    out,
+                    &format!("{REJECTED_PREFIX}{}", shard.output_name),
+                    level,
+                )?);
             }
             counts.reject(reason, 1, doc.text.len() as u64);
-            rejected.as_mut().unwrap().write_value(&rejected_line(doc, &stage.name, reason, detail))
+            rejected
+                .as_mut()
+                .unwrap()
+                .write_value(&rejected_line(doc, &stage.name, reason, detail))
         };
         for (index, item) in &mut records {
             counts.documents_in += 1;
             match item {
                 Item::Bad(bad) => {
                     if quarantine.is_none() {
-                        quarantine = Some(JsonlZstWriter::create(out, &format!("{QUARANTINE_PREFIX}{}", shard.output_name), level)?);
+                        quarantine = Some(JsonlZstWriter::create(
+                            out,
+                            &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
+                            level,
+                        )?);
                     }
                     counts.quarantined += 1;
                     counts.quarantined_bytes += bad.raw.len() as u64;
                     tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
-                    quarantine.as_mut().unwrap().write_value(&quarantine_line(&input_url, index, &bad))?;
+                    quarantine
+                        .as_mut()
+                        .unwrap()
+                        .write_value(&quarantine_line(&input_url, index, &bad))?;
                 }
                 Item::Empty(doc) => {
                     counts.text_bytes_in += doc.text.len() as u64;
@@ -629,7 +693,10 @@ impl Pipeline {
                 Item::Document(mut doc) => {
                     counts.text_bytes_in += doc.text.len() as u64;
                     let context = DocContext {
-                        position: Position { shard: shard.index, record: index },
+                        position: Position {
+                            shard: shard.index,
+                            record: index,
+                        },
                         verdict: verdicts.get(&index).map(Vec::as_slice),
                     };
                     match decide(&mut doc, &context, &mut stats) {
@@ -672,7 +739,10 @@ impl Pipeline {
             stats,
             timing: clock.stop(),
         };
-        out.write_all(&shard_manifest_key(&shard.output_name), &serde_json::to_vec_pretty(&manifest).expect("json"))
+        out.write_all(
+            &shard_manifest_key(&shard.output_name),
+            &serde_json::to_vec_pretty(&manifest).expect("json"),
+        )
     }
 }
 
@@ -700,7 +770,8 @@ impl Pipeline {
             let lock_changed = match stage.output.exists(thresher_manifests::STAGE_LOCK_KEY)? {
                 false => false,
                 true => {
-                    let lock: Option<StageLock> = serde_json::from_slice(&stage.output.read_all(thresher_manifests::STAGE_LOCK_KEY)?).ok();
+                    let lock: Option<StageLock> =
+                        serde_json::from_slice(&stage.output.read_all(thresher_manifests::STAGE_LOCK_KEY)?).ok();
                     lock.is_none_or(|l| l.config_hash != stage.config_hash)
                 }
             };
@@ -715,14 +786,26 @@ impl Pipeline {
                     (_, _, None) => (None, 0),
                     (Stage::Global(g), "resolve", Some(_)) => {
                         let n = g.partitions() as usize;
-                        (Some(n), present.iter().filter(|k| k.starts_with(&format!("{WORK_PREFIX}resolve/"))).count())
+                        (
+                            Some(n),
+                            present
+                                .iter()
+                                .filter(|k| k.starts_with(&format!("{WORK_PREFIX}resolve/")))
+                                .count(),
+                        )
                     }
-                    (Stage::Global(_), "scan", Some(s)) => {
-                        (Some(s.len()), present.iter().filter(|k| k.starts_with(&format!("{WORK_PREFIX}scan/"))).count())
-                    }
+                    (Stage::Global(_), "scan", Some(s)) => (
+                        Some(s.len()),
+                        present
+                            .iter()
+                            .filter(|k| k.starts_with(&format!("{WORK_PREFIX}scan/")))
+                            .count(),
+                    ),
                     (_, _, Some(s)) => (
                         Some(s.len()),
-                        s.iter().filter(|sh| present.contains(&shard_manifest_key(&sh.output_name))).count(),
+                        s.iter()
+                            .filter(|sh| present.contains(&shard_manifest_key(&sh.output_name)))
+                            .count(),
                     ),
                 };
                 let status = if complete {
@@ -756,7 +839,10 @@ impl Pipeline {
 
 /// The plan as a table.
 pub fn render_plan(rows: &[PlannedStep]) -> String {
-    let mut out = format!("{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n", "stage", "kind", "step", "units", "done", "tasks", "status");
+    let mut out = format!(
+        "{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n",
+        "stage", "kind", "step", "units", "done", "tasks", "status"
+    );
     for r in rows {
         let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
         out.push_str(&format!(

@@ -56,7 +56,12 @@ pub struct ShardRecords {
 }
 
 impl ShardRecords {
-    pub fn open(storage: &dyn Storage, shard: &InputShard, policy: &ReadPolicy, progress: Option<Progress>) -> Result<Self> {
+    pub fn open(
+        storage: &dyn Storage,
+        shard: &InputShard,
+        policy: &ReadPolicy,
+        progress: Option<Progress>,
+    ) -> Result<Self> {
         let digest = Arc::new(InputDigest::default());
         let raw = DigestingReader::new(storage.open(&shard.key)?, digest.clone(), progress);
         Ok(Self {

@@ -201,7 +201,8 @@ impl Storage for LocalStorage {
 
     fn exists(&self, key: &str) -> Result<bool> {
         let path = self.path(key);
-        path.try_exists().map_err(|e| Error::io("cannot stat", path.display(), e))
+        path.try_exists()
+            .map_err(|e| Error::io("cannot stat", path.display(), e))
     }
 
     fn delete(&self, key: &str) -> Result<()> {
@@ -232,7 +233,11 @@ fn crash_test_hook() {
     use std::sync::OnceLock;
     static KILL_AFTER: OnceLock<Option<u64>> = OnceLock::new();
     static COMMITS: AtomicU64 = AtomicU64::new(0);
-    let limit = KILL_AFTER.get_or_init(|| std::env::var("THRESHER_KILL_AFTER_COMMITS").ok().and_then(|v| v.parse().ok()));
+    let limit = KILL_AFTER.get_or_init(|| {
+        std::env::var("THRESHER_KILL_AFTER_COMMITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
     if let Some(limit) = *limit {
         if COMMITS.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
             // SAFETY: raising a signal has no memory-safety preconditions.
@@ -266,7 +271,8 @@ impl ObjectWriter for LocalWriter {
             .map_err(|e| Error::io("cannot write", self.temp.display(), e.into_error()))?;
         // Data reaches the disk before the name does, so a crash never leaves a
         // committed name pointing at partial data.
-        file.sync_all().map_err(|e| Error::io("cannot sync", self.temp.display(), e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("cannot sync", self.temp.display(), e))?;
         drop(file);
         let parent = self.target.parent().expect("target has a parent");
         fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent.display(), e))?;

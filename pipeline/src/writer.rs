@@ -50,7 +50,8 @@ impl JsonlZstWriter {
             hasher: Xxh3::new(),
             size: 0,
         };
-        let encoder = zstd::stream::write::Encoder::new(hashing, level).map_err(|e| Error::io("cannot start zstd for", &url, e))?;
+        let encoder = zstd::stream::write::Encoder::new(hashing, level)
+            .map_err(|e| Error::io("cannot start zstd for", &url, e))?;
         Ok(Self {
             key: key.to_string(),
             url,
@@ -81,7 +82,10 @@ impl JsonlZstWriter {
 
     /// Finishes the zstd frame, publishes the object and describes it.
     pub fn commit(self) -> Result<ObjectInfo> {
-        let hashing = self.encoder.finish().map_err(|e| Error::io("cannot finish", &self.url, e))?;
+        let hashing = self
+            .encoder
+            .finish()
+            .map_err(|e| Error::io("cannot finish", &self.url, e))?;
         let info = ObjectInfo {
             name: self.key,
             size: hashing.size,
@@ -122,7 +126,8 @@ pub fn quarantine_line(input_url: &str, record_index: u64, bad: &BadRecord) -> V
 /// Reads a `jsonl.zst` object back as JSON values (for inspection and tests).
 pub fn read_jsonl_zst(storage: &dyn Storage, key: &str) -> Result<Vec<Value>> {
     let url = storage.url_of(key);
-    let decoder = zstd::stream::read::Decoder::new(storage.open(key)?).map_err(|e| Error::io("cannot read", &url, e))?;
+    let decoder =
+        zstd::stream::read::Decoder::new(storage.open(key)?).map_err(|e| Error::io("cannot read", &url, e))?;
     let mut values = Vec::new();
     for (i, line) in io::BufRead::lines(io::BufReader::new(decoder)).enumerate() {
         let line = line.map_err(|e| Error::io("cannot read", &url, e))?;
@@ -144,7 +149,12 @@ mod tests {
         let storage = LocalStorage::new(&dir);
         let mut w = JsonlZstWriter::create(&storage, "s/a.jsonl.zst", 3).unwrap();
         w.write_document(&Document::new("1", "hello")).unwrap();
-        let bad = BadRecord { line: Some(2), offset: 7, reason: "broken".into(), raw: vec![0xff, b'{'] };
+        let bad = BadRecord {
+            line: Some(2),
+            offset: 7,
+            reason: "broken".into(),
+            raw: vec![0xff, b'{'],
+        };
         w.write_value(&quarantine_line("in.jsonl", 1, &bad)).unwrap();
         let info = w.commit().unwrap();
         let bytes = storage.read_all("s/a.jsonl.zst").unwrap();

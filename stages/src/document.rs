@@ -227,7 +227,9 @@ mod tests {
         assert!(err.contains("missing field `text`"), "{err}");
         let err = Document::from_json(br#"{"id":"a","text":5}"#).unwrap_err().to_string();
         assert!(err.contains("text"), "{err}");
-        let err = Document::from_json(br#"{"id":"a","text":"x","metadata":3}"#).unwrap_err().to_string();
+        let err = Document::from_json(br#"{"id":"a","text":"x","metadata":3}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("metadata"), "{err}");
         let err = Document::from_json(b"{\"text\":\"\xff\"}").unwrap_err().to_string();
         assert!(err.contains("invalid unicode"), "{err}");

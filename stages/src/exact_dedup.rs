@@ -188,7 +188,15 @@ mod tests {
             .collect();
         for (s, shard) in docs.iter().enumerate() {
             for (r, doc) in shard.iter().enumerate() {
-                let rec = stage.scan(doc, Position { shard: s as u32, record: r as u64 }).unwrap();
+                let rec = stage
+                    .scan(
+                        doc,
+                        Position {
+                            shard: s as u32,
+                            record: r as u64,
+                        },
+                    )
+                    .unwrap();
                 partitions[rec.partition as usize].push(rec.bytes);
             }
         }
@@ -205,7 +213,10 @@ mod tests {
                     .into_iter()
                     .enumerate()
                     .map(|(r, mut doc)| {
-                        let v = verdicts.get(&Position { shard: s as u32, record: r as u64 });
+                        let v = verdicts.get(&Position {
+                            shard: s as u32,
+                            record: r as u64,
+                        });
                         stage.apply(&mut doc, v.map(|b| b.as_slice()), &mut StageStats::default())
                     })
                     .collect()
@@ -218,13 +229,20 @@ mod tests {
         let stage = ExactDedup::new(ExactDedupConfig::default()).unwrap();
         let out = run(&stage, &[&["b", "a  x", "c"], &["a x", "d", " a\tx\n"]]);
         assert_eq!(out[0], vec![Decision::Keep, Decision::Keep, Decision::Keep]);
-        let dup = Decision::Drop { reason: "duplicate", detail: json!({"kept_id": "s0r1"}) };
+        let dup = Decision::Drop {
+            reason: "duplicate",
+            detail: json!({"kept_id": "s0r1"}),
+        };
         assert_eq!(out[1], vec![dup.clone(), Decision::Keep, dup]);
     }
 
     #[test]
     fn normalization_is_configurable() {
-        let exact = ExactDedup::new(ExactDedupConfig { collapse_whitespace: false, ..Default::default() }).unwrap();
+        let exact = ExactDedup::new(ExactDedupConfig {
+            collapse_whitespace: false,
+            ..Default::default()
+        })
+        .unwrap();
         assert_ne!(exact.text_hash("a  b"), exact.text_hash("a b"));
         let loose = ExactDedup::new(ExactDedupConfig {
             lowercase: true,

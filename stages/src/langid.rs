@@ -41,16 +41,24 @@ pub struct Langid {
 
 impl Langid {
     pub fn new(config: LangidConfig) -> Result<Self> {
-        let invalid = |message: String| Error::Config { kind: "langid", message };
+        let invalid = |message: String| Error::Config {
+            kind: "langid",
+            message,
+        };
         if !(0.0..=1.0).contains(&config.min_score) {
-            return Err(invalid(format!("min_score must be within 0..1, got {}", config.min_score)));
+            return Err(invalid(format!(
+                "min_score must be within 0..1, got {}",
+                config.min_score
+            )));
         }
         if config.sample_bytes == 0 {
             return Err(invalid("sample_bytes must be at least 1".into()));
         }
         if let Some(keep) = &config.keep {
             if keep.is_empty() {
-                return Err(invalid("keep is empty: it would reject every document; remove it to keep all".into()));
+                return Err(invalid(
+                    "keep is empty: it would reject every document; remove it to keep all".into(),
+                ));
             }
         }
         Ok(Self {
@@ -126,7 +134,11 @@ mod tests {
 
     #[test]
     fn keep_list_accepts_both_code_forms() {
-        let stage = Langid::new(LangidConfig { keep: Some(vec!["en".into(), "deu".into()]), ..Default::default() }).unwrap();
+        let stage = Langid::new(LangidConfig {
+            keep: Some(vec!["en".into(), "deu".into()]),
+            ..Default::default()
+        })
+        .unwrap();
         let mut stats = StageStats::default();
         assert_eq!(stage.process(&mut Document::new("1", EN), &mut stats), Decision::Keep);
         match stage.process(&mut Document::new("2", ES), &mut stats) {
@@ -140,7 +152,11 @@ mod tests {
 
     #[test]
     fn high_threshold_gives_und() {
-        let stage = Langid::new(LangidConfig { min_score: 1.0, ..Default::default() }).unwrap();
+        let stage = Langid::new(LangidConfig {
+            min_score: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
         let mut doc = Document::new("1", "short text");
         stage.process(&mut doc, &mut StageStats::default());
         assert_eq!(doc.metadata["lang"], "und");
@@ -148,7 +164,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_config() {
-        assert!(Langid::new(LangidConfig { min_score: 2.0, ..Default::default() }).is_err());
-        assert!(Langid::new(LangidConfig { keep: Some(vec![]), ..Default::default() }).is_err());
+        assert!(Langid::new(LangidConfig {
+            min_score: 2.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Langid::new(LangidConfig {
+            keep: Some(vec![]),
+            ..Default::default()
+        })
+        .is_err());
     }
 }

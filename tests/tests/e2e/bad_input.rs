@@ -13,8 +13,16 @@ const GOOD_2: &str = r#"{"id":"good-2","text":"Die Stadtbibliothek bleibt wegen 
 
 /// Runs ingest + langid over `input` (allowing any error rate) and inspects.
 fn run_ok(dir: &TestDir, input: &Path) -> PathBuf {
-    let config = write_config(&dir.path, input, "", "[[stages]]\nkind = \"ingest\"\n[[stages]]\nkind = \"langid\"\n");
-    let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--max-error-rate", "1"]), 0);
+    let config = write_config(
+        &dir.path,
+        input,
+        "",
+        "[[stages]]\nkind = \"ingest\"\n[[stages]]\nkind = \"langid\"\n",
+    );
+    let out = run_expect(
+        thresher(&dir.path, &["run", config.to_str().unwrap(), "--max-error-rate", "1"]),
+        0,
+    );
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     run_expect(thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]), 0);
     dir.join("out/ingest")
@@ -32,10 +40,21 @@ fn quarantine(stage_dir: &Path, shard: &str) -> Vec<Value> {
 fn malformed_json_line_is_quarantined_with_its_line() {
     let dir = TestDir::new("bad-json");
     let input = dir.join("in.jsonl");
-    std::fs::write(&input, format!("{GOOD}\n{{\"id\": \"x\", \"text\": \"unterminated\n{GOOD_2}\n")).unwrap();
+    std::fs::write(
+        &input,
+        format!("{GOOD}\n{{\"id\": \"x\", \"text\": \"unterminated\n{GOOD_2}\n"),
+    )
+    .unwrap();
     let out = run_ok(&dir, &input);
     let c = counts(&out);
-    assert_eq!((c["documents_in"].as_u64(), c["documents_out"].as_u64(), c["quarantined"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(
+        (
+            c["documents_in"].as_u64(),
+            c["documents_out"].as_u64(),
+            c["quarantined"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     let q = quarantine(&out, "in.jsonl.zst");
     assert_eq!(q[0]["line"], 2);
     assert!(q[0]["file"].as_str().unwrap().ends_with("in.jsonl"));
@@ -47,7 +66,11 @@ fn malformed_json_line_is_quarantined_with_its_line() {
 fn missing_or_non_string_text_is_quarantined() {
     let dir = TestDir::new("bad-text");
     let input = dir.join("in.jsonl");
-    std::fs::write(&input, format!("{{\"id\":\"a\"}}\n{{\"id\":\"b\",\"text\":42}}\n{{\"id\":\"c\",\"text\":null}}\n{GOOD}\n")).unwrap();
+    std::fs::write(
+        &input,
+        format!("{{\"id\":\"a\"}}\n{{\"id\":\"b\",\"text\":42}}\n{{\"id\":\"c\",\"text\":null}}\n{GOOD}\n"),
+    )
+    .unwrap();
     let out = run_ok(&dir, &input);
     assert_eq!(counts(&out)["quarantined"], 3);
     let q = quarantine(&out, "in.jsonl.zst");
@@ -67,7 +90,9 @@ fn invalid_utf8_keeps_raw_bytes_as_base64() {
     let out = run_ok(&dir, &input);
     let q = quarantine(&out, "in.jsonl.zst");
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(q[0]["raw_base64"].as_str().unwrap()).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(q[0]["raw_base64"].as_str().unwrap())
+        .unwrap();
     assert_eq!(raw, b"{\"id\":\"bad\",\"text\":\"caf\xe9 latin-1\"}");
     assert_eq!(counts(&out)["documents_out"], 1);
 }
@@ -75,7 +100,10 @@ fn invalid_utf8_keeps_raw_bytes_as_base64() {
 fn many_lines(n: usize) -> Vec<u8> {
     let mut body = Vec::new();
     for i in 0..n {
-        body.extend_from_slice(format!("{{\"id\":\"d{i}\",\"text\":\"Document number {i} talks about the weather in the mountains.\"}}\n").as_bytes());
+        body.extend_from_slice(
+            format!("{{\"id\":\"d{i}\",\"text\":\"Document number {i} talks about the weather in the mountains.\"}}\n")
+                .as_bytes(),
+        );
     }
     body
 }
@@ -93,7 +121,10 @@ fn truncated_zstd_keeps_what_precedes_the_cut() {
     assert!(kept > 5_000 && kept < 20_000, "kept {kept}");
     assert_eq!(c["quarantined"], 1);
     let q = quarantine(&out, "in.jsonl.zst");
-    assert!(q[0]["reason"].as_str().unwrap().contains("zstd stream is truncated"), "{q:?}");
+    assert!(
+        q[0]["reason"].as_str().unwrap().contains("zstd stream is truncated"),
+        "{q:?}"
+    );
     // The partial last line is kept, and nothing before it was lost.
     let docs = read_zst(&out.join("in.jsonl.zst"));
     assert!(docs.iter().enumerate().all(|(i, d)| d["id"] == format!("d{i}")));
@@ -111,7 +142,10 @@ fn truncated_gzip_keeps_what_precedes_the_cut() {
     let c = counts(&out);
     assert!(c["documents_out"].as_u64().unwrap() > 300);
     let q = quarantine(&out, "in.jsonl.zst");
-    assert!(q[0]["reason"].as_str().unwrap().contains("gzip stream is truncated"), "{q:?}");
+    assert!(
+        q[0]["reason"].as_str().unwrap().contains("gzip stream is truncated"),
+        "{q:?}"
+    );
     assert!(q[0]["offset"].as_u64().unwrap() > 0);
 }
 
@@ -121,7 +155,11 @@ fn empty_file_and_empty_text() {
     let input = dir.join("input");
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(input.join("a-empty.jsonl"), b"").unwrap();
-    std::fs::write(input.join("b.jsonl"), format!("{{\"id\":\"e\",\"text\":\"\"}}\n{{\"id\":\"w\",\"text\":\" \\n\\t \"}}\n{GOOD}\n")).unwrap();
+    std::fs::write(
+        input.join("b.jsonl"),
+        format!("{{\"id\":\"e\",\"text\":\"\"}}\n{{\"id\":\"w\",\"text\":\" \\n\\t \"}}\n{GOOD}\n"),
+    )
+    .unwrap();
     let out = run_ok(&dir, &input);
     let c = counts(&out);
     assert_eq!(c["documents_in"], 3);
@@ -141,7 +179,11 @@ fn fifty_megabyte_document_passes_through() {
     let paragraph = "Rain is expected across the northern valleys tomorrow, with snow on the highest peaks. ";
     let text = paragraph.repeat(50_000_000 / paragraph.len() + 1);
     assert!(text.len() >= 50_000_000);
-    std::fs::write(&input, format!("{}\n{GOOD}\n", serde_json::json!({"id": "huge", "text": text}))).unwrap();
+    std::fs::write(
+        &input,
+        format!("{}\n{GOOD}\n", serde_json::json!({"id": "huge", "text": text})),
+    )
+    .unwrap();
     run_ok(&dir, &input);
     let docs = read_zst(&dir.join("out/langid/in.jsonl.zst"));
     assert_eq!(docs[0]["text"].as_str().unwrap().len(), text.len());
@@ -156,7 +198,10 @@ fn duplicate_ids_in_a_file_quarantine_the_later_record() {
     let out = run_ok(&dir, &input);
     let q = quarantine(&out, "in.jsonl.zst");
     assert_eq!(q.len(), 1);
-    assert!(q[0]["reason"].as_str().unwrap().contains("duplicate id 'good-1'"), "{q:?}");
+    assert!(
+        q[0]["reason"].as_str().unwrap().contains("duplicate id 'good-1'"),
+        "{q:?}"
+    );
     assert_eq!(q[0]["line"], 2);
     assert!(q[0]["raw"].as_str().unwrap().contains("lake"));
 }
@@ -167,7 +212,10 @@ fn missing_input_path_is_named() {
     let config = write_config(&dir.path, &dir.join("does-not-exist"), "", ALL_STAGES);
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
-    assert!(err.contains("does-not-exist") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("does-not-exist") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -180,7 +228,10 @@ fn unwritable_output_path_is_named() {
     let config = write_config(&dir.path, &input, "", ALL_STAGES);
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
-    assert!(err.contains("stage 'ingest'") && err.contains(&*dir.join("out").to_string_lossy()), "{err}");
+    assert!(
+        err.contains("stage 'ingest'") && err.contains(&*dir.join("out").to_string_lossy()),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -192,21 +243,35 @@ fn error_rate_above_the_limit_fails_the_stage_until_accepted() {
     let config = write_config(&dir.path, &input, "", ALL_STAGES);
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
-    assert!(err.contains("1 of 3 records") && err.contains("max_error_rate") && err.contains("_quarantine"), "{err}");
+    assert!(
+        err.contains("1 of 3 records") && err.contains("max_error_rate") && err.contains("_quarantine"),
+        "{err}"
+    );
     // The quarantine is there to look at; the next stage refuses to start.
     assert_eq!(quarantine(&dir.join("out/ingest"), "in.jsonl.zst").len(), 1);
     assert!(!dir.join("out/ingest/_manifest/stage.json").exists());
-    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--max-error-rate", "0.5"]), 0);
+    run_expect(
+        thresher(&dir.path, &["run", config.to_str().unwrap(), "--max-error-rate", "0.5"]),
+        0,
+    );
     run_expect(thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]), 0);
 }
 
 #[test]
 fn config_errors_are_all_reported() {
     let dir = TestDir::new("bad-config");
-    let config = write_config(&dir.path, &dir.path, "", "[[stages]]\nkind = \"langid\"\nmin_score = 3\n[[stages]]\nkind = \"dedupe\"\n");
+    let config = write_config(
+        &dir.path,
+        &dir.path,
+        "",
+        "[[stages]]\nkind = \"langid\"\nmin_score = 3\n[[stages]]\nkind = \"dedupe\"\n",
+    );
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
-    assert!(err.contains("pipeline.toml") && err.contains("min_score") && err.contains("dedupe"), "{err}");
+    assert!(
+        err.contains("pipeline.toml") && err.contains("min_score") && err.contains("dedupe"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,7 +280,11 @@ fn parquet_and_wet_inputs() {
     let input = dir.join("input");
     std::fs::create_dir_all(&input).unwrap();
     write_parquet(&input.join("docs.parquet"));
-    std::fs::copy(testdata().join("webcrawl/commoncrawl-whirlwind/whirlwind.warc.wet.gz"), input.join("cc.warc.wet.gz")).unwrap();
+    std::fs::copy(
+        testdata().join("webcrawl/commoncrawl-whirlwind/whirlwind.warc.wet.gz"),
+        input.join("cc.warc.wet.gz"),
+    )
+    .unwrap();
     let out = run_ok(&dir, &input);
     let docs = read_zst(&out.join("docs.jsonl.zst"));
     assert_eq!(docs.len(), 2, "{docs:?}");
@@ -257,17 +326,25 @@ fn write_parquet(path: &Path) {
     };
     let columns: [&[Option<&str>]; 3] = [
         &[Some("p1"), Some("p2"), None],
-        &[Some("A short article about tides and the moon."), None, Some("Another document without an id of its own.")],
+        &[
+            Some("A short article about tides and the moon."),
+            None,
+            Some("Another document without an id of its own."),
+        ],
         &[Some("https://example.org/a"), None, None],
     ];
     for values in columns {
         let mut col = group.next_column().unwrap().unwrap();
         let (present, levels) = strings(values);
-        col.typed::<ByteArrayType>().write_batch(&present, Some(&levels), None).unwrap();
+        col.typed::<ByteArrayType>()
+            .write_batch(&present, Some(&levels), None)
+            .unwrap();
         col.close().unwrap();
     }
     let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<Int64Type>().write_batch(&[2024, 2023, 2022], None, None).unwrap();
+    col.typed::<Int64Type>()
+        .write_batch(&[2024, 2023, 2022], None, None)
+        .unwrap();
     col.close().unwrap();
     group.close().unwrap();
     writer.close().unwrap();

@@ -35,7 +35,10 @@ fn detects_counts_that_do_not_add_up_and_stray_files() {
     let report = stdout(&run_expect(thresher(&dir.path, &["inspect", out.to_str().unwrap()]), 1));
     assert!(report.contains("shard-00.jsonl.zst.json: documents in"), "{report}");
     assert!(report.contains("stray.jsonl.zst: not listed"), "{report}");
-    let json = stdout(&run_expect(thresher(&dir.path, &["inspect", out.to_str().unwrap(), "--json"]), 1));
+    let json = stdout(&run_expect(
+        thresher(&dir.path, &["inspect", out.to_str().unwrap(), "--json"]),
+        1,
+    ));
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(parsed["problems"].as_array().unwrap().len() >= 2);
 }

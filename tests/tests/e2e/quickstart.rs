@@ -6,11 +6,17 @@ use crate::util::*;
 fn quickstart_runs_and_inspects_clean() {
     let dir = TestDir::new("quickstart");
     let mut config = std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).unwrap();
-    config = config.replace("\"out/quickstart\"", &format!("{:?}", dir.join("out").to_string_lossy()));
+    config = config.replace(
+        "\"out/quickstart\"",
+        &format!("{:?}", dir.join("out").to_string_lossy()),
+    );
     let config_path = dir.join("quickstart.toml");
     std::fs::write(&config_path, config).unwrap();
     run_expect(thresher(&repo_root(), &["run", config_path.to_str().unwrap()]), 0);
-    let out = run_expect(thresher(&repo_root(), &["inspect", dir.join("out").to_str().unwrap()]), 0);
+    let out = run_expect(
+        thresher(&repo_root(), &["inspect", dir.join("out").to_str().unwrap()]),
+        0,
+    );
     let table = stdout(&out);
     for stage in ["ingest", "exact_dedup", "langid"] {
         assert!(table.contains(stage), "{table}");
@@ -23,8 +29,14 @@ fn quickstart_runs_and_inspects_clean() {
     assert_eq!(ingest["counts"]["documents_in"], 35);
     assert_eq!(ingest["counts"]["quarantined"], 1);
     let quarantined = read_zst(&root.join("ingest/_quarantine/commoncrawl/cc_net-sample.jsonl.zst"));
-    assert!(quarantined[0]["reason"].as_str().unwrap().contains("duplicate id"), "{quarantined:?}");
-    assert!(quarantined[0]["file"].as_str().unwrap().ends_with("cc_net-sample.warc.wet"));
+    assert!(
+        quarantined[0]["reason"].as_str().unwrap().contains("duplicate id"),
+        "{quarantined:?}"
+    );
+    assert!(quarantined[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("cc_net-sample.warc.wet"));
 
     // The mirrored capture is the duplicate; the first copy (sorted input order) is kept.
     let rejected = read_zst(&root.join("exact_dedup/_rejected/mirror/whirlwind.jsonl.zst"));
@@ -37,7 +49,10 @@ fn quickstart_runs_and_inspects_clean() {
     // Every document is tagged; the Russian WET record is recognised (the
     // Chinese one is the record quarantined for its reused id).
     let mut langs = std::collections::BTreeSet::new();
-    for entry in ["langid/dolma/cc_en_head-0091.jsonl.zst", "langid/commoncrawl/cc_net-sample.jsonl.zst"] {
+    for entry in [
+        "langid/dolma/cc_en_head-0091.jsonl.zst",
+        "langid/commoncrawl/cc_net-sample.jsonl.zst",
+    ] {
         for doc in read_zst(&root.join(entry)) {
             let meta = &doc["metadata"];
             assert!(meta["lang_score"].is_number(), "{doc}");
@@ -60,10 +75,29 @@ fn quickstart_runs_and_inspects_clean() {
 fn plan_shows_steps_and_progress() {
     let dir = TestDir::new("plan");
     let config = write_config(&dir.path, &repo_root().join("examples/data"), "", ALL_STAGES);
-    let out = run_expect(thresher(&dir.path, &["plan", config.to_str().unwrap(), "--tasks", "4"]), 0);
+    let out = run_expect(
+        thresher(&dir.path, &["plan", config.to_str().unwrap(), "--tasks", "4"]),
+        0,
+    );
     let plan = stdout(&out);
-    assert!(plan.contains("exact_dedup") && plan.contains("resolve") && plan.contains("waits for 'ingest'"), "{plan}");
-    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest", "--max-error-rate", "0.05"]), 0);
+    assert!(
+        plan.contains("exact_dedup") && plan.contains("resolve") && plan.contains("waits for 'ingest'"),
+        "{plan}"
+    );
+    run_expect(
+        thresher(
+            &dir.path,
+            &[
+                "run",
+                config.to_str().unwrap(),
+                "--stage",
+                "ingest",
+                "--max-error-rate",
+                "0.05",
+            ],
+        ),
+        0,
+    );
     let plan = stdout(&run_expect(thresher(&dir.path, &["plan", config.to_str().unwrap()]), 0));
     let ingest_line = plan.lines().find(|l| l.starts_with("ingest")).unwrap();
     assert!(ingest_line.contains("complete"), "{plan}");

@@ -36,10 +36,21 @@ fn sigkill_at_exact_commit_points_then_rerun_is_identical() {
             .status()
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "run with kill after {kill_after} commits was not killed: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "run with kill after {kill_after} commits was not killed: {status:?}"
+        );
         finish(&run_dir, &config);
-        run_expect(thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]), 0);
-        assert_same_outputs(&reference, &outputs_masked(&run_dir), &format!("killed after {kill_after} commits"));
+        run_expect(
+            thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]),
+            0,
+        );
+        assert_same_outputs(
+            &reference,
+            &outputs_masked(&run_dir),
+            &format!("killed after {kill_after} commits"),
+        );
         std::fs::remove_dir_all(&run_dir).unwrap();
     }
 }
@@ -69,10 +80,17 @@ fn sigkill_from_outside_mid_stage_then_rerun_is_identical() {
         child.kill().unwrap();
         child.wait().unwrap();
         finish(&run_dir, &config);
-        assert_same_outputs(&reference, &outputs_masked(&run_dir), &format!("killed at {:.0}% of a run", fraction * 100.0));
+        assert_same_outputs(
+            &reference,
+            &outputs_masked(&run_dir),
+            &format!("killed at {:.0}% of a run", fraction * 100.0),
+        );
         std::fs::remove_dir_all(&run_dir).unwrap();
     }
-    assert!(killed_mid_run >= 3, "only {killed_mid_run} of 5 kills landed while the run was going ({full:?} per run)");
+    assert!(
+        killed_mid_run >= 3,
+        "only {killed_mid_run} of 5 kills landed while the run was going ({full:?} per run)"
+    );
 }
 
 #[test]
@@ -83,7 +101,9 @@ fn changed_config_is_refused_until_forced() {
     let config = config_for(&dir.path, &input);
     finish(&dir.path, &config);
     let dedup_before = outputs(&dir.join("out/exact_dedup"));
-    let changed = std::fs::read_to_string(&config).unwrap().replace("kind = \"langid\"", "kind = \"langid\"\nmin_score = 0.9");
+    let changed = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("kind = \"langid\"", "kind = \"langid\"\nmin_score = 0.9");
     std::fs::write(&config, changed).unwrap();
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
@@ -92,6 +112,10 @@ fn changed_config_is_refused_until_forced() {
     let langid = read_json(&dir.join("out/langid/_manifest/stage.json"));
     assert_eq!(langid["config"]["min_score"], 0.9);
     // Earlier stages were not touched.
-    assert_same_outputs(&dedup_before, &outputs(&dir.join("out/exact_dedup")), "exact_dedup after forcing langid");
+    assert_same_outputs(
+        &dedup_before,
+        &outputs(&dir.join("out/exact_dedup")),
+        "exact_dedup after forcing langid",
+    );
     run_expect(thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]), 0);
 }

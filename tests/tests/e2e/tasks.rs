@@ -7,11 +7,18 @@ use crate::util::*;
 /// Runs every step of every stage as `tasks` separate processes, in the order a
 /// scheduler would (all tasks of a step, then the next step).
 fn run_as_tasks(dir: &Path, config: &Path, tasks: usize, via_slurm_env: bool) {
-    let steps: &[(&str, &[&str])] = &[("ingest", &["apply"]), ("exact_dedup", &["scan", "resolve", "apply"]), ("langid", &["apply"])];
+    let steps: &[(&str, &[&str])] = &[
+        ("ingest", &["apply"]),
+        ("exact_dedup", &["scan", "resolve", "apply"]),
+        ("langid", &["apply"]),
+    ];
     for (stage, stage_steps) in steps {
         for step in *stage_steps {
             for index in 0..tasks {
-                let mut cmd = thresher(dir, &["run", config.to_str().unwrap(), "--stage", stage, "--step", step]);
+                let mut cmd = thresher(
+                    dir,
+                    &["run", config.to_str().unwrap(), "--stage", stage, "--step", step],
+                );
                 if via_slurm_env {
                     cmd.env("SLURM_ARRAY_TASK_ID", (index + 1).to_string())
                         .env("SLURM_ARRAY_TASK_MIN", "1")
@@ -37,7 +44,10 @@ fn one_three_and_eight_tasks_agree() {
         std::fs::create_dir_all(&run_dir).unwrap();
         let config = write_config(&run_dir, &input, "", ALL_STAGES);
         run_as_tasks(&run_dir, &config, tasks, via_env);
-        run_expect(thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]), 0);
+        run_expect(
+            thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]),
+            0,
+        );
         let outputs = outputs_masked(&run_dir);
         match &reference {
             None => {
@@ -57,11 +67,42 @@ fn a_step_before_its_barrier_is_refused() {
     let input = dir.join("input");
     multilingual_corpus(&input, 4, 10, 1);
     let config = write_config(&dir.path, &input, "", ALL_STAGES);
-    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest"]), 0);
+    run_expect(
+        thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest"]),
+        0,
+    );
     let c = config.to_str().unwrap();
-    run_expect(thresher(&dir.path, &["run", c, "--stage", "exact_dedup", "--step", "scan", "--task-index", "0", "--tasks", "2"]), 0);
-    let out = run_expect(thresher(&dir.path, &["run", c, "--stage", "exact_dedup", "--step", "resolve"]), 2);
-    assert!(stderr(&out).contains("needs the scan step finished"), "{}", stderr(&out));
+    run_expect(
+        thresher(
+            &dir.path,
+            &[
+                "run",
+                c,
+                "--stage",
+                "exact_dedup",
+                "--step",
+                "scan",
+                "--task-index",
+                "0",
+                "--tasks",
+                "2",
+            ],
+        ),
+        0,
+    );
+    let out = run_expect(
+        thresher(&dir.path, &["run", c, "--stage", "exact_dedup", "--step", "resolve"]),
+        2,
+    );
+    assert!(
+        stderr(&out).contains("needs the scan step finished"),
+        "{}",
+        stderr(&out)
+    );
     let out = run_expect(thresher(&dir.path, &["run", c, "--stage", "langid"]), 2);
-    assert!(stderr(&out).contains("reads the output of stage 'exact_dedup'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reads the output of stage 'exact_dedup'"),
+        "{}",
+        stderr(&out)
+    );
 }

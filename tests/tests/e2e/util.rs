@@ -70,7 +70,13 @@ pub fn thresher(cwd: &Path, args: &[&str]) -> Command {
     if std::env::var("RUST_LOG").is_err() {
         cmd.env("RUST_LOG", "warn");
     }
-    for var in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX", "THRESHER_KILL_AFTER_COMMITS"] {
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+        "JOB_COMPLETION_INDEX",
+        "THRESHER_KILL_AFTER_COMMITS",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -175,7 +181,11 @@ pub fn assert_same_outputs(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeM
             problems.push(format!("unexpected: {k}"));
         }
     }
-    assert!(problems.is_empty(), "{what}: outputs differ from the reference run:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{what}: outputs differ from the reference run:\n  {}",
+        problems.join("\n  ")
+    );
     assert!(!expected.is_empty(), "{what}: no outputs at all");
 }
 
@@ -223,7 +233,10 @@ pub fn multilingual_corpus(dir: &Path, shards: usize, docs_per_shard: usize, see
             } else {
                 let lines = &languages[rng.below(languages.len())];
                 let n = 2 + rng.below(12);
-                (0..n).map(|_| lines[rng.below(lines.len())].as_str()).collect::<Vec<_>>().join(" ")
+                (0..n)
+                    .map(|_| lines[rng.below(lines.len())].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
             texts.push(text.clone());
             body.extend_from_slice(serde_json::json!({"id": id, "text": text}).to_string().as_bytes());
@@ -233,11 +246,18 @@ pub fn multilingual_corpus(dir: &Path, shards: usize, docs_per_shard: usize, see
         match s % 3 {
             0 => std::fs::write(path.with_extension("jsonl"), &body).unwrap(),
             1 => {
-                let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(path.with_extension("jsonl.gz")).unwrap(), flate2::Compression::default());
+                let mut gz = flate2::write::GzEncoder::new(
+                    std::fs::File::create(path.with_extension("jsonl.gz")).unwrap(),
+                    flate2::Compression::default(),
+                );
                 gz.write_all(&body).unwrap();
                 gz.finish().unwrap();
             }
-            _ => std::fs::write(path.with_extension("jsonl.zst"), zstd::encode_all(body.as_slice(), 3).unwrap()).unwrap(),
+            _ => std::fs::write(
+                path.with_extension("jsonl.zst"),
+                zstd::encode_all(body.as_slice(), 3).unwrap(),
+            )
+            .unwrap(),
         }
     }
     planted
