@@ -259,11 +259,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let mbps = |bytes: u64, seconds: f64| bytes as f64 / 1e6 / seconds.max(1e-9);
     println!(
-        "\n{:<22} {:>8} {:>11} {:>12}  {}",
-        "stage", "text MB", "MB/s (cpu)", "MB/s (wall)", "baseline in the same process (one thread)"
+        "\n{:<22} {:>8} {:>11} {:>12}  baseline in the same process (one thread)",
+        "stage", "text MB", "MB/s (cpu)", "MB/s (wall)"
     );
-    let ingest_cpu = pipeline.completed(&pipeline.stages[0])?.map_or(1.0, |s| s.timing.cpu_seconds);
-    let rows = pipeline.stages.iter().map(|s| (&pipeline, s, 3)).chain(fast.stages.iter().map(|s| (&fast, s, 1)));
+    let ingest_cpu = pipeline
+        .completed(&pipeline.stages[0])?
+        .map_or(1.0, |s| s.timing.cpu_seconds);
+    let rows = pipeline
+        .stages
+        .iter()
+        .map(|s| (&pipeline, s, 3))
+        .chain(fast.stages.iter().map(|s| (&fast, s, 1)));
     for (owner, stage, level) in rows {
         let summary = owner.completed(stage)?.context("stage did not complete")?;
         let bytes = summary.counts.text_bytes_in;
@@ -288,7 +294,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             _ => String::new(),
         };
         let name = format!("{} (zstd -{level})", stage.name);
-        println!("{name:<22} {:>8.1} {:>11.1} {:>12.1}  {baseline}", bytes as f64 / 1e6, mbps(bytes, cpu), mbps(bytes, wall));
+        println!(
+            "{name:<22} {:>8.1} {:>11.1} {:>12.1}  {baseline}",
+            bytes as f64 / 1e6,
+            mbps(bytes, cpu),
+            mbps(bytes, wall)
+        );
     }
     println!(
         "\n(JSON lines of the corpus: {:.1} MB uncompressed for {:.1} MB of text)",

@@ -129,7 +129,6 @@ impl Pipeline {
             shards,
             tasks,
             |shard| stage.output.exists(&scan_key(shard.index)),
-            |shard| shard.size,
             |shard, progress| {
                 let clock = Stopwatch::start();
                 let mut sections = vec![Vec::new(); partitions];
@@ -201,7 +200,6 @@ impl Pipeline {
             &partitions,
             tasks,
             |p| out.exists(&resolve_key(*p)),
-            |_| 1,
             |&p, progress| {
                 let clock = Stopwatch::start();
                 let mut records = Vec::new();

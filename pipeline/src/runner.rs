@@ -548,14 +548,13 @@ impl Pipeline {
     }
 
     /// Runs `work` over this task's units in parallel; returns (done, skipped).
-    pub(crate) fn for_each_unit<T: Sync>(
+    pub(crate) fn for_each_unit<T: WorkUnit>(
         &self,
         stage: &StagePlan,
         step: &str,
         units: &[T],
         tasks: Tasks,
         is_done: impl Fn(&T) -> Result<bool> + Sync,
-        size: impl Fn(&T) -> u64 + Sync,
         work: impl Fn(&T, &Progress) -> Result<()> + Sync,
     ) -> Result<(usize, usize)> {
         let mut todo = Vec::new();
@@ -570,7 +569,10 @@ impl Pipeline {
                 todo.push(unit);
             }
         }
-        let progress = Progress::new(&format!("{} {}", stage.name, step), todo.iter().map(|u| size(u)).sum());
+        let progress = Progress::new(
+            &format!("{} {}", stage.name, step),
+            todo.iter().map(|u| u.progress_size()).sum(),
+        );
         tracing::info!(
             "stage '{}' step {step}: {} unit(s) to do, {skipped} already done (task {} of {})",
             stage.name,
@@ -584,6 +586,24 @@ impl Pipeline {
             result?;
         }
         Ok((todo.len(), skipped))
+    }
+}
+
+/// A unit of a step's work: an input shard, or a partition of `resolve`.
+pub(crate) trait WorkUnit: Sync {
+    /// How much of the progress bar the unit fills (bytes for shards).
+    fn progress_size(&self) -> u64;
+}
+
+impl WorkUnit for InputShard {
+    fn progress_size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl WorkUnit for u32 {
+    fn progress_size(&self) -> u64 {
+        1
     }
 }
 
@@ -612,7 +632,6 @@ impl Pipeline {
             shards,
             tasks,
             |shard| self.shard_done(stage, shard),
-            |shard| shard.size,
             |shard, progress| {
                 let verdicts = match global {
                     Some(g) => self.verdicts_for(stage, g, shard)?,
