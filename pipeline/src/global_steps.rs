@@ -371,7 +371,13 @@ impl Pipeline {
             );
             return Ok(false);
         }
-        timing += self.work_timing(stage)?;
+        match self.work_timing(stage) {
+            Ok(work) => timing += work,
+            // Another task finishing at the same moment wrote the summary and
+            // removed the work files first.
+            Err(_) if self.completed(stage)?.is_some() => return Ok(true),
+            Err(e) => return Err(e),
+        }
         let summary = StageManifest {
             stage: stage.name.clone(),
             kind: stage.kind.to_string(),

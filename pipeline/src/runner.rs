@@ -410,7 +410,18 @@ impl Pipeline {
         };
         let mut report = RunReport::default();
         for stage in selected {
-            report.stages.push(self.run_stage(stage, options)?);
+            let stage_report = self.run_stage(stage, options)?;
+            let complete = stage_report.complete;
+            report.stages.push(stage_report);
+            if !complete {
+                // This task did its share; the stages after it start once the
+                // other tasks have done theirs.
+                tracing::info!(
+                    "stage '{}' is waiting for other tasks; later stages were not started by this task",
+                    stage.name
+                );
+                break;
+            }
         }
         Ok(report)
     }
@@ -453,20 +464,17 @@ impl Pipeline {
             if options.step.as_ref().is_some_and(|s| s != step) {
                 continue;
             }
-            let (done, skipped) = match (&stage.stage, *step) {
+            let result = match (&stage.stage, *step) {
                 (Stage::Document(doc_stage), "apply") => self.apply_step(
                     stage,
                     &shards,
                     options.tasks,
                     &|doc, _, stats| doc_stage.process(doc, stats),
                     None,
-                )?,
-                (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks)?,
-                (Stage::Global(global), "resolve") => {
-                    self.resolve_step(stage, global.as_ref(), &shards, options.tasks)?
-                }
-                (Stage::Global(global), "apply") => {
-                    self.require_resolved(stage, global.as_ref())?;
+                ),
+                (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks),
+                (Stage::Global(global), "resolve") => self.resolve_step(stage, global.as_ref(), &shards, options.tasks),
+                (Stage::Global(global), "apply") => self.require_resolved(stage, global.as_ref()).and_then(|()| {
                     let global = global.as_ref();
                     self.apply_step(
                         stage,
@@ -474,9 +482,18 @@ impl Pipeline {
                         options.tasks,
                         &|doc, context, stats| global.apply(doc, context.verdict, stats),
                         Some(global),
-                    )?
-                }
+                    )
+                }),
                 _ => unreachable!("steps() lists only these"),
+            };
+            let (done, skipped) = match result {
+                // Running all steps as one of several tasks: a barrier that
+                // other tasks have not passed yet is a wait, not a failure.
+                Err(Error::NotReady(why)) if options.step.is_none() && options.tasks.count > 1 => {
+                    tracing::info!("{why}");
+                    return Ok(report);
+                }
+                other => other?,
             };
             report.steps.push((step.to_string(), done, skipped));
         }

@@ -106,3 +106,44 @@ fn a_step_before_its_barrier_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn whole_pipeline_per_task_waits_at_barriers_and_converges() {
+    let dir = TestDir::new("tasks-rounds");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 5, 40, 9);
+    let reference_dir = dir.join("reference");
+    std::fs::create_dir_all(&reference_dir).unwrap();
+    let config = write_config(&reference_dir, &input, "", ALL_STAGES);
+    run_expect(thresher(&reference_dir, &["run", config.to_str().unwrap()]), 0);
+
+    // Each of 3 tasks runs the whole pipeline; a task that reaches a barrier
+    // other tasks have not passed stops cleanly (exit 0). Rounds of all tasks
+    // (as a requeueing scheduler would do) finish the pipeline.
+    let run_dir = dir.join("rounds");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let config = write_config(&run_dir, &input, "", ALL_STAGES);
+    let mut rounds = 0;
+    while !run_dir.join("out/langid/_manifest/stage.json").exists() {
+        rounds += 1;
+        assert!(rounds <= 8, "the pipeline did not finish in 8 rounds of 3 tasks");
+        for index in 0..3 {
+            let c = config.to_str().unwrap();
+            run_expect(
+                thresher(
+                    &run_dir,
+                    &["run", c, "--task-index", &index.to_string(), "--tasks", "3"],
+                ),
+                0,
+            );
+        }
+    }
+    // ingest, then scan, resolve and apply of exact_dedup, then langid: one
+    // round per barrier.
+    assert!(rounds >= 4, "finished in {rounds} rounds: barriers were not respected");
+    assert_same_outputs(
+        &outputs_masked(&reference_dir),
+        &outputs_masked(&run_dir),
+        "3 tasks in rounds",
+    );
+}
