@@ -43,7 +43,16 @@ impl Document {
 
     /// Parses one JSON object. Fills `url` from `metadata.url` when missing.
     pub fn from_json(line: &[u8]) -> serde_json::Result<Self> {
-        let mut doc: Document = serde_json::from_slice(line)?;
+        // One SIMD pass validates the whole line; serde_json then parses it as
+        // `str`, skipping its own validation of every string.
+        let text = match simdutf8::basic::from_utf8(line) {
+            Ok(text) => text,
+            Err(_) => {
+                let at = std::str::from_utf8(line).map_err(|e| e.valid_up_to()).err().unwrap_or(0);
+                return Err(de::Error::custom(format!("invalid UTF-8 at byte {at} of the line")));
+            }
+        };
+        let mut doc: Document = serde_json::from_str(text)?;
         if doc.url.is_none() {
             if let Some(Value::String(url)) = doc.metadata.get("url") {
                 doc.url = Some(url.clone());
@@ -232,7 +241,7 @@ mod tests {
             .to_string();
         assert!(err.contains("metadata"), "{err}");
         let err = Document::from_json(b"{\"text\":\"\xff\"}").unwrap_err().to_string();
-        assert!(err.contains("invalid unicode"), "{err}");
+        assert!(err.contains("invalid UTF-8 at byte 9"), "{err}");
         assert!(Document::from_json(b"[1]").is_err());
     }
 }
