@@ -8,6 +8,7 @@
 //! one thread; MB/s is document text per CPU-second (and per wall-second).
 
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -168,20 +169,26 @@ fn generate(sources: &Sources, dir: &Path, size_bytes: usize, shards: usize) -> 
     Ok((docs.len(), total))
 }
 
-/// Time to decompress every shard and compress it again at `level`: the
-/// floor under any stage that reads and writes `jsonl.zst`.
+/// Time to decompress every shard and compress it again at `level`, in
+/// frames as thresher's writer makes them: the floor under any stage that
+/// reads and writes `jsonl.zst`.
 fn zstd_round_trip_seconds(dir: &Path, level: i32) -> anyhow::Result<(f64, u64)> {
     let start = Instant::now();
     let mut json_bytes = 0;
     let mut files = Vec::new();
     walk(dir, &mut files);
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    let mut frame = Vec::new();
     for path in files {
         let mut raw = Vec::new();
         zstd::stream::read::Decoder::new(std::fs::File::open(&path)?)?.read_to_end(&mut raw)?;
         json_bytes += raw.len() as u64;
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
-        enc.write_all(&raw)?;
-        std::hint::black_box(enc.finish()?);
+        for chunk in raw.chunks(crate::writer::FRAME_BYTES) {
+            frame.clear();
+            frame.reserve(zstd::zstd_safe::compress_bound(chunk.len()));
+            compressor.compress_to_buffer(chunk, &mut frame)?;
+            std::hint::black_box(&frame);
+        }
     }
     Ok((start.elapsed().as_secs_f64(), json_bytes))
 }
