@@ -17,3 +17,5 @@
 pub mod langid;
 
 pub use langid::{Language, LanguageIdentifier};
+pub mod tokenizer;
+pub use tokenizer::TextTokenizer;

@@ -1,0 +1,221 @@
+//! Exact byte-level BPE over tiktoken ranks, as tiktoken computes it: within a
+//! pre-token, repeatedly merge the adjacent pair whose merged bytes have the
+//! lowest rank, until no merged pair is a token.
+//!
+//! Llama 3's vocabulary has tokens that rank-ordered merging never produces
+//! (" việc" is one token, but BPE reaches it as three), so encoders that assume
+//! every token is reachable (e.g. the `bpe` crate, which checks this on load)
+//! cannot be used; this one follows the merge rule itself.
+
+use std::cell::RefCell;
+use std::collections::{BinaryHeap, HashMap};
+
+use rustc_hash::FxHashMap;
+
+pub struct BytePairEncoder {
+    ranks: FxHashMap<Box<[u8]>, u32>,
+    /// Bytes of each token, by id, for decoding.
+    tokens: Vec<Box<[u8]>>,
+}
+
+/// Pre-tokens repeat (words, spaces); remembering recent ones skips their
+/// merges. Per thread, bounded, and cleared when full.
+const CACHE_ENTRIES: usize = 1 << 16;
+/// Longer pre-tokens are not cached (rare, and they would crowd the cache).
+const CACHE_MAX_BYTES: usize = 32;
+
+thread_local! {
+    static CACHE: RefCell<HashMap<Box<[u8]>, Box<[u32]>, rustc_hash::FxBuildHasher>> = RefCell::new(HashMap::default());
+}
+
+impl BytePairEncoder {
+    /// `tokens[rank]` holds the bytes of the token with that rank (= id).
+    pub fn new(tokens: Vec<Vec<u8>>) -> Self {
+        let tokens: Vec<Box<[u8]>> = tokens.into_iter().map(Vec::into_boxed_slice).collect();
+        let ranks = tokens.iter().enumerate().map(|(rank, bytes)| (bytes.clone(), rank as u32)).collect();
+        Self { ranks, tokens }
+    }
+
+    /// The bytes of `ids` (ids outside the vocabulary are skipped).
+    pub fn decode(&self, ids: &[u32]) -> Vec<u8> {
+        ids.iter()
+            .filter_map(|&id| self.tokens.get(id as usize))
+            .flat_map(|t| t.iter().copied())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranks.is_empty()
+    }
+
+    #[inline]
+    fn rank(&self, bytes: &[u8]) -> Option<u32> {
+        self.ranks.get(bytes).copied()
+    }
+
+    /// Appends the ids of one pre-token.
+    pub fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>) {
+        if let Some(rank) = self.rank(piece) {
+            out.push(rank);
+            return;
+        }
+        if piece.len() > CACHE_MAX_BYTES {
+            self.merge(piece, out);
+            return;
+        }
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(ids) = cache.get(piece) {
+                out.extend_from_slice(ids);
+                return;
+            }
+            let start = out.len();
+            self.merge(piece, out);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(piece.into(), out[start..].into());
+        });
+    }
+
+    fn merge(&self, piece: &[u8], out: &mut Vec<u32>) {
+        if piece.len() <= 64 {
+            self.merge_small(piece, out)
+        } else {
+            self.merge_large(piece, out)
+        }
+    }
+
+    /// tiktoken's quadratic merge over a small array: fastest for short pieces.
+    fn merge_small(&self, piece: &[u8], out: &mut Vec<u32>) {
+        // parts[i] = (start of part i, rank of part i merged with part i+1)
+        let mut parts: Vec<(usize, u32)> = Vec::with_capacity(piece.len() + 1);
+        for i in 0..piece.len() - 1 {
+            parts.push((i, self.rank(&piece[i..i + 2]).unwrap_or(u32::MAX)));
+        }
+        parts.push((piece.len() - 1, u32::MAX));
+        parts.push((piece.len(), u32::MAX));
+        let pair_rank = |parts: &[(usize, u32)], i: usize| -> u32 {
+            if i + 3 < parts.len() {
+                self.rank(&piece[parts[i].0..parts[i + 3].0]).unwrap_or(u32::MAX)
+            } else {
+                u32::MAX
+            }
+        };
+        loop {
+            // The lowest rank; ties go to the leftmost pair, as in tiktoken.
+            let (mut min_rank, mut min_i) = (u32::MAX, 0);
+            for (i, &(_, rank)) in parts[..parts.len() - 1].iter().enumerate() {
+                if rank < min_rank {
+                    min_rank = rank;
+                    min_i = i;
+                }
+            }
+            if min_rank == u32::MAX {
+                break;
+            }
+            parts[min_i].1 = pair_rank(&parts, min_i);
+            if min_i > 0 {
+                parts[min_i - 1].1 = pair_rank(&parts, min_i - 1);
+            }
+            parts.remove(min_i + 1);
+        }
+        for w in parts.windows(2) {
+            out.push(self.rank(&piece[w[0].0..w[1].0]).expect("every single byte is a token"));
+        }
+    }
+
+    /// The same merges with a heap and a linked list: O(n log n), so that a
+    /// pathological piece (a megabyte of one letter) cannot stall a worker.
+    fn merge_large(&self, piece: &[u8], out: &mut Vec<u32>) {
+        let n = piece.len();
+        // Part i covers piece[start[i]..start[next[i]]]; removed parts are dead.
+        let start: Vec<usize> = (0..=n).collect();
+        let mut next: Vec<usize> = (1..=n + 1).collect();
+        let mut prev: Vec<usize> = (0..=n).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n + 1];
+        // Entries (rank, left part, right end) as a min-heap; stale ones are skipped.
+        let mut heap = BinaryHeap::new();
+        let push = |heap: &mut BinaryHeap<std::cmp::Reverse<(u32, usize, usize)>>, left: usize, right_end: usize| {
+            if let Some(rank) = self.rank(&piece[start[left]..start[right_end]]) {
+                heap.push(std::cmp::Reverse((rank, left, right_end)));
+            }
+        };
+        for i in 0..n - 1 {
+            push(&mut heap, i, i + 2);
+        }
+        while let Some(std::cmp::Reverse((_, left, right_end))) = heap.pop() {
+            let right = next[left];
+            if !alive[left] || right >= n || next[right] != right_end {
+                continue; // stale: one side was merged since
+            }
+            // Merge `right` into `left`.
+            alive[right] = false;
+            next[left] = right_end;
+            prev[right_end] = left;
+            if prev[left] != usize::MAX {
+                push(&mut heap, prev[left], right_end);
+            }
+            if right_end < n {
+                push(&mut heap, left, next[right_end]);
+            }
+        }
+        let mut i = 0;
+        while i < n {
+            out.push(self.rank(&piece[start[i]..start[next[i]]]).expect("merged parts are tokens"));
+            i = next[i];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy vocabulary: all bytes, then merges by rank.
+    fn toy() -> BytePairEncoder {
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for t in ["ab", "bc", "abc", "aa", "aaaa", "cd"] {
+            tokens.push(t.as_bytes().to_vec());
+        }
+        BytePairEncoder::new(tokens)
+    }
+
+    #[test]
+    fn small_and_large_merges_agree() {
+        let bpe = toy();
+        let mut seed = 7u64;
+        for len in [1, 2, 3, 5, 8, 40, 65, 200, 1000] {
+            for _ in 0..20 {
+                let piece: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        b"abcd"[(seed >> 60) as usize % 4]
+                    })
+                    .collect();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                bpe.merge_small(&piece, &mut a);
+                bpe.merge_large(&piece, &mut b);
+                assert_eq!(a, b, "{}", String::from_utf8_lossy(&piece));
+                assert_eq!(bpe.decode(&a), piece);
+            }
+        }
+    }
+
+    #[test]
+    fn lowest_rank_first() {
+        let bpe = toy();
+        let mut out = Vec::new();
+        // "abc": ab (256) beats bc (257), then ab+c = abc (258).
+        bpe.encode_piece(b"abc", &mut out);
+        assert_eq!(out, vec![258]);
+        out.clear();
+        // "aaaaa": aa, aa, a → aaaa (260) + a
+        bpe.encode_piece(b"aaaaa", &mut out);
+        assert_eq!(out, vec![260, 97]);
+    }
+}

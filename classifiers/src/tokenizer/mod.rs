@@ -1,0 +1,265 @@
+//! Text tokenizers: a Hugging Face `tokenizer.json` (the `tokenizers` crate,
+//! the reference), or Meta's tiktoken-format `tokenizer.model` (base64 token +
+//! rank per line), encoded by thresher's own exact byte-level BPE ([`bpe`])
+//! behind a hand-written Llama 3 pre-tokenizer ([`pretokenize`]), which is the
+//! fast path.
+//!
+//! Both paths treat text that looks like a special token (`<|eot_id|>`) as
+//! plain text: documents must never smuggle control tokens into training data.
+//! Special tokens are added only where the caller asks (BOS/EOS).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+pub mod bpe;
+pub mod pretokenize;
+
+use bpe::BytePairEncoder;
+
+/// Errors of loading a tokenizer; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("cannot read tokenizer {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("tokenizer {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The Llama 3 pre-tokenizer pattern (Meta's `tokenizer.py`), which equals
+/// OpenAI's cl100k pattern; [`pretokenize`] implements it by hand.
+pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The 256 special tokens Meta appends after the tiktoken ranks (llama-models'
+/// `tokenizer.py`): named ones first, then `<|reserved_special_token_N|>`.
+pub fn llama3_special_tokens() -> Vec<String> {
+    let named = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|reserved_special_token_0|>",
+        "<|reserved_special_token_1|>",
+        "<|finetune_right_pad_id|>",
+        "<|step_id|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eom_id|>",
+        "<|eot_id|>",
+        "<|python_tag|>",
+        "<|image|>",
+    ];
+    let mut all: Vec<String> = named.iter().map(|s| s.to_string()).collect();
+    all.extend((0..256 - named.len()).map(|i| format!("<|reserved_special_token_{}|>", 2 + i)));
+    all
+}
+
+enum Engine_ {
+    HuggingFace(Box<tokenizers::Tokenizer>),
+    Tiktoken(Box<BytePairEncoder>),
+}
+
+/// A loaded tokenizer. `encode` is `&self` and the type is `Sync`: one per
+/// process serves every worker thread.
+pub struct TextTokenizer {
+    engine: Engine_,
+    path: PathBuf,
+    /// Special token name → id.
+    specials: HashMap<String, u32>,
+    vocab_size: usize,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` (Hugging Face) or a tiktoken `.model` / `.tiktoken` file.
+    pub fn load(path: &Path) -> Result<Self, TokenizerError> {
+        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| TokenizerError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if bytes.first() == Some(&b'{') {
+            Self::from_hf_json(path, &bytes).map_err(invalid)
+        } else {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                invalid("neither a tokenizer.json nor a tiktoken file (base64 token and rank per line); a SentencePiece model is not supported".into())
+            })?;
+            Self::from_tiktoken(path, text).map_err(invalid)
+        }
+    }
+
+    fn from_hf_json(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
+        // Special-token text in documents is text, as in the tiktoken path.
+        tokenizer.set_encode_special_tokens(true);
+        let specials = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, t)| (t.content, id))
+            .collect();
+        Ok(Self {
+            vocab_size: tokenizer.get_vocab_size(true),
+            engine: Engine_::HuggingFace(Box::new(tokenizer)),
+            path: path.to_path_buf(),
+            specials,
+        })
+    }
+
+    fn from_tiktoken(path: &Path, text: &str) -> Result<Self, String> {
+        let mut tokens: Vec<Vec<u8>> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (token, rank) = line
+                .split_once(' ')
+                .ok_or_else(|| format!("line {}: expected 'base64token rank'", n + 1))?;
+            let rank: usize = rank.trim().parse().map_err(|_| format!("line {}: rank '{rank}' is not a number", n + 1))?;
+            if rank != tokens.len() {
+                return Err(format!("line {}: rank {rank} out of order (expected {})", n + 1, tokens.len()));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .map_err(|e| format!("line {}: bad base64: {e}", n + 1))?;
+            tokens.push(bytes);
+        }
+        if tokens.len() < 256 {
+            return Err(format!("only {} tokens; a byte-level BPE has at least 256", tokens.len()));
+        }
+        let base = tokens.len() as u32;
+        let tokenizer = BytePairEncoder::new(tokens);
+        let specials = llama3_special_tokens()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| (name, base + i as u32))
+            .collect();
+        Ok(Self {
+            engine: Engine_::Tiktoken(Box::new(tokenizer)),
+            path: path.to_path_buf(),
+            specials,
+            vocab_size: base as usize + 256,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Which loader read the file: `huggingface` or `tiktoken`.
+    pub fn kind(&self) -> &'static str {
+        match self.engine {
+            Engine_::HuggingFace(_) => "huggingface",
+            Engine_::Tiktoken(_) => "tiktoken",
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The id of a special token, e.g. `<|begin_of_text|>`.
+    pub fn special_id(&self, name: &str) -> Option<u32> {
+        self.specials.get(name).copied()
+    }
+
+    /// Token ids of `text`, with no special tokens added.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        match &self.engine {
+            Engine_::HuggingFace(t) => t
+                .encode_fast(text, false)
+                .map(|e| e.get_ids().to_vec())
+                // Encoding a valid &str with a byte-level BPE cannot fail; an
+                // error here is a broken tokenizer.json, which loading catches.
+                .expect("tokenizers failed on valid UTF-8 text"),
+            Engine_::Tiktoken(bpe) => {
+                let mut ids = Vec::with_capacity(text.len() / 3);
+                for piece in pretokenize::pretokenize(text) {
+                    bpe.encode_piece(piece.as_bytes(), &mut ids);
+                }
+                ids
+            }
+        }
+    }
+
+    /// `encode` with optional BOS / EOS ids around it.
+    pub fn encode_with(&self, text: &str, bos: Option<u32>, eos: Option<u32>) -> Vec<u32> {
+        let body = self.encode(text);
+        let mut ids = Vec::with_capacity(body.len() + 2);
+        ids.extend(bos);
+        ids.extend(body);
+        ids.extend(eos);
+        ids
+    }
+
+    /// The text of `ids` (lossy for ids that split a character).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match &self.engine {
+            Engine_::HuggingFace(t) => t.decode(ids, false).unwrap_or_default(),
+            Engine_::Tiktoken(bpe) => String::from_utf8_lossy(&bpe.decode(ids)).into_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    fn testdata() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+    }
+
+    fn tiktoken() -> &'static TextTokenizer {
+        static T: OnceLock<TextTokenizer> = OnceLock::new();
+        T.get_or_init(|| TextTokenizer::load(&testdata().join("tokenizer/llama3-tokenizer.model")).unwrap())
+    }
+
+    fn hf() -> &'static TextTokenizer {
+        static T: OnceLock<TextTokenizer> = OnceLock::new();
+        T.get_or_init(|| TextTokenizer::load(&testdata().join("tokenizer/llama3-tokenizer.json")).unwrap())
+    }
+
+    #[test]
+    fn meta_reference_vector_on_both_loaders() {
+        for t in [tiktoken(), hf()] {
+            let bos = t.special_id("<|begin_of_text|>");
+            let eos = t.special_id("<|end_of_text|>");
+            assert_eq!(
+                t.encode_with("This is a test sentence.", bos, eos),
+                vec![128000, 2028, 374, 264, 1296, 11914, 13, 128001],
+                "{}",
+                t.kind()
+            );
+            assert_eq!(t.vocab_size(), 128256, "{}", t.kind());
+        }
+    }
+
+    #[test]
+    fn special_token_names_agree() {
+        for name in llama3_special_tokens() {
+            assert_eq!(tiktoken().special_id(&name), hf().special_id(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn special_token_text_is_plain_text() {
+        for t in [tiktoken(), hf()] {
+            let ids = t.encode("a <|eot_id|> b");
+            assert!(!ids.contains(&128009), "{}: {ids:?}", t.kind());
+            assert_eq!(t.decode(&ids), "a <|eot_id|> b");
+        }
+    }
+
+    #[test]
+    fn whitespace_and_lookahead_edge_cases_agree() {
+        let cases = [
+            "", " ", "  ", "a  b", "a \n\n b", "trailing   ", "\t\tx", "x\r\n\r\n  y", "’s 's 'S 'LL", "1234567 ١٢٣",
+            "emoji 😀😀 ok", "tab\t\tend\t", "  leading", "a\u{3000}b\u{00a0} c", "line\n \nline", "   \n",
+        ];
+        for case in cases {
+            assert_eq!(tiktoken().encode(case), hf().encode(case), "{case:?}");
+        }
+    }
+}
