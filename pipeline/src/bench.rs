@@ -209,6 +209,96 @@ fn run_pipeline(corpus: &Path, out: &Path, level: i32, stages: &[&str]) -> anyho
     Ok(pipeline)
 }
 
+/// Tokenizer throughput, one thread and all threads, on the corpus texts;
+/// the Hugging Face loader (the reference) on a prefix, with an id check.
+fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, export: Option<&Path>) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    use thresher_classifiers::TextTokenizer;
+
+    let tokenizer = TextTokenizer::load(path)?;
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let start = Instant::now();
+    let mut tokens = 0usize;
+    let mut checksum = 0u64;
+    for t in texts {
+        let ids = tokenizer.encode(t);
+        tokens += ids.len();
+        checksum = checksum.wrapping_add(
+            ids.iter()
+                .fold(0u64, |h, &id| h.wrapping_mul(31).wrapping_add(id as u64)),
+        );
+    }
+    let one = start.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads().max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let start = Instant::now();
+    // Coarse batches: one tokenizer shared, one cache per thread.
+    let parallel_tokens: usize = pool.install(|| {
+        texts
+            .par_chunks(256)
+            .map(|c| c.iter().map(|t| tokenizer.encode(t).len()).sum::<usize>())
+            .sum()
+    });
+    let all = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        parallel_tokens == tokens,
+        "parallel tokenization gave another token count"
+    );
+    println!(
+        "\ntokenize ({} loader, {}): {:.1} MB, {tokens} tokens (checksum {checksum:016x})\n  one thread: {:.1} MB/s; {threads} threads: {:.1} MB/s ({:.2}x)",
+        tokenizer.kind(),
+        path.display(),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / one,
+        bytes as f64 / 1e6 / all,
+        one / all
+    );
+    if let Some(hf_path) = hf_path {
+        let hf = TextTokenizer::load(hf_path)?;
+        let mut prefix_bytes = 0;
+        let prefix: Vec<&String> = texts
+            .iter()
+            .take_while(|t| {
+                prefix_bytes += t.len();
+                prefix_bytes < 10_000_000
+            })
+            .collect();
+        let prefix_bytes: usize = prefix.iter().map(|t| t.len()).sum();
+        let start = Instant::now();
+        let reference: Vec<Vec<u32>> = prefix.iter().map(|t| hf.encode(t)).collect();
+        let hf_seconds = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let ours: Vec<Vec<u32>> = prefix.iter().map(|t| tokenizer.encode(t)).collect();
+        let our_seconds = start.elapsed().as_secs_f64();
+        let differing = reference.iter().zip(&ours).filter(|(a, b)| a != b).count();
+        println!(
+            "  on the first {:.1} MB: Hugging Face tokenizers {:.2} MB/s, {} {:.1} MB/s ({:.1}x); documents with different ids: {differing} of {}",
+            prefix_bytes as f64 / 1e6,
+            prefix_bytes as f64 / 1e6 / hf_seconds,
+            tokenizer.kind(),
+            prefix_bytes as f64 / 1e6 / our_seconds,
+            hf_seconds / our_seconds,
+            prefix.len()
+        );
+        anyhow::ensure!(
+            differing == 0,
+            "{differing} documents tokenize differently from the reference"
+        );
+    }
+    if let Some(export) = export {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(export)?);
+        for t in texts {
+            serde_json::to_writer(&mut out, t)?;
+            out.write_all(b"\n")?;
+        }
+        println!(
+            "  texts written to {} (one JSON string per line) with {tokens} tokens",
+            export.display()
+        );
+    }
+    Ok(())
+}
+
 fn corpus_texts(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     walk(dir, &mut files);
@@ -263,6 +353,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         std::hint::black_box(identifier.identify(t));
     }
     let whatlang_seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.tokenizer {
+        tokenize_bench(&texts, path, args.hf_tokenizer.as_deref(), args.export_texts.as_deref())?;
+    }
 
     let mbps = |bytes: u64, seconds: f64| bytes as f64 / 1e6 / seconds.max(1e-9);
     println!(

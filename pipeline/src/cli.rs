@@ -89,4 +89,13 @@ pub struct BenchArgs {
     pub dir: PathBuf,
     #[arg(long)]
     pub keep: bool,
+    /// Also measure tokenization with this tokenizer (tiktoken `.model` or `tokenizer.json`).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Reference tokenizer to compare ids and speed with, on the first 10 MB.
+    #[arg(long, requires = "tokenizer")]
+    pub hf_tokenizer: Option<PathBuf>,
+    /// Write the corpus texts as JSON lines, for external baselines (Python tiktoken).
+    #[arg(long, requires = "tokenizer")]
+    pub export_texts: Option<PathBuf>,
 }

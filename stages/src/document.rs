@@ -48,7 +48,10 @@ impl Document {
         let text = match simdutf8::basic::from_utf8(line) {
             Ok(text) => text,
             Err(_) => {
-                let at = std::str::from_utf8(line).map_err(|e| e.valid_up_to()).err().unwrap_or(0);
+                let at = std::str::from_utf8(line)
+                    .map_err(|e| e.valid_up_to())
+                    .err()
+                    .unwrap_or(0);
                 return Err(de::Error::custom(format!("invalid UTF-8 at byte {at} of the line")));
             }
         };

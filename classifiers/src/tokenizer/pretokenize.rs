@@ -48,7 +48,9 @@ fn class(c: char) -> Class {
         return ASCII[c as usize];
     }
     match get_general_category(c) {
-        G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter => Class::Letter,
+        G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter => {
+            Class::Letter
+        }
         G::DecimalNumber | G::LetterNumber | G::OtherNumber => Class::Number,
         _ if c.is_whitespace() => Class::Space,
         _ => Class::Other,
@@ -179,7 +181,11 @@ impl<'a> Iterator for Pretokens<'a> {
             if run == text.len() {
                 break 'matched run;
             }
-            let last_char_start = text[..run].char_indices().next_back().map(|(i, _)| start.max(i)).unwrap_or(start);
+            let last_char_start = text[..run]
+                .char_indices()
+                .next_back()
+                .map(|(i, _)| start.max(i))
+                .unwrap_or(start);
             if last_char_start > start {
                 break 'matched last_char_start;
             }
@@ -202,7 +208,10 @@ mod tests {
     #[test]
     fn follows_the_pattern() {
         assert_eq!(split("Hello world"), ["Hello", " world"]);
-        assert_eq!(split("I'm here, they'LL go"), ["I", "'m", " here", ",", " they", "'LL", " go"]);
+        assert_eq!(
+            split("I'm here, they'LL go"),
+            ["I", "'m", " here", ",", " they", "'LL", " go"]
+        );
         assert_eq!(split("12345 x"), ["123", "45", " x"]);
         assert_eq!(split("a  b"), ["a", " ", " b"]);
         assert_eq!(split("a \n\n b"), ["a", " \n\n", " b"]);
