@@ -8,7 +8,7 @@
 //! cannot be used; this one follows the merge rule itself.
 
 use std::cell::RefCell;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
 
@@ -25,6 +25,8 @@ pub struct BytePairEncoder {
     ranks: FxHashMap<Box<[u8]>, u32>,
     /// Bytes of each token, by id, for decoding.
     tokens: Vec<Box<[u8]>>,
+    /// Owner tag of this encoder's entries in the per-thread cache.
+    id: u64,
 }
 
 /// Pre-tokens repeat (words, spaces); remembering recent ones skips their
@@ -33,9 +35,20 @@ const CACHE_ENTRIES: usize = 1 << 16;
 /// Longer pre-tokens are not cached (rare, and they would crowd the cache).
 const CACHE_MAX_BYTES: usize = 32;
 
-thread_local! {
-    static CACHE: RefCell<HashMap<Box<[u8]>, Box<[u32]>, rustc_hash::FxBuildHasher>> = RefCell::new(HashMap::default());
+/// Pre-token → ids, for the encoder whose `id` is `owner`.
+#[derive(Default)]
+struct PieceCache {
+    owner: u64,
+    ids: FxHashMap<Box<[u8]>, Box<[u32]>>,
 }
+
+thread_local! {
+    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
+}
+
+/// Distinguishes encoders, so that a thread serving two vocabularies never
+/// answers one from the other's cache.
+static NEXT_ENCODER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Up to 7 bytes and their length in a u64, built from overlapping loads
 /// (no memcpy): bytes that two loads both cover are the same bytes.
@@ -87,6 +100,7 @@ impl BytePairEncoder {
             mid_ranks,
             ranks,
             tokens,
+            id: NEXT_ENCODER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -127,16 +141,20 @@ impl BytePairEncoder {
         }
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if let Some(ids) = cache.get(piece) {
+            if cache.owner != self.id {
+                cache.owner = self.id;
+                cache.ids.clear();
+            }
+            if let Some(ids) = cache.ids.get(piece) {
                 out.extend_from_slice(ids);
                 return;
             }
             let start = out.len();
             self.merge(piece, out);
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
+            if cache.ids.len() >= CACHE_ENTRIES {
+                cache.ids.clear();
             }
-            cache.insert(piece.into(), out[start..].into());
+            cache.ids.insert(piece.into(), out[start..].into());
         });
     }
 
@@ -288,6 +306,21 @@ mod tests {
         }
         assert_ne!(key_small(b"a"), key_small(b"a\0"));
         assert_ne!(key_mid(b"abcdefgh"), key_mid(b"abcdefgh\0"));
+    }
+
+    #[test]
+    fn two_vocabularies_on_one_thread_do_not_share_cached_pieces() {
+        let a = toy();
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        tokens.push(b"bc".to_vec());
+        let b = BytePairEncoder::new(tokens);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        a.encode_piece(b"abcab", &mut out_a);
+        b.encode_piece(b"abcab", &mut out_b);
+        assert_eq!(out_b, vec![97, 256, 97, 98]);
+        out_a.clear();
+        a.encode_piece(b"abcab", &mut out_a);
+        assert_eq!(out_a, vec![258, 256]);
     }
 
     #[test]
