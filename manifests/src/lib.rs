@@ -220,6 +220,9 @@ pub struct StageManifest {
     pub counts: Counts,
     #[serde(default, skip_serializing_if = "StageStats::is_empty")]
     pub stats: StageStats,
+    /// Objects the stage wrote beyond its shards (the packed rows of `pack`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<ObjectInfo>,
     /// Sum over shards (and over global steps, for stages that have them).
     pub timing: Timing,
 }

@@ -180,7 +180,7 @@ impl PipelineConfig {
             }
             match StageConfig::deserialize(toml::Value::Table(table)) {
                 Ok(config) => {
-                    if let Err(e) = config.build() {
+                    if let Err(e) = config.validate() {
                         problems.push(format!("stage '{name}': {e}"));
                     }
                     stages.push(StageEntry { name, config });
@@ -190,6 +190,14 @@ impl PipelineConfig {
                     e.to_string().trim(),
                     StageConfig::KINDS.join(", ")
                 )),
+            }
+        }
+        if let Some(i) = stages.iter().position(|s| s.config.kind() == "pack") {
+            if i + 1 != stages.len() {
+                problems.push(format!(
+                    "stage '{}' (pack) must be the last stage: its output is token rows, not documents",
+                    stages[i].name
+                ));
             }
         }
         if stages.is_empty() && problems.is_empty() {

@@ -371,6 +371,19 @@ impl Pipeline {
             );
             return Ok(false);
         }
+        let outputs = match &stage.stage {
+            thresher_stages::Stage::Pack(_) => match self.stage_outputs(stage)? {
+                Some(outputs) => outputs,
+                None => {
+                    tracing::info!(
+                        "stage '{}': every shard is tokenized; the pack step is next",
+                        stage.name
+                    );
+                    return Ok(false);
+                }
+            },
+            _ => Vec::new(),
+        };
         match self.work_timing(stage) {
             Ok(work) => timing += work,
             // Another task finishing at the same moment wrote the summary and
@@ -389,6 +402,7 @@ impl Pipeline {
             shards: shards.iter().map(|s| s.output_name.clone()).collect(),
             counts,
             stats,
+            outputs,
             timing,
         };
         out.write_all(STAGE_MANIFEST_KEY, &serde_json::to_vec_pretty(&summary).expect("json"))?;

@@ -148,25 +148,29 @@ fn inspect_stage(
         for object in &shard_manifest.outputs {
             let okey = key(&object.name);
             listed.insert(okey.clone());
-            match sizes.get(okey.as_str()) {
-                None => problems.push(format!("{okey}: listed in {mkey} but missing")),
-                Some(&size) if size != object.size => problems.push(format!(
-                    "{okey}: size {size} differs from the manifest's {}",
-                    object.size
-                )),
-                Some(_) => {
-                    let bytes = storage.read_all(&okey)?;
-                    let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
-                    if actual != object.xxh3 {
-                        problems.push(format!(
-                            "{okey}: xxh3 {actual} differs from the manifest's {}",
-                            object.xxh3
-                        ));
-                    }
-                    inspection.objects_verified += 1;
-                }
-            }
+            verify_object(
+                storage,
+                &okey,
+                object,
+                &mkey,
+                sizes,
+                problems,
+                &mut inspection.objects_verified,
+            )?;
         }
+    }
+    for object in &manifest.outputs {
+        let okey = key(&object.name);
+        listed.insert(okey.clone());
+        verify_object(
+            storage,
+            &okey,
+            object,
+            &stage_key,
+            sizes,
+            problems,
+            &mut inspection.objects_verified,
+        )?;
     }
     if sum != manifest.counts {
         problems.push(format!(
@@ -185,6 +189,37 @@ fn inspect_stage(
     }
     summary.status = "complete".into();
     Ok(summary)
+}
+
+/// Checks one object against its manifest entry: present, same size, same xxh3.
+fn verify_object(
+    storage: &dyn Storage,
+    okey: &str,
+    object: &thresher_manifests::ObjectInfo,
+    listed_in: &str,
+    sizes: &BTreeMap<&str, u64>,
+    problems: &mut Vec<String>,
+    verified: &mut usize,
+) -> Result<()> {
+    match sizes.get(okey) {
+        None => problems.push(format!("{okey}: listed in {listed_in} but missing")),
+        Some(&size) if size != object.size => problems.push(format!(
+            "{okey}: size {size} differs from the manifest's {}",
+            object.size
+        )),
+        Some(_) => {
+            let bytes = storage.read_all(okey)?;
+            let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            if actual != object.xxh3 {
+                problems.push(format!(
+                    "{okey}: xxh3 {actual} differs from the manifest's {}",
+                    object.xxh3
+                ));
+            }
+            *verified += 1;
+        }
+    }
+    Ok(())
 }
 
 fn mb(bytes: u64) -> String {

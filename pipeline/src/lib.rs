@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 mod global_steps;
 pub mod inspect;
+mod pack_steps;
 pub mod progress;
 pub mod readers;
 pub mod runner;

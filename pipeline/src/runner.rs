@@ -484,6 +484,8 @@ impl Pipeline {
                         Some(global),
                     )
                 }),
+                (Stage::Pack(pack), "tokenize") => self.tokenize_step(stage, pack, &shards, options.tasks),
+                (Stage::Pack(pack), "pack") => self.pack_step(stage, pack, &shards, options.tasks),
                 _ => unreachable!("steps() lists only these"),
             };
             let (done, skipped) = match result {
@@ -624,6 +626,23 @@ impl WorkUnit for u32 {
     }
 }
 
+/// Where a shard's kept documents go: a `jsonl.zst` shard for document
+/// stages, token files for `pack`.
+pub(crate) trait KeptSink {
+    fn keep(&mut self, doc: &Document, stats: &mut StageStats) -> Result<()>;
+    /// Publishes what was written; the manifest lists the returned objects.
+    fn commit(self: Box<Self>) -> Result<Vec<ObjectInfo>>;
+}
+
+impl KeptSink for JsonlZstWriter {
+    fn keep(&mut self, doc: &Document, _stats: &mut StageStats) -> Result<()> {
+        self.write_document(doc)
+    }
+    fn commit(self: Box<Self>) -> Result<Vec<ObjectInfo>> {
+        Ok(vec![JsonlZstWriter::commit(*self)?])
+    }
+}
+
 /// Per-document context given to the apply closure.
 pub struct DocContext<'v> {
     pub position: Position,
@@ -654,12 +673,22 @@ impl Pipeline {
                     Some(g) => self.verdicts_for(stage, g, shard)?,
                     None => HashMap::new(),
                 };
-                self.process_shard(stage, input.as_ref(), shard, &verdicts, decide, progress)
+                let level = self.config.output.compression_level;
+                let output = JsonlZstWriter::create(stage.output.as_ref(), &shard.output_name, level)?;
+                self.process_shard(
+                    stage,
+                    input.as_ref(),
+                    shard,
+                    &verdicts,
+                    decide,
+                    Box::new(output),
+                    progress,
+                )
             },
         )
     }
 
-    fn shard_done(&self, stage: &StagePlan, shard: &InputShard) -> Result<bool> {
+    pub(crate) fn shard_done(&self, stage: &StagePlan, shard: &InputShard) -> Result<bool> {
         let key = shard_manifest_key(&shard.output_name);
         if !stage.output.exists(&key)? {
             return Ok(false);
@@ -668,15 +697,17 @@ impl Pipeline {
         Ok(manifest.config_hash == stage.config_hash)
     }
 
-    /// Reads one shard, applies the stage, writes the output, the sidecars and,
-    /// last, the shard manifest.
-    fn process_shard(
+    /// Reads one shard, applies the stage, writes kept documents to `output`,
+    /// the sidecars and, last, the shard manifest.
+    #[allow(clippy::too_many_arguments)] // one call site per stage shape
+    pub(crate) fn process_shard(
         &self,
         stage: &StagePlan,
         input: &dyn Storage,
         shard: &InputShard,
         verdicts: &HashMap<u64, Vec<u8>>,
         decide: &Decide,
+        mut output: Box<dyn KeptSink + '_>,
         progress: &Progress,
     ) -> Result<()> {
         let clock = Stopwatch::start();
@@ -684,7 +715,6 @@ impl Pipeline {
         let level = self.config.output.compression_level;
         let input_url = input.url_of(&shard.key);
         let mut records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
-        let mut output = JsonlZstWriter::create(out, &shard.output_name, level)?;
         let mut rejected: Option<JsonlZstWriter> = None;
         let mut quarantine: Option<JsonlZstWriter> = None;
         let mut counts = Counts::default();
@@ -739,7 +769,7 @@ impl Pipeline {
                         Decision::Keep => {
                             counts.documents_out += 1;
                             counts.text_bytes_out += doc.text.len() as u64;
-                            output.write_document(&doc)?;
+                            output.keep(&doc, &mut stats)?;
                         }
                         Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
                     }
@@ -756,7 +786,7 @@ impl Pipeline {
                 out.url_of(&format!("{QUARANTINE_PREFIX}{}", shard.output_name))
             );
         }
-        let mut outputs = vec![output.commit()?];
+        let mut outputs = output.commit()?;
         for sidecar in [rejected, quarantine].into_iter().flatten() {
             outputs.push(sidecar.commit()?);
         }
@@ -830,6 +860,7 @@ impl Pipeline {
                                 .count(),
                         )
                     }
+                    (Stage::Pack(_), "pack", Some(_)) => (Some(1), usize::from(self.packed(stage)?.is_some())),
                     (Stage::Global(_), "scan", Some(s)) => (
                         Some(s.len()),
                         present

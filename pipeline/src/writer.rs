@@ -13,11 +13,35 @@ use crate::error::{Error, Result};
 use crate::readers::BadRecord;
 use crate::storage::{ObjectWriter, Storage};
 
-/// Counts and hashes the bytes that reach storage, for the manifest.
-struct HashingWriter {
+/// An object being written whose bytes are counted and hashed as they reach
+/// storage, so that committing it yields its manifest entry.
+pub struct HashingWriter {
+    key: String,
     inner: Box<dyn ObjectWriter>,
     hasher: Xxh3,
     size: u64,
+}
+
+impl HashingWriter {
+    pub fn create(storage: &dyn Storage, key: &str) -> Result<Self> {
+        Ok(Self {
+            key: key.to_string(),
+            inner: storage.create(key)?,
+            hasher: Xxh3::new(),
+            size: 0,
+        })
+    }
+
+    /// Publishes the object and describes it.
+    pub fn commit(self) -> Result<ObjectInfo> {
+        let info = ObjectInfo {
+            name: self.key,
+            size: self.size,
+            xxh3: format!("{:016x}", self.hasher.digest()),
+        };
+        self.inner.commit()?;
+        Ok(info)
+    }
 }
 
 impl Write for HashingWriter {
@@ -42,7 +66,6 @@ impl Write for HashingWriter {
 /// that every decoder reads; at 8 MiB (4× level 3's window) the ratio loss at
 /// frame edges is negligible.
 pub struct JsonlZstWriter {
-    key: String,
     url: String,
     sink: HashingWriter,
     compressor: zstd::bulk::Compressor<'static>,
@@ -58,15 +81,9 @@ impl JsonlZstWriter {
     pub fn create(storage: &dyn Storage, key: &str, level: i32) -> Result<Self> {
         let url = storage.url_of(key);
         let compressor = zstd::bulk::Compressor::new(level).map_err(|e| Error::io("cannot start zstd for", &url, e))?;
-        let inner = storage.create(key)?;
         Ok(Self {
-            key: key.to_string(),
             url,
-            sink: HashingWriter {
-                inner,
-                hasher: Xxh3::new(),
-                size: 0,
-            },
+            sink: HashingWriter::create(storage, key)?,
             compressor,
             pending: Vec::new(),
             frame: Vec::new(),
@@ -112,13 +129,7 @@ impl JsonlZstWriter {
         if !self.pending.is_empty() || self.sink.size == 0 {
             self.write_frame()?;
         }
-        let info = ObjectInfo {
-            name: self.key,
-            size: self.sink.size,
-            xxh3: format!("{:016x}", self.sink.hasher.digest()),
-        };
-        self.sink.inner.commit()?;
-        Ok(info)
+        self.sink.commit()
     }
 }
 

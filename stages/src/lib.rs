@@ -29,6 +29,7 @@ pub mod document;
 pub mod exact_dedup;
 pub mod ingest;
 pub mod langid;
+pub mod pack;
 pub mod registry;
 
 pub use document::Document;
@@ -110,6 +111,8 @@ pub trait GlobalStage: Send + Sync {
 pub enum Stage {
     Document(Box<dyn DocumentStage>),
     Global(Box<dyn GlobalStage>),
+    /// The terminal stage: documents become packed token rows, not documents.
+    Pack(Box<pack::Pack>),
 }
 
 impl Stage {
@@ -118,6 +121,7 @@ impl Stage {
         match self {
             Stage::Document(_) => &["apply"],
             Stage::Global(_) => &["scan", "resolve", "apply"],
+            Stage::Pack(_) => &["tokenize", "pack"],
         }
     }
 }

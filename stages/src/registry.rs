@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
+use crate::pack::{Pack, PackConfig};
 use crate::{Result, Stage};
 
 /// A stage's configuration, selected by its `kind`.
@@ -14,17 +15,28 @@ pub enum StageConfig {
     Ingest(IngestConfig),
     ExactDedup(ExactDedupConfig),
     Langid(LangidConfig),
+    Pack(PackConfig),
 }
 
 impl StageConfig {
     /// Every kind, for help texts and error messages.
-    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid"];
+    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid", "pack"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::Ingest(_) => "ingest",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Langid(_) => "langid",
+            StageConfig::Pack(_) => "pack",
+        }
+    }
+
+    /// Checks the config without the expensive parts of building (loading a
+    /// tokenizer or a model): what `thresher` runs on every config it reads.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            StageConfig::Pack(c) => c.validate(),
+            other => other.build().map(|_| ()),
         }
     }
 
@@ -34,6 +46,7 @@ impl StageConfig {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
+            StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
         })
     }
 }
@@ -48,7 +61,7 @@ mod tests {
         assert_eq!(c, StageConfig::ExactDedup(ExactDedupConfig::default()));
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"langid","sample_byte":3}"#).is_err());
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
-        for kind in StageConfig::KINDS {
+        for kind in StageConfig::KINDS.iter().filter(|k| **k != "pack") {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
             c.build().unwrap();
