@@ -209,7 +209,7 @@ fn duplicate_ids_in_a_file_quarantine_the_later_record() {
 #[test]
 fn missing_input_path_is_named() {
     let dir = TestDir::new("no-input");
-    let config = write_config(&dir.path, &dir.join("does-not-exist"), "", ALL_STAGES);
+    let config = write_config(&dir.path, &dir.join("does-not-exist"), "", &all_stages());
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
     assert!(
@@ -225,7 +225,7 @@ fn unwritable_output_path_is_named() {
     std::fs::write(&input, GOOD).unwrap();
     // A regular file where the output folder should be: not writable even as root.
     std::fs::write(dir.join("out"), b"a file").unwrap();
-    let config = write_config(&dir.path, &input, "", ALL_STAGES);
+    let config = write_config(&dir.path, &input, "", &all_stages());
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
     assert!(
@@ -240,7 +240,7 @@ fn error_rate_above_the_limit_fails_the_stage_until_accepted() {
     let dir = TestDir::new("error-rate");
     let input = dir.join("in.jsonl");
     std::fs::write(&input, format!("{GOOD}\nnot json\n{GOOD_2}\n")).unwrap();
-    let config = write_config(&dir.path, &input, "", ALL_STAGES);
+    let config = write_config(&dir.path, &input, "", &all_stages());
     let out = run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 2);
     let err = stderr(&out);
     assert!(

@@ -5,7 +5,7 @@ use crate::util::*;
 fn finished_run(dir: &TestDir) -> std::path::PathBuf {
     let input = dir.join("input");
     multilingual_corpus(&input, 3, 30, 2);
-    let config = write_config(&dir.path, &input, "", ALL_STAGES);
+    let config = write_config(&dir.path, &input, "", &all_stages());
     run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 0);
     dir.join("out")
 }

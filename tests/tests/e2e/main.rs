@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod inspect;
+mod pack;
 mod quickstart;
 mod resume;
 mod tasks;

@@ -74,7 +74,7 @@ fn quickstart_runs_and_inspects_clean() {
 #[test]
 fn plan_shows_steps_and_progress() {
     let dir = TestDir::new("plan");
-    let config = write_config(&dir.path, &repo_root().join("examples/data"), "", ALL_STAGES);
+    let config = write_config(&dir.path, &repo_root().join("examples/data"), "", &all_stages());
     let out = run_expect(
         thresher(&dir.path, &["plan", config.to_str().unwrap(), "--tasks", "4"]),
         0,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::util::*;
 
 fn config_for(dir: &Path, input: &Path) -> std::path::PathBuf {
-    write_config(dir, input, "", ALL_STAGES)
+    write_config(dir, input, "", &all_stages())
 }
 
 /// Reruns until the pipeline completes (a rerun is itself never killed).

@@ -11,6 +11,7 @@ fn run_as_tasks(dir: &Path, config: &Path, tasks: usize, via_slurm_env: bool) {
         ("ingest", &["apply"]),
         ("exact_dedup", &["scan", "resolve", "apply"]),
         ("langid", &["apply"]),
+        ("pack", &["tokenize", "pack"]),
     ];
     for (stage, stage_steps) in steps {
         for step in *stage_steps {
@@ -42,7 +43,7 @@ fn one_three_and_eight_tasks_agree() {
     for (tasks, via_env) in [(1, false), (3, false), (8, true)] {
         let run_dir = dir.join(&format!("tasks-{tasks}"));
         std::fs::create_dir_all(&run_dir).unwrap();
-        let config = write_config(&run_dir, &input, "", ALL_STAGES);
+        let config = write_config(&run_dir, &input, "", &all_stages());
         run_as_tasks(&run_dir, &config, tasks, via_env);
         run_expect(
             thresher(&run_dir, &["inspect", run_dir.join("out").to_str().unwrap()]),
@@ -66,7 +67,7 @@ fn a_step_before_its_barrier_is_refused() {
     let dir = TestDir::new("barrier");
     let input = dir.join("input");
     multilingual_corpus(&input, 4, 10, 1);
-    let config = write_config(&dir.path, &input, "", ALL_STAGES);
+    let config = write_config(&dir.path, &input, "", &all_stages());
     run_expect(
         thresher(&dir.path, &["run", config.to_str().unwrap(), "--stage", "ingest"]),
         0,
@@ -114,7 +115,7 @@ fn whole_pipeline_per_task_waits_at_barriers_and_converges() {
     multilingual_corpus(&input, 5, 40, 9);
     let reference_dir = dir.join("reference");
     std::fs::create_dir_all(&reference_dir).unwrap();
-    let config = write_config(&reference_dir, &input, "", ALL_STAGES);
+    let config = write_config(&reference_dir, &input, "", &all_stages());
     run_expect(thresher(&reference_dir, &["run", config.to_str().unwrap()]), 0);
 
     // Each of 3 tasks runs the whole pipeline; a task that reaches a barrier
@@ -122,9 +123,9 @@ fn whole_pipeline_per_task_waits_at_barriers_and_converges() {
     // (as a requeueing scheduler would do) finish the pipeline.
     let run_dir = dir.join("rounds");
     std::fs::create_dir_all(&run_dir).unwrap();
-    let config = write_config(&run_dir, &input, "", ALL_STAGES);
+    let config = write_config(&run_dir, &input, "", &all_stages());
     let mut rounds = 0;
-    while !run_dir.join("out/langid/_manifest/stage.json").exists() {
+    while !run_dir.join("out/pack/_manifest/stage.json").exists() {
         rounds += 1;
         assert!(rounds <= 8, "the pipeline did not finish in 8 rounds of 3 tasks");
         for index in 0..3 {

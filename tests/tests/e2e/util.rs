@@ -116,7 +116,42 @@ pub fn write_config(dir: &Path, input: &Path, extra: &str, stages: &str) -> Path
     path
 }
 
-pub const ALL_STAGES: &str = "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"exact_dedup\"\npartitions = 4\n\n[[stages]]\nkind = \"langid\"\n";
+/// Every stage, small enough for tests: 4 dedup partitions, rows of 512
+/// tokens packed in windows of 4096 tokens (so that windows matter).
+pub fn all_stages() -> String {
+    format!(
+        "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"exact_dedup\"\npartitions = 4\n\n\
+         [[stages]]\nkind = \"langid\"\n\n[[stages]]\nkind = \"pack\"\ntokenizer = {:?}\nseq_len = 512\nwindow_tokens = 4096\n",
+        llama3_tokenizer().to_string_lossy()
+    )
+}
+
+/// Meta's Llama 3 tokenizer (tiktoken format) from the shared test data.
+pub fn llama3_tokenizer() -> PathBuf {
+    testdata().join("tokenizer/llama3-tokenizer.model")
+}
+
+/// The Python that has numpy (`scripts/test` sets up one and exports it).
+pub fn python() -> String {
+    std::env::var("THRESHER_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `tests/python/check_packed.py` on a pack folder; panics with its output on failure.
+pub fn check_packed(pack_dir: &Path) -> String {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/python/check_packed.py"))
+        .arg(pack_dir)
+        .output()
+        .expect("python runs (set THRESHER_PYTHON to a Python with numpy; scripts/test does)");
+    assert!(
+        out.status.success(),
+        "check_packed.py failed on {}:\n{}{}",
+        pack_dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// Every line of a `jsonl.zst` file as JSON.
 pub fn read_zst(path: &Path) -> Vec<Value> {
