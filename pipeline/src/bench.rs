@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 use thresher_stages::Document;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, BenchSuite};
 use crate::config::PipelineConfig;
 use crate::readers::{format_of, read_records, Format, ReadLimits, Record};
 use crate::runner::{Pipeline, RunOptions};
@@ -138,7 +138,12 @@ fn generate(sources: &Sources, dir: &Path, size_bytes: usize, shards: usize) -> 
             let original = &docs[rng.below(docs.len())];
             (original.replace('\n', "\n\n").replace(". ", ".  "), "copy")
         } else if roll < 50 {
-            let n = rng.range(3, 40);
+            // Mostly short pages, and 1 in 50 long enough to exceed an 8K-token row.
+            let n = if rng.below(50) == 0 {
+                rng.range(300, 3000)
+            } else {
+                rng.range(3, 40)
+            };
             let paragraphs: Vec<&str> = (0..n)
                 .map(|_| sources.paragraphs[rng.below(sources.paragraphs.len())].as_str())
                 .collect();
@@ -211,7 +216,7 @@ fn run_pipeline(corpus: &Path, out: &Path, level: i32, stages: &[&str]) -> anyho
 
 /// Tokenizer throughput, one thread and all threads, on the corpus texts;
 /// the Hugging Face loader (the reference) on a prefix, with an id check.
-fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, export: Option<&Path>) -> anyhow::Result<()> {
+fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, args: &BenchArgs) -> anyhow::Result<()> {
     use rayon::prelude::*;
     use thresher_classifiers::TextTokenizer;
 
@@ -220,9 +225,11 @@ fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, export:
     let start = Instant::now();
     let mut tokens = 0usize;
     let mut checksum = 0u64;
+    let mut doc_lengths = Vec::with_capacity(texts.len());
     for t in texts {
         let ids = tokenizer.encode(t);
         tokens += ids.len();
+        doc_lengths.push(ids.len() as u32 + 2); // with BOS and EOS
         checksum = checksum.wrapping_add(
             ids.iter()
                 .fold(0u64, |h, &id| h.wrapping_mul(31).wrapping_add(id as u64)),
@@ -285,18 +292,88 @@ fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, export:
             "{differing} documents tokenize differently from the reference"
         );
     }
-    if let Some(export) = export {
+    pack_bench(&doc_lengths, one);
+    if let Some(export) = &args.export_texts {
         let mut out = std::io::BufWriter::new(std::fs::File::create(export)?);
         for t in texts {
             serde_json::to_writer(&mut out, t)?;
             out.write_all(b"\n")?;
         }
-        println!(
-            "  texts written to {} (one JSON string per line) with {tokens} tokens",
-            export.display()
-        );
+        println!("  texts written to {} (one JSON string per line)", export.display());
+    }
+    if let Some(path) = &args.json_out {
+        let result = serde_json::json!({
+            "bytes": bytes, "tokens": tokens, "documents": texts.len(),
+            "tokenize_mb_per_s_one_thread": bytes as f64 / 1e6 / one,
+            "tokenize_mb_per_s_all_threads": bytes as f64 / 1e6 / all, "threads": threads,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&result)?)?;
     }
     Ok(())
+}
+
+/// Packing of the same token counts into 8192-token rows: best-fit
+/// decreasing (global, thresher's default window, a small window) against
+/// concat-and-chunk, with the time each takes next to tokenizing.
+fn pack_bench(doc_lengths: &[u32], tokenize_seconds: f64) {
+    use thresher_stages::pack::{concat_and_chunk, pack_window, PackStats};
+    const SEQ_LEN: u32 = 8192;
+    let total: u64 = doc_lengths.iter().map(|&l| l as u64).sum();
+    let long = doc_lengths.iter().filter(|&&l| l > SEQ_LEN).count();
+    let fits = doc_lengths.len() - long;
+    println!(
+        "\npacking {} documents, {total} tokens (with BOS/EOS) into rows of {SEQ_LEN}: lower bound {} rows; \
+         {long} documents are longer than a row",
+        doc_lengths.len(),
+        total.div_ceil(SEQ_LEN as u64)
+    );
+    let by_windows = |window_tokens: u64| {
+        let mut stats = PackStats::default();
+        let mut start = 0;
+        let mut index = 0;
+        while start < doc_lengths.len() {
+            let mut end = start;
+            let mut sum = 0u64;
+            while end < doc_lengths.len() && (end == start || sum < window_tokens) {
+                sum += doc_lengths[end] as u64;
+                end += 1;
+            }
+            let rows = pack_window(&doc_lengths[start..end], SEQ_LEN, index);
+            stats += &PackStats::of(&rows, &doc_lengths[start..end], SEQ_LEN);
+            start = end;
+            index += 1;
+        }
+        stats
+    };
+    let report = |name: &str, stats: &PackStats, seconds: f64| {
+        println!(
+            "  {name:<40} {:>7} rows  fill {:>7.3}%  split {:>6} documents ({:.2}% of those that fit a row)  \
+             {:.3} s = {:.2}% of tokenize time",
+            stats.rows,
+            stats.fill_percent(),
+            stats.documents_split,
+            100.0 * stats.documents_split_that_fit as f64 / fits.max(1) as f64,
+            seconds,
+            100.0 * seconds / tokenize_seconds
+        );
+    };
+    for (name, window) in [
+        ("best-fit decreasing, one global window", u64::MAX),
+        ("best-fit decreasing, 64M-token windows", 64 << 20),
+        ("best-fit decreasing, 1M-token windows", 1 << 20),
+    ] {
+        let start = Instant::now();
+        let stats = by_windows(window);
+        report(name, &stats, start.elapsed().as_secs_f64());
+    }
+    let start = Instant::now();
+    let rows = concat_and_chunk(doc_lengths, SEQ_LEN);
+    let seconds = start.elapsed().as_secs_f64();
+    report(
+        "concat-and-chunk (baseline)",
+        &PackStats::of(&rows, doc_lengths, SEQ_LEN),
+        seconds,
+    );
 }
 
 fn corpus_texts(dir: &Path) -> anyhow::Result<Vec<String>> {
@@ -335,27 +412,52 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         sources.sentences.len(),
         sources.code.len()
     );
-    let pipeline = run_pipeline(&corpus, &out, 3, &["ingest", "exact_dedup", "langid"])?;
-    let fast = run_pipeline(&corpus, &args.dir.join("out-level1"), 1, &["ingest"])?;
+    let texts = corpus_texts(&corpus)?;
+    if matches!(args.suite, BenchSuite::All | BenchSuite::Tokenize) {
+        let tokenizer = args
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| args.testdata.join("tokenizer/llama3-tokenizer.model"));
+        let reference = args
+            .hf_tokenizer
+            .clone()
+            .unwrap_or_else(|| args.testdata.join("tokenizer/llama3-tokenizer.json"));
+        tokenize_bench(&texts, &tokenizer, Some(&reference), args)?;
+    }
+    if matches!(args.suite, BenchSuite::All | BenchSuite::Backbone) {
+        backbone_bench(args, &corpus, &out, &texts, text_bytes)?;
+    }
+    if !args.keep {
+        std::fs::remove_dir_all(&args.dir)?;
+    }
+    Ok(())
+}
+
+/// ingest (read+write), exact_dedup and langid, each next to a baseline.
+fn backbone_bench(
+    args: &BenchArgs,
+    corpus: &Path,
+    out: &Path,
+    texts: &[String],
+    text_bytes: u64,
+) -> anyhow::Result<()> {
+    let pipeline = run_pipeline(corpus, out, 3, &["ingest", "exact_dedup", "langid"])?;
+    let fast = run_pipeline(corpus, &args.dir.join("out-level1"), 1, &["ingest"])?;
 
     // Baselines, same process, same corpus, one thread.
-    let (zstd3_seconds, json_bytes) = zstd_round_trip_seconds(&corpus, 3)?;
-    let (zstd1_seconds, _) = zstd_round_trip_seconds(&corpus, 1)?;
-    let texts = corpus_texts(&corpus)?;
+    let (zstd3_seconds, json_bytes) = zstd_round_trip_seconds(corpus, 3)?;
+    let (zstd1_seconds, _) = zstd_round_trip_seconds(corpus, 1)?;
     let start = Instant::now();
-    for t in &texts {
+    for t in texts {
         std::hint::black_box(xxhash_rust::xxh3::xxh3_128(t.as_bytes()));
     }
     let hash_seconds = start.elapsed().as_secs_f64();
     let identifier = thresher_classifiers::LanguageIdentifier::new(4096);
     let start = Instant::now();
-    for t in &texts {
+    for t in texts {
         std::hint::black_box(identifier.identify(t));
     }
     let whatlang_seconds = start.elapsed().as_secs_f64();
-    if let Some(path) = &args.tokenizer {
-        tokenize_bench(&texts, path, args.hf_tokenizer.as_deref(), args.export_texts.as_deref())?;
-    }
 
     let mbps = |bytes: u64, seconds: f64| bytes as f64 / 1e6 / seconds.max(1e-9);
     println!(
@@ -406,8 +508,5 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         json_bytes as f64 / 1e6,
         text_bytes as f64 / 1e6
     );
-    if !args.keep {
-        std::fs::remove_dir_all(&args.dir)?;
-    }
     Ok(())
 }

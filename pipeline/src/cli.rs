@@ -89,13 +89,29 @@ pub struct BenchArgs {
     pub dir: PathBuf,
     #[arg(long)]
     pub keep: bool,
-    /// Also measure tokenization with this tokenizer (tiktoken `.model` or `tokenizer.json`).
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = BenchSuite::All)]
+    pub suite: BenchSuite,
+    /// Tokenizer to measure (default: TESTDATA/tokenizer/llama3-tokenizer.model).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Reference tokenizer to compare ids and speed with, on the first 10 MB.
-    #[arg(long, requires = "tokenizer")]
+    /// Reference tokenizer whose ids must match, timed on the first 10 MB
+    /// (default: TESTDATA/tokenizer/llama3-tokenizer.json).
+    #[arg(long)]
     pub hf_tokenizer: Option<PathBuf>,
     /// Write the corpus texts as JSON lines, for external baselines (Python tiktoken).
-    #[arg(long, requires = "tokenizer")]
+    #[arg(long)]
     pub export_texts: Option<PathBuf>,
+    /// Write the tokenize results as JSON.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum BenchSuite {
+    All,
+    /// ingest (shard read+write), exact_dedup, langid
+    Backbone,
+    /// tokenizers and packing
+    Tokenize,
 }
