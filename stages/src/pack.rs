@@ -274,7 +274,7 @@ impl FreeSpace {
             if node == 1 {
                 return None;
             }
-            if node % 2 == 0 && self.tree[node + 1] > 0 {
+            if node.is_multiple_of(2) && self.tree[node + 1] > 0 {
                 node += 1;
                 break;
             }
