@@ -283,6 +283,9 @@ impl Pipeline {
         for file in files {
             outputs.push(file.commit()?);
         }
+        if config.megatron {
+            outputs.extend(self.write_megatron(out, shards, &lengths)?);
+        }
         let tokenizer_bytes = std::fs::read(&config.tokenizer)
             .map_err(|e| Error::io("cannot read tokenizer", config.tokenizer.display(), e))?;
         let sha256 = format!("{:x}", sha2::Sha256::digest(&tokenizer_bytes));
@@ -324,6 +327,42 @@ impl Pipeline {
             totals.documents_split_that_fit
         );
         out.write_all(PACK_MANIFEST_KEY, &serde_json::to_vec_pretty(&manifest).expect("json"))
+    }
+
+    /// Megatron-LM's indexed dataset of the same documents: `megatron.bin`
+    /// holds every document's tokens (int32), `megatron.idx` the `MMIDIDX`
+    /// index (one sequence per document).
+    fn write_megatron(&self, out: &dyn Storage, shards: &[InputShard], lengths: &[u32]) -> Result<Vec<ObjectInfo>> {
+        let mut bin = HashingWriter::create(out, "megatron.bin")?;
+        for shard in shards {
+            // Token ids < 2^31 have the same bytes as u32 and as int32.
+            let mut reader = out.open(&tokens_key(shard))?;
+            std::io::copy(&mut reader, &mut bin)
+                .map_err(|e| Error::Storage(format!("cannot write megatron.bin: {e}")))?;
+        }
+        let n = lengths.len() as u64;
+        let mut idx = Vec::with_capacity(34 + lengths.len() * 20 + 8);
+        idx.extend_from_slice(b"MMIDIDX\x00\x00");
+        idx.extend_from_slice(&1u64.to_le_bytes()); // version
+        idx.push(4); // dtype code: int32
+        idx.extend_from_slice(&n.to_le_bytes()); // sequences
+        idx.extend_from_slice(&(n + 1).to_le_bytes()); // document boundaries
+        for &len in lengths {
+            idx.extend_from_slice(&(len as i32).to_le_bytes());
+        }
+        let mut pointer = 0i64;
+        for &len in lengths {
+            idx.extend_from_slice(&pointer.to_le_bytes());
+            pointer += len as i64 * 4;
+        }
+        for i in 0..=n {
+            idx.extend_from_slice(&(i as i64).to_le_bytes());
+        }
+        let mut idx_writer = HashingWriter::create(out, "megatron.idx")?;
+        idx_writer
+            .write_all(&idx)
+            .map_err(|e| Error::Storage(format!("cannot write megatron.idx: {e}")))?;
+        Ok(vec![bin.commit()?, idx_writer.commit()?])
     }
 
     /// The packed files, for the stage summary (empty for other stages).

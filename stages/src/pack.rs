@@ -43,6 +43,11 @@ pub struct PackConfig {
     /// Seed of the row shuffle (each window's rows are shuffled).
     #[serde(default)]
     pub shuffle_seed: u64,
+    /// Also write `megatron.bin` / `megatron.idx` (Megatron-LM's `MMIDIDX`
+    /// indexed dataset, int32, one sequence per document, unpacked: Megatron
+    /// packs by itself).
+    #[serde(default)]
+    pub megatron: bool,
 }
 
 fn default_seq_len() -> u32 {

@@ -19,7 +19,8 @@ fn packed_rows_hold_every_document_once_and_masks_stay_inside_documents() {
         lines.push('\n');
     }
     std::fs::write(input.join("code.jsonl"), lines).unwrap();
-    let config = write_config(&dir.path, &input, "", &all_stages());
+    let stages = format!("{}megatron = true\n", all_stages());
+    let config = write_config(&dir.path, &input, "", &stages);
     run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 0);
     run_expect(thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]), 0);
 
@@ -65,4 +66,35 @@ fn packed_rows_hold_every_document_once_and_masks_stay_inside_documents() {
     );
     let size = std::fs::metadata(pack.join("tokens.u32")).unwrap().len();
     assert_eq!(size, rows * 512 * 4);
+
+    // The Megatron export: an MMIDIDX index over the same documents, unpacked.
+    let idx = std::fs::read(pack.join("megatron.idx")).unwrap();
+    assert_eq!(&idx[..9], b"MMIDIDX\x00\x00");
+    assert_eq!(u64::from_le_bytes(idx[9..17].try_into().unwrap()), 1);
+    assert_eq!(idx[17], 4, "int32");
+    let sequences = u64::from_le_bytes(idx[18..26].try_into().unwrap()) as usize;
+    let boundaries = u64::from_le_bytes(idx[26..34].try_into().unwrap()) as usize;
+    assert_eq!(sequences as u64, manifest["documents"].as_u64().unwrap());
+    assert_eq!(boundaries, sequences + 1);
+    assert_eq!(idx.len(), 34 + sequences * 4 + sequences * 8 + boundaries * 8);
+    let lengths: Vec<u64> = idx[34..34 + sequences * 4]
+        .chunks(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as u64)
+        .collect();
+    let pointers: Vec<u64> = idx[34 + sequences * 4..34 + sequences * 12]
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u64)
+        .collect();
+    assert_eq!(lengths.iter().sum::<u64>(), tokens);
+    assert_eq!(pointers[0], 0);
+    assert_eq!(
+        pointers[sequences - 1] + lengths[sequences - 1] * 4,
+        std::fs::metadata(pack.join("megatron.bin")).unwrap().len()
+    );
+    let bin = std::fs::read(pack.join("megatron.bin")).unwrap();
+    let first: Vec<u32> = bin[..8]
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(first[0], 128000, "documents start with BOS");
 }
