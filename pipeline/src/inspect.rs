@@ -147,7 +147,6 @@ fn inspect_stage(
         sum += &shard_manifest.counts;
         for object in &shard_manifest.outputs {
             let okey = key(&object.name);
-            listed.insert(okey.clone());
             verify_object(
                 storage,
                 &okey,
@@ -155,13 +154,13 @@ fn inspect_stage(
                 &mkey,
                 sizes,
                 problems,
+                &mut listed,
                 &mut inspection.objects_verified,
             )?;
         }
     }
     for object in &manifest.outputs {
         let okey = key(&object.name);
-        listed.insert(okey.clone());
         verify_object(
             storage,
             &okey,
@@ -169,6 +168,7 @@ fn inspect_stage(
             &stage_key,
             sizes,
             problems,
+            &mut listed,
             &mut inspection.objects_verified,
         )?;
     }
@@ -191,7 +191,9 @@ fn inspect_stage(
     Ok(summary)
 }
 
-/// Checks one object against its manifest entry: present, same size, same xxh3.
+/// Checks one object against its manifest entry (present, same size, same
+/// xxh3) and records it as vouched for.
+#[allow(clippy::too_many_arguments)]
 fn verify_object(
     storage: &dyn Storage,
     okey: &str,
@@ -199,8 +201,10 @@ fn verify_object(
     listed_in: &str,
     sizes: &BTreeMap<&str, u64>,
     problems: &mut Vec<String>,
+    listed: &mut BTreeSet<String>,
     verified: &mut usize,
 ) -> Result<()> {
+    listed.insert(okey.to_string());
     match sizes.get(okey) {
         None => problems.push(format!("{okey}: listed in {listed_in} but missing")),
         Some(&size) if size != object.size => problems.push(format!(
