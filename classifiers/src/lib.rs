@@ -19,3 +19,5 @@ pub mod langid;
 pub use langid::{Language, LanguageIdentifier};
 pub mod tokenizer;
 pub use tokenizer::TextTokenizer;
+pub mod llama_classifier;
+pub use llama_classifier::{judge, Judgement, LlamaClassifier};

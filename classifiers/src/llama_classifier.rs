@@ -1,0 +1,508 @@
+//! A Llama-architecture sequence classifier on candle, read like Hugging
+//! Face's `LlamaForSequenceClassification`: `config.json`, `model.safetensors`
+//! (or a sharded index), the `score` head applied to the hidden state of each
+//! sequence's last real token.
+//!
+//! Batches are right-padded. Under a causal mask a real token never attends to
+//! a later position, so padding is invisible to every real token and no
+//! padding mask is needed; the last real token of row `i` is `lengths[i] - 1`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
+use serde::Deserialize;
+
+pub type Result<T> = std::result::Result<T, ClassifierError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// RoPE settings, from either `rope_scaling` (transformers 4) or
+/// `rope_parameters` (transformers 5).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RopeParameters {
+    #[serde(default, alias = "type")]
+    pub rope_type: Option<String>,
+    pub rope_theta: Option<f64>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// The parts of a Hugging Face `config.json` the classifier uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClassifierConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub rms_norm_eps: f64,
+    pub rope_theta: Option<f64>,
+    pub rope_scaling: Option<RopeParameters>,
+    pub rope_parameters: Option<RopeParameters>,
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    pub pad_token_id: Option<u32>,
+    pub bos_token_id: Option<serde_json::Value>,
+    /// Label names by index; their count is `num_labels` (1 = regression).
+    pub id2label: Option<BTreeMap<String, String>>,
+    pub num_labels: Option<usize>,
+}
+
+impl ClassifierConfig {
+    pub fn num_labels(&self) -> usize {
+        self.id2label.as_ref().map(|m| m.len()).or(self.num_labels).unwrap_or(2)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    pub fn num_key_value_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Labels in index order (`LABEL_i` where the config has none).
+    pub fn labels(&self) -> Vec<String> {
+        (0..self.num_labels())
+            .map(|i| {
+                self.id2label
+                    .as_ref()
+                    .and_then(|m| m.get(&i.to_string()).cloned())
+                    .unwrap_or_else(|| format!("LABEL_{i}"))
+            })
+            .collect()
+    }
+
+    fn rope(&self) -> RopeParameters {
+        let mut rope = self
+            .rope_parameters
+            .clone()
+            .or(self.rope_scaling.clone())
+            .unwrap_or_default();
+        if rope.rope_theta.is_none() {
+            rope.rope_theta = Some(self.rope_theta.unwrap_or(10_000.0));
+        }
+        rope
+    }
+
+    /// RoPE inverse frequencies, with Llama 3's frequency scaling when configured.
+    fn inv_freq(&self) -> std::result::Result<Vec<f32>, String> {
+        let rope = self.rope();
+        let theta = rope.rope_theta.unwrap_or(10_000.0);
+        let dim = self.head_dim();
+        let base: Vec<f64> = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / theta.powf(i as f64 / dim as f64))
+            .collect();
+        match rope.rope_type.as_deref() {
+            None | Some("default") => Ok(base.into_iter().map(|f| f as f32).collect()),
+            Some("llama3") => {
+                let missing = |k: &str| format!("rope_type llama3 needs `{k}`");
+                let factor = rope.factor.ok_or_else(|| missing("factor"))?;
+                let low = rope.low_freq_factor.ok_or_else(|| missing("low_freq_factor"))?;
+                let high = rope.high_freq_factor.ok_or_else(|| missing("high_freq_factor"))?;
+                let original = rope
+                    .original_max_position_embeddings
+                    .ok_or_else(|| missing("original_max_position_embeddings"))? as f64;
+                let (low_wavelen, high_wavelen) = (original / low, original / high);
+                Ok(base
+                    .into_iter()
+                    .map(|freq| {
+                        let wavelen = 2.0 * std::f64::consts::PI / freq;
+                        let scaled = if wavelen < high_wavelen {
+                            freq
+                        } else if wavelen > low_wavelen {
+                            freq / factor
+                        } else {
+                            let smooth = (original / wavelen - low) / (high - low);
+                            (1.0 - smooth) * freq / factor + smooth * freq
+                        };
+                        scaled as f32
+                    })
+                    .collect())
+            }
+            Some(other) => Err(format!("rope_type '{other}' is not supported (default and llama3 are)")),
+        }
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads());
+        let bias = cfg.attention_bias;
+        Ok(Self {
+            q_proj: linear_b(h, heads * hd, bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(h, kv_heads * hd, bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(h, kv_heads * hd, bias, vb.pp("v_proj"))?,
+            o_proj: linear_b(heads * hd, h, bias, vb.pp("o_proj"))?,
+            heads,
+            kv_heads,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split(self.q_proj.forward(x)?, self.heads)?;
+        let k = split(self.k_proj.forward(x)?, self.kv_heads)?;
+        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        // Grouped-query attention: each KV head serves `heads / kv_heads` query heads.
+        let repeat = self.heads / self.kv_heads;
+        let (k, v) = if repeat == 1 {
+            (k, v)
+        } else {
+            let expand = |y: Tensor| {
+                y.unsqueeze(2)?
+                    .expand((b, self.kv_heads, repeat, t, self.head_dim))?
+                    .reshape((b, self.heads, t, self.head_dim))
+            };
+            (expand(k)?, expand(v)?)
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = probs.matmul(&v.contiguous()?)?;
+        let y = y.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        self.o_proj.forward(&y)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+        let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        Ok(Self {
+            gate_proj: linear_b(h, i, bias, vb.pp("gate_proj"))?,
+            up_proj: linear_b(h, i, bias, vb.pp("up_proj"))?,
+            down_proj: linear_b(i, h, bias, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            input_layernorm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::load(vb.pp("self_attn"), cfg)?,
+            post_attention_layernorm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let x = (x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask)?)?;
+        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+}
+
+/// `LlamaForSequenceClassification`, loaded for inference.
+pub struct LlamaClassifier {
+    pub config: ClassifierConfig,
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    score: Linear,
+    /// RoPE tables for every position up to `max_position_embeddings`.
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    dtype: DType,
+}
+
+/// The safetensors files of a checkpoint folder: `model.safetensors`, or the
+/// shards named by `model.safetensors.index.json`.
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index_path = dir.join("model.safetensors.index.json");
+    let bad = |message: String| ClassifierError::Checkpoint {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&index_path).map_err(|e| bad(format!("no model.safetensors and no readable index: {e}")))?,
+    )
+    .map_err(|e| bad(format!("model.safetensors.index.json: {e}")))?;
+    let mut files: Vec<String> = index["weight_map"]
+        .as_object()
+        .ok_or_else(|| bad("model.safetensors.index.json has no weight_map".into()))?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+impl LlamaClassifier {
+    /// Loads a checkpoint folder onto `device`, computing in `dtype` (f32 on
+    /// CPU, bf16 on GPU); weights stored in any float type are converted.
+    pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let bad = |message: String| ClassifierError::Checkpoint {
+            path: dir.to_path_buf(),
+            message,
+        };
+        let config_bytes = std::fs::read(dir.join("config.json")).map_err(|e| bad(format!("config.json: {e}")))?;
+        let config: ClassifierConfig =
+            serde_json::from_slice(&config_bytes).map_err(|e| bad(format!("config.json: {e}")))?;
+        if config.num_attention_heads % config.num_key_value_heads() != 0 {
+            return Err(bad(
+                "num_attention_heads must be a multiple of num_key_value_heads".into()
+            ));
+        }
+        let inv_freq = config.inv_freq().map_err(bad)?;
+        let files = safetensors_files(dir)?;
+        // SAFETY: the files are memory-mapped read-only; thresher never writes
+        // checkpoint files while they are loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+        let model = vb.pp("model");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Block::load(model.pp(format!("layers.{i}")), &config))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(|e| bad(format!("loading layers: {e}")))?;
+        let embed_tokens = embedding(config.vocab_size, config.hidden_size, model.pp("embed_tokens"))
+            .map_err(|e| bad(format!("embed_tokens: {e}")))?;
+        let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, model.pp("norm"))?;
+        let score = linear_no_bias(config.hidden_size, config.num_labels(), vb.pp("score"))
+            .map_err(|e| bad(format!("score head: {e}")))?;
+        let positions = config.max_position_embeddings;
+        let freqs = Tensor::arange(0u32, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?
+            .matmul(&Tensor::new(inv_freq.as_slice(), device)?.reshape((1, inv_freq.len()))?)?;
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            score,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Logits (f32) of each sequence, in input order: `[batch][num_labels]`.
+    /// Sequences are right-padded into one batch; each is scored at its last token.
+    pub fn logits(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        if sequences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        if width == 0 || sequences.iter().any(Vec::is_empty) {
+            return Err(ClassifierError::Checkpoint {
+                path: PathBuf::new(),
+                message: "every sequence needs at least one token".into(),
+            });
+        }
+        if width > self.config.max_position_embeddings {
+            return Err(ClassifierError::Checkpoint {
+                path: PathBuf::new(),
+                message: format!(
+                    "a sequence of {width} tokens exceeds max_position_embeddings ({}); truncate first",
+                    self.config.max_position_embeddings
+                ),
+            });
+        }
+        let pad = self.config.pad_token_id.unwrap_or(0);
+        let mut ids = Vec::with_capacity(sequences.len() * width);
+        for s in sequences {
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(pad, width - s.len()));
+        }
+        let ids = Tensor::from_vec(ids, (sequences.len(), width), &self.device)?;
+        let mut x = self.embed_tokens.forward(&ids)?;
+        let cos = self.cos.narrow(0, 0, width)?;
+        let sin = self.sin.narrow(0, 0, width)?;
+        let mask = causal_mask(width, self.dtype, &self.device)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &cos, &sin, &mask)?;
+        }
+        // Only the last real token of each row matters: gather before the
+        // final norm and head.
+        let last: Vec<Tensor> = sequences
+            .iter()
+            .enumerate()
+            .map(|(i, s)| x.i((i, s.len() - 1)))
+            .collect::<candle_core::Result<_>>()?;
+        let pooled = self.norm.forward(&Tensor::stack(&last, 0)?)?;
+        let logits = self.score.forward(&pooled)?.to_dtype(DType::F32)?;
+        Ok(logits.to_vec2::<f32>()?)
+    }
+}
+
+fn causal_mask(t: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
+}
+
+/// What a classifier says about one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// The regression output, or the expected value of the label scores.
+    pub score: f32,
+    /// Softmax probabilities by label, for classification heads.
+    pub probabilities: Option<Vec<(String, f32)>>,
+}
+
+/// Turns logits into a score: regression heads give it directly;
+/// classification heads give probabilities and their expected value, where a
+/// label's value is its name when that is a number (e.g. "0".."5") and its
+/// index otherwise.
+pub fn judge(logits: &[f32], labels: &[String]) -> Judgement {
+    if logits.len() == 1 {
+        return Judgement {
+            score: logits[0],
+            probabilities: None,
+        };
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let probs: Vec<f32> = exps.iter().map(|e| e / sum).collect();
+    let score = probs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p * labels.get(i).and_then(|l| l.parse::<f32>().ok()).unwrap_or(i as f32))
+        .sum();
+    Judgement {
+        score,
+        probabilities: Some(labels.iter().cloned().zip(probs).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny-llama-cls")
+            .join(name)
+    }
+
+    /// transformers' logits on padded batches, from `scripts/make_tiny_classifier.py`.
+    fn check_parity(name: &str) {
+        let dir = fixture(name);
+        let model = LlamaClassifier::load(&dir, &Device::Cpu, DType::F32).unwrap();
+        let expected: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let mut worst = 0f32;
+        let mut checked = 0;
+        for case in expected["cases"].as_array().unwrap() {
+            let sequences: Vec<Vec<u32>> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+            let want: Vec<Vec<f32>> = serde_json::from_value(case["logits"].clone()).unwrap();
+            let got = model.logits(&sequences).unwrap();
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                worst = worst.max((g - w).abs());
+                checked += 1;
+            }
+            // Scored one at a time, each sequence gives the same logits: padding is invisible.
+            for (s, w) in sequences.iter().zip(&want) {
+                let alone = model.logits(std::slice::from_ref(s)).unwrap();
+                for (g, w) in alone[0].iter().zip(w) {
+                    worst = worst.max((g - w).abs());
+                }
+            }
+        }
+        assert!(checked >= 8, "{checked}");
+        assert!(worst < 1e-4, "{name}: max |rust - transformers| = {worst}");
+        let max_logit = expected["cases"][0]["logits"][0][0].as_f64().unwrap().abs();
+        assert!(
+            max_logit > 1e-2,
+            "fixture logits are too close to zero to test anything"
+        );
+    }
+
+    #[test]
+    fn regression_head_matches_transformers() {
+        check_parity("regression");
+    }
+
+    #[test]
+    fn classification_head_with_llama3_rope_matches_transformers() {
+        check_parity("classes");
+        let model = LlamaClassifier::load(&fixture("classes"), &Device::Cpu, DType::F32).unwrap();
+        assert_eq!(model.config.labels(), vec!["low", "medium", "high"]);
+    }
+
+    #[test]
+    fn judgement_from_logits() {
+        let regression = judge(&[2.5], &["LABEL_0".into()]);
+        assert_eq!(regression.score, 2.5);
+        let labels: Vec<String> = ["0", "1", "2"].iter().map(|s| s.to_string()).collect();
+        let j = judge(&[0.0, 0.0, 0.0], &labels);
+        assert!((j.score - 1.0).abs() < 1e-6);
+        assert_eq!(j.probabilities.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn missing_checkpoint_names_the_folder() {
+        let err = LlamaClassifier::load(Path::new("/nonexistent/ckpt"), &Device::Cpu, DType::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/ckpt") && err.contains("config.json"),
+            "{err}"
+        );
+    }
+}
