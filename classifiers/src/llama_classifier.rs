@@ -296,7 +296,7 @@ impl LlamaClassifier {
         let config_bytes = std::fs::read(dir.join("config.json")).map_err(|e| bad(format!("config.json: {e}")))?;
         let config: ClassifierConfig =
             serde_json::from_slice(&config_bytes).map_err(|e| bad(format!("config.json: {e}")))?;
-        if config.num_attention_heads % config.num_key_value_heads() != 0 {
+        if !config.num_attention_heads.is_multiple_of(config.num_key_value_heads()) {
             return Err(bad(
                 "num_attention_heads must be a multiple of num_key_value_heads".into()
             ));

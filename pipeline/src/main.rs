@@ -10,6 +10,7 @@ use thresher::config::PipelineConfig;
 use thresher::runner::{render_plan, Pipeline, RunOptions, Tasks};
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli.command) {
@@ -18,6 +19,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Documents of a few hundred KB are common on the web; glibc serves such
+/// allocations with mmap and gives them back at once, so every document cost
+/// page faults (12% of shard read+write time in a profile). Serving them from
+/// the heap and keeping freed memory for the next document removes that.
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
     }
 }
 

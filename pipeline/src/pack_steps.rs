@@ -152,7 +152,7 @@ impl Pipeline {
                     input.as_ref(),
                     shard,
                     &Default::default(),
-                    &|_, _, _| Decision::Keep,
+                    &|docs, _, _| vec![Decision::Keep; docs.len()],
                     Box::new(sink),
                     progress,
                 )

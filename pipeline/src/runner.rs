@@ -469,7 +469,7 @@ impl Pipeline {
                     stage,
                     &shards,
                     options.tasks,
-                    &|doc, _, stats| doc_stage.process(doc, stats),
+                    &|docs, _, stats| docs.iter_mut().map(|doc| doc_stage.process(doc, stats)).collect(),
                     None,
                 ),
                 (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks),
@@ -480,7 +480,12 @@ impl Pipeline {
                         stage,
                         &shards,
                         options.tasks,
-                        &|doc, context, stats| global.apply(doc, context.verdict, stats),
+                        &|docs, contexts, stats| {
+                            docs.iter_mut()
+                                .zip(contexts)
+                                .map(|(doc, context)| global.apply(doc, context.verdict, stats))
+                                .collect()
+                        },
                         Some(global),
                     )
                 }),
@@ -650,7 +655,13 @@ pub struct DocContext<'v> {
     pub verdict: Option<&'v [u8]>,
 }
 
-type Decide<'a> = dyn Fn(&mut Document, &DocContext<'_>, &mut StageStats) -> Decision + Sync + 'a;
+/// Decides about a batch of documents (in order), with one context each.
+type Decide<'a> = dyn Fn(&mut [Document], &[DocContext<'_>], &mut StageStats) -> Vec<Decision> + Sync + 'a;
+
+/// Records per batch handed to a stage, and the text bytes that end a batch
+/// early (a few huge documents must not make a huge batch).
+const BATCH_RECORDS: usize = 1024;
+const BATCH_TEXT_BYTES: usize = 64 << 20;
 
 impl Pipeline {
     fn apply_step(
@@ -733,50 +744,81 @@ impl Pipeline {
                 .unwrap()
                 .write_value(&rejected_line(doc, &stage.name, reason, detail))
         };
-        for (index, item) in &mut records {
-            counts.documents_in += 1;
-            match item {
-                Item::Bad(bad) => {
-                    if quarantine.is_none() {
-                        quarantine = Some(JsonlZstWriter::create(
-                            out,
-                            &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
-                            level,
-                        )?);
-                    }
-                    counts.quarantined += 1;
-                    counts.quarantined_bytes += bad.raw.len() as u64;
-                    tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
-                    quarantine
-                        .as_mut()
-                        .unwrap()
-                        .write_value(&quarantine_line(&input_url, index, &bad))?;
+        loop {
+            // Read a batch of records (bounded in count and text bytes), let
+            // the stage decide about its documents at once, write in order.
+            let mut batch: Vec<(u64, Item)> = Vec::new();
+            let mut batch_bytes = 0;
+            while batch.len() < BATCH_RECORDS && batch_bytes < BATCH_TEXT_BYTES {
+                let Some((index, item)) = records.next() else { break };
+                if let Item::Document(doc) | Item::Empty(doc) = &item {
+                    batch_bytes += doc.text.len();
                 }
-                Item::Empty(doc) => {
-                    counts.text_bytes_in += doc.text.len() as u64;
-                    reject(&doc, "empty_text", &Value::Null, &mut counts)?;
-                }
-                Item::Document(mut doc) => {
-                    counts.text_bytes_in += doc.text.len() as u64;
-                    let context = DocContext {
+                batch.push((index, item));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let mut docs = Vec::new();
+            let mut contexts = Vec::new();
+            for (index, item) in &mut batch {
+                if let Item::Document(doc) = item {
+                    contexts.push(DocContext {
                         position: Position {
                             shard: shard.index,
-                            record: index,
+                            record: *index,
                         },
-                        verdict: verdicts.get(&index).map(Vec::as_slice),
-                    };
-                    match decide(&mut doc, &context, &mut stats) {
-                        Decision::Keep => {
-                            counts.documents_out += 1;
-                            counts.text_bytes_out += doc.text.len() as u64;
-                            output.keep(&doc, &mut stats)?;
-                        }
-                        Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
-                    }
+                        verdict: verdicts.get(index).map(Vec::as_slice),
+                    });
+                    docs.push(std::mem::take(doc));
                 }
             }
-            if index % 1024 == 1023 {
-                progress.add_documents(1024);
+            let decisions = decide(&mut docs, &contexts, &mut stats);
+            assert_eq!(
+                decisions.len(),
+                docs.len(),
+                "a stage must decide about every document of a batch"
+            );
+            let mut decided = docs.into_iter().zip(decisions);
+            for (index, item) in batch {
+                counts.documents_in += 1;
+                match item {
+                    Item::Bad(bad) => {
+                        if quarantine.is_none() {
+                            quarantine = Some(JsonlZstWriter::create(
+                                out,
+                                &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
+                                level,
+                            )?);
+                        }
+                        counts.quarantined += 1;
+                        counts.quarantined_bytes += bad.raw.len() as u64;
+                        tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
+                        quarantine
+                            .as_mut()
+                            .unwrap()
+                            .write_value(&quarantine_line(&input_url, index, &bad))?;
+                    }
+                    Item::Empty(doc) => {
+                        counts.text_bytes_in += doc.text.len() as u64;
+                        reject(&doc, "empty_text", &Value::Null, &mut counts)?;
+                    }
+                    Item::Document(_) => {
+                        let (doc, decision) = decided.next().expect("one decision per document");
+                        counts.text_bytes_in += doc.text.len() as u64;
+                        match decision {
+                            Decision::Keep => {
+                                counts.documents_out += 1;
+                                counts.text_bytes_out += doc.text.len() as u64;
+                                output.keep(&doc, &mut stats)?;
+                            }
+                            Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
+                        }
+                    }
+                }
+                if index % 1024 == 1023 {
+                    progress.add_documents(1024);
+                }
             }
         }
         if counts.quarantined > 0 {
