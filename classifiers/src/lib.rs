@@ -20,4 +20,6 @@ pub use langid::{Language, LanguageIdentifier};
 pub mod tokenizer;
 pub use tokenizer::TextTokenizer;
 pub mod llama_classifier;
+/// candle, re-exported so that stages name devices and dtypes without their own dependency.
+pub use candle_core;
 pub use llama_classifier::{judge, Judgement, LlamaClassifier};

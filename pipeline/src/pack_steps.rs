@@ -152,7 +152,7 @@ impl Pipeline {
                     input.as_ref(),
                     shard,
                     &Default::default(),
-                    &|docs, _, _| vec![Decision::Keep; docs.len()],
+                    &|docs, _, _| Ok(vec![Decision::Keep; docs.len()]),
                     Box::new(sink),
                     progress,
                 )

@@ -469,7 +469,14 @@ impl Pipeline {
                     stage,
                     &shards,
                     options.tasks,
-                    &|docs, _, stats| docs.iter_mut().map(|doc| doc_stage.process(doc, stats)).collect(),
+                    &|docs, _, stats| Ok(docs.iter_mut().map(|doc| doc_stage.process(doc, stats)).collect()),
+                    None,
+                ),
+                (Stage::Batch(batch_stage), "apply") => self.apply_step(
+                    stage,
+                    &shards,
+                    options.tasks,
+                    &|docs, _, stats| Ok(batch_stage.process_batch(docs, stats)?),
                     None,
                 ),
                 (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks),
@@ -481,10 +488,11 @@ impl Pipeline {
                         &shards,
                         options.tasks,
                         &|docs, contexts, stats| {
-                            docs.iter_mut()
+                            Ok(docs
+                                .iter_mut()
                                 .zip(contexts)
                                 .map(|(doc, context)| global.apply(doc, context.verdict, stats))
-                                .collect()
+                                .collect())
                         },
                         Some(global),
                     )
@@ -656,7 +664,7 @@ pub struct DocContext<'v> {
 }
 
 /// Decides about a batch of documents (in order), with one context each.
-type Decide<'a> = dyn Fn(&mut [Document], &[DocContext<'_>], &mut StageStats) -> Vec<Decision> + Sync + 'a;
+type Decide<'a> = dyn Fn(&mut [Document], &[DocContext<'_>], &mut StageStats) -> Result<Vec<Decision>> + Sync + 'a;
 
 /// Records per batch handed to a stage, and the text bytes that end a batch
 /// early (a few huge documents must not make a huge batch).
@@ -773,7 +781,7 @@ impl Pipeline {
                     docs.push(std::mem::take(doc));
                 }
             }
-            let decisions = decide(&mut docs, &contexts, &mut stats);
+            let decisions = decide(&mut docs, &contexts, &mut stats)?;
             assert_eq!(
                 decisions.len(),
                 docs.len(),

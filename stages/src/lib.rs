@@ -30,6 +30,7 @@ pub mod exact_dedup;
 pub mod ingest;
 pub mod langid;
 pub mod pack;
+pub mod quality;
 pub mod registry;
 
 pub use document::Document;
@@ -64,6 +65,12 @@ pub enum Decision {
 pub trait DocumentStage: Send + Sync {
     /// Judges (and may tag) one document; counters go into `stats`.
     fn process(&self, doc: &mut Document, stats: &mut StageStats) -> Decision;
+}
+
+/// A stage that judges documents in batches (a model on a GPU or in SIMD
+/// wants many documents at once). Decisions come back in input order.
+pub trait BatchStage: Send + Sync {
+    fn process_batch(&self, docs: &mut [Document], stats: &mut StageStats) -> Result<Vec<Decision>>;
 }
 
 /// Where a document sits in the stage's input: the position of its input
@@ -110,6 +117,7 @@ pub trait GlobalStage: Send + Sync {
 /// A built stage, ready to run.
 pub enum Stage {
     Document(Box<dyn DocumentStage>),
+    Batch(Box<dyn BatchStage>),
     Global(Box<dyn GlobalStage>),
     /// The terminal stage: documents become packed token rows, not documents.
     Pack(Box<pack::Pack>),
@@ -119,7 +127,7 @@ impl Stage {
     /// Step names in order; document stages have the single step `apply`.
     pub fn steps(&self) -> &'static [&'static str] {
         match self {
-            Stage::Document(_) => &["apply"],
+            Stage::Document(_) | Stage::Batch(_) => &["apply"],
             Stage::Global(_) => &["scan", "resolve", "apply"],
             Stage::Pack(_) => &["tokenize", "pack"],
         }

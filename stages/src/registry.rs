@@ -6,6 +6,7 @@ use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::pack::{Pack, PackConfig};
+use crate::quality::{Quality, QualityConfig};
 use crate::{Result, Stage};
 
 /// A stage's configuration, selected by its `kind`.
@@ -15,18 +16,20 @@ pub enum StageConfig {
     Ingest(IngestConfig),
     ExactDedup(ExactDedupConfig),
     Langid(LangidConfig),
+    Quality(QualityConfig),
     Pack(PackConfig),
 }
 
 impl StageConfig {
     /// Every kind, for help texts and error messages.
-    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid", "pack"];
+    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid", "quality", "pack"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::Ingest(_) => "ingest",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Langid(_) => "langid",
+            StageConfig::Quality(_) => "quality",
             StageConfig::Pack(_) => "pack",
         }
     }
@@ -36,6 +39,7 @@ impl StageConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             StageConfig::Pack(c) => c.validate(),
+            StageConfig::Quality(c) => c.validate(),
             other => other.build().map(|_| ()),
         }
     }
@@ -46,6 +50,7 @@ impl StageConfig {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
+            StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
         })
     }
@@ -61,7 +66,7 @@ mod tests {
         assert_eq!(c, StageConfig::ExactDedup(ExactDedupConfig::default()));
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"langid","sample_byte":3}"#).is_err());
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
-        for kind in StageConfig::KINDS.iter().filter(|k| **k != "pack") {
+        for kind in StageConfig::KINDS.iter().filter(|k| !["pack", "quality"].contains(*k)) {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
             c.build().unwrap();

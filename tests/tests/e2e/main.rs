@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod inspect;
 mod pack;
+mod quality;
 mod quickstart;
 mod resume;
 mod tasks;

@@ -1,0 +1,354 @@
+//! `quality`: scores every document with a Llama-architecture sequence
+//! classifier (a Hugging Face `LlamaForSequenceClassification` checkpoint) and
+//! optionally keeps only documents scoring at least `min_score`.
+//!
+//! Tags `metadata.quality = {"score": s}` plus `"probabilities": {label: p}`
+//! for classification heads. Documents are truncated to `max_tokens`, sorted by
+//! length and scored in batches of at most `batch_tokens` padded tokens
+//! (length-sorted batches waste little on padding); results return in input
+//! order. Manifest stats: `quality_histogram` (bins of `histogram_width`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use thresher_classifiers::candle_core::{DType, Device};
+use thresher_classifiers::{judge, Judgement, LlamaClassifier, TextTokenizer};
+
+use crate::{BatchStage, Decision, Document, Error, Result, StageStats};
+
+/// Configuration of `quality`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Checkpoint folder: `config.json`, `model.safetensors` (or a sharded
+    /// index), and `tokenizer.json` or `tokenizer.model`.
+    pub model: PathBuf,
+    /// Tokenizer file, when it is not in the model folder.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens scored per document (BOS included); the rest is cut.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Padded tokens per forward batch.
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
+    /// When set, documents scoring below go to the rejected sidecar.
+    #[serde(default)]
+    pub min_score: Option<f64>,
+    /// `auto` (a GPU when the build has CUDA and one is present), `cpu`,
+    /// `cuda` or `cuda:N`. GPUs compute in bf16, CPUs in f32.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Put the tokenizer's BOS token first, as Hugging Face tokenizers do.
+    #[serde(default = "default_true")]
+    pub add_bos: bool,
+    /// Width of the score histogram's bins in the manifest.
+    #[serde(default = "default_histogram_width")]
+    pub histogram_width: f64,
+}
+
+fn default_max_tokens() -> usize {
+    512
+}
+fn default_batch_tokens() -> usize {
+    16384
+}
+fn default_device() -> String {
+    "auto".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_histogram_width() -> f64 {
+    0.5
+}
+
+impl QualityConfig {
+    /// Checks numbers and files without loading the model.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Error::Config {
+            kind: "quality",
+            message,
+        };
+        if self.max_tokens == 0 || self.batch_tokens < self.max_tokens {
+            return Err(invalid(format!(
+                "max_tokens ({}) must be positive and at most batch_tokens ({})",
+                self.max_tokens, self.batch_tokens
+            )));
+        }
+        if self.histogram_width <= 0.0 {
+            return Err(invalid("histogram_width must be positive".into()));
+        }
+        if !self.model.join("config.json").is_file() {
+            return Err(invalid(format!("{} has no config.json", self.model.display())));
+        }
+        self.tokenizer_path()?;
+        parse_device(&self.device).map(|_| ())
+    }
+
+    fn tokenizer_path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.tokenizer {
+            return Ok(path.clone());
+        }
+        ["tokenizer.json", "tokenizer.model"]
+            .iter()
+            .map(|name| self.model.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::Config {
+                kind: "quality",
+                message: format!(
+                    "{} has no tokenizer.json or tokenizer.model; set `tokenizer`",
+                    self.model.display()
+                ),
+            })
+    }
+}
+
+fn parse_device(name: &str) -> Result<Device> {
+    let invalid = |message: String| Error::Config {
+        kind: "quality",
+        message,
+    };
+    let cuda = |index: usize| {
+        Device::new_cuda(index).map_err(|e| {
+            invalid(format!(
+                "device '{name}': {e} (a GPU needs a build with the `cuda` feature: ../shared/cuda/build-cuda.sh)"
+            ))
+        })
+    };
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(if thresher_classifiers::candle_core::utils::cuda_is_available() {
+            cuda(0)?
+        } else {
+            Device::Cpu
+        }),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(index) => cuda(index),
+            None => Err(invalid(format!("device '{other}': expected auto, cpu, cuda or cuda:N"))),
+        },
+    }
+}
+
+pub struct Quality {
+    config: QualityConfig,
+    classifier: LlamaClassifier,
+    tokenizer: TextTokenizer,
+    labels: Vec<String>,
+    bos: Option<u32>,
+}
+
+impl Quality {
+    pub fn new(config: QualityConfig) -> Result<Self> {
+        config.validate()?;
+        let invalid = |message: String| Error::Config {
+            kind: "quality",
+            message,
+        };
+        let device = parse_device(&config.device)?;
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
+        let classifier = LlamaClassifier::load(&config.model, &device, dtype).map_err(|e| invalid(e.to_string()))?;
+        let tokenizer = TextTokenizer::load(&config.tokenizer_path()?).map_err(|e| invalid(e.to_string()))?;
+        if tokenizer.vocab_size() > classifier.config.vocab_size {
+            return Err(invalid(format!(
+                "the tokenizer has {} ids but the model only {}",
+                tokenizer.vocab_size(),
+                classifier.config.vocab_size
+            )));
+        }
+        let bos = if config.add_bos {
+            ["<|begin_of_text|>", "<s>", "<bos>"]
+                .iter()
+                .find_map(|name| tokenizer.special_id(name))
+                .or_else(|| {
+                    classifier
+                        .config
+                        .bos_token_id
+                        .as_ref()
+                        .and_then(|v| v.as_u64())
+                        .map(|v| v as u32)
+                })
+        } else {
+            None
+        };
+        Ok(Self {
+            labels: classifier.config.labels(),
+            config,
+            classifier,
+            tokenizer,
+            bos,
+        })
+    }
+
+    /// Token ids scored for a text: BOS, then the text, cut at `max_tokens`.
+    fn ids(&self, text: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.bos.into_iter().collect();
+        let body = self.tokenizer.encode(text);
+        let room = self.config.max_tokens - ids.len();
+        ids.extend_from_slice(&body[..body.len().min(room)]);
+        ids
+    }
+
+    /// Scores of `texts`, in input order (`None` for a text with no tokens).
+    pub fn score(&self, texts: &[&str]) -> Result<Vec<Option<Judgement>>> {
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.ids(t)).collect();
+        let mut order: Vec<usize> = (0..ids.len()).filter(|&i| !ids[i].is_empty()).collect();
+        // Longest first: each batch is as wide as its first sequence.
+        order.sort_by(|&a, &b| ids[b].len().cmp(&ids[a].len()).then(a.cmp(&b)));
+        let mut results = vec![None; ids.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let width = ids[order[start]].len();
+            let per_batch = (self.config.batch_tokens / width).max(1);
+            let batch = &order[start..(start + per_batch).min(order.len())];
+            let sequences: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
+            let logits = self.classifier.logits(&sequences).map_err(|e| Error::Config {
+                kind: "quality",
+                message: e.to_string(),
+            })?;
+            for (&i, logits) in batch.iter().zip(logits) {
+                results[i] = Some(judge(&logits, &self.labels));
+            }
+            start += batch.len();
+        }
+        Ok(results)
+    }
+}
+
+impl BatchStage for Quality {
+    fn process_batch(&self, docs: &mut [Document], stats: &mut StageStats) -> Result<Vec<Decision>> {
+        let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+        // A model that fails on a batch is a broken checkpoint or device, not
+        // a property of the documents: the error stops the stage.
+        let scores = self.score(&texts)?;
+        Ok(docs
+            .iter_mut()
+            .zip(scores)
+            .map(|(doc, scored)| {
+                let Some(Judgement { score, probabilities }) = scored else {
+                    doc.metadata.insert("quality".into(), Value::Null);
+                    stats.add("quality_histogram", "unscored", 1);
+                    return Decision::Keep;
+                };
+                let mut tag = Map::new();
+                tag.insert("score".into(), json!(round4(score)));
+                if let Some(probabilities) = probabilities {
+                    let probs: Map<String, Value> =
+                        probabilities.into_iter().map(|(l, p)| (l, json!(round4(p)))).collect();
+                    tag.insert("probabilities".into(), Value::Object(probs));
+                }
+                doc.metadata.insert("quality".into(), Value::Object(tag));
+                let width = self.config.histogram_width;
+                let low = (score as f64 / width).floor() * width;
+                stats.add("quality_histogram", &format!("[{low:.2}, {:.2})", low + width), 1);
+                match self.config.min_score {
+                    Some(min) if (score as f64) < min => Decision::Drop {
+                        reason: "quality_below_min_score",
+                        detail: json!({ "score": round4(score), "min_score": min }),
+                    },
+                    _ => Decision::Keep,
+                }
+            })
+            .collect())
+    }
+}
+
+fn round4(x: f32) -> f64 {
+    (x as f64 * 1e4).round() / 1e4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The tiny parity checkpoint (vocabulary 512) and the byte-level
+    /// tokenizer beside it: 256 byte tokens plus 256 specials = 512 ids.
+    fn tiny_model() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../classifiers/tests/fixtures/tiny-llama-cls/classes")
+    }
+
+    fn config(model: PathBuf) -> QualityConfig {
+        let tokenizer = model.join("../byte-tokenizer.model");
+        serde_json::from_value(
+            json!({"model": model, "tokenizer": tokenizer, "device": "cpu", "max_tokens": 64, "batch_tokens": 128}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn batched_scores_equal_one_at_a_time_and_come_back_in_order() {
+        let stage = Quality::new(config(tiny_model())).unwrap();
+        let texts = [
+            "short",
+            "a somewhat longer text about rivers and bridges",
+            "x",
+            "medium length text here",
+        ];
+        let batched = stage.score(&texts).unwrap();
+        for (text, scored) in texts.iter().zip(&batched) {
+            let alone = stage.score(&[text]).unwrap();
+            let (a, b) = (scored.as_ref().unwrap().score, alone[0].as_ref().unwrap().score);
+            assert!((a - b).abs() < 1e-5, "{text}: {a} vs {b}");
+        }
+        let probs = batched[0].clone().unwrap().probabilities.unwrap();
+        assert_eq!(
+            probs.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            ["low", "medium", "high"]
+        );
+        assert!((probs.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-5);
+        // A long text is cut at max_tokens (BOS included).
+        assert_eq!(stage.ids(&"y".repeat(1000)).len(), 64);
+        assert_eq!(stage.ids("ab")[0], 256, "BOS of the byte-level tokenizer");
+    }
+
+    #[test]
+    fn tags_filters_and_counts() {
+        let mut cfg = config(tiny_model());
+        let stage = Quality::new(cfg.clone()).unwrap();
+        let mut docs: Vec<Document> = ["one text", "another text", "a third one"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Document::new(i.to_string(), *t))
+            .collect();
+        let mut stats = StageStats::default();
+        let decisions = stage.process_batch(&mut docs, &mut stats).unwrap();
+        assert!(decisions.iter().all(|d| *d == Decision::Keep));
+        let scores: Vec<f64> = docs
+            .iter()
+            .map(|d| d.metadata["quality"]["score"].as_f64().unwrap())
+            .collect();
+        assert_eq!(stats.0["quality_histogram"].values().sum::<u64>(), 3);
+        // A threshold between the lowest score and the next drops exactly one.
+        let mut sorted = scores.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(sorted[0] < sorted[1], "{sorted:?}");
+        cfg.min_score = Some((sorted[0] + sorted[1]) / 2.0);
+        let stage = Quality::new(cfg).unwrap();
+        let decisions = stage.process_batch(&mut docs, &mut StageStats::default()).unwrap();
+        let dropped = decisions
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d,
+                    Decision::Drop {
+                        reason: "quality_below_min_score",
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(dropped, 1);
+    }
+
+    #[test]
+    fn config_errors_name_the_problem() {
+        let mut cfg = config(PathBuf::from("/nonexistent"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("config.json"));
+        cfg = config(tiny_model());
+        cfg.device = "tpu".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("tpu"));
+    }
+}
