@@ -6,7 +6,8 @@
 //! for classification heads. Documents are truncated to `max_tokens`, sorted by
 //! length and scored in batches of at most `batch_tokens` padded tokens
 //! (length-sorted batches waste little on padding); results return in input
-//! order. Manifest stats: `quality_histogram` (bins of `histogram_width`).
+//! order. Manifest stats: `quality_histogram` (bins of `histogram_width`) and
+//! `quality.tokens_scored`.
 
 use std::path::PathBuf;
 
@@ -193,7 +194,13 @@ impl Quality {
 
     /// Scores of `texts`, in input order (`None` for a text with no tokens).
     pub fn score(&self, texts: &[&str]) -> Result<Vec<Option<Judgement>>> {
+        Ok(self.score_counting(texts)?.0)
+    }
+
+    /// [`Quality::score`], plus the number of tokens scored.
+    fn score_counting(&self, texts: &[&str]) -> Result<(Vec<Option<Judgement>>, u64)> {
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.ids(t)).collect();
+        let tokens = ids.iter().map(|i| i.len() as u64).sum();
         let mut order: Vec<usize> = (0..ids.len()).filter(|&i| !ids[i].is_empty()).collect();
         // Longest first: each batch is as wide as its first sequence.
         order.sort_by(|&a, &b| ids[b].len().cmp(&ids[a].len()).then(a.cmp(&b)));
@@ -213,7 +220,7 @@ impl Quality {
             }
             start += batch.len();
         }
-        Ok(results)
+        Ok((results, tokens))
     }
 }
 
@@ -222,7 +229,8 @@ impl BatchStage for Quality {
         let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
         // A model that fails on a batch is a broken checkpoint or device, not
         // a property of the documents: the error stops the stage.
-        let scores = self.score(&texts)?;
+        let (scores, tokens) = self.score_counting(&texts)?;
+        stats.add("quality", "tokens_scored", tokens);
         Ok(docs
             .iter_mut()
             .zip(scores)

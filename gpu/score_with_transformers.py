@@ -1,0 +1,82 @@
+"""The baseline of gpu/quality-vs-transformers.sh: transformers (bf16, sdpa)
+scores the same documents with the same truncation and batch budget as
+thresher's `quality` stage, then compares its scores with thresher's output.
+
+usage: score_with_transformers.py MODEL_DIR DOCS_JSONL THRESHER_STAGE_DIR MAX_TOKENS BATCH_TOKENS
+"""
+
+import glob
+import json
+import os
+import sys
+import time
+
+import torch
+import zstandard  # carried as a wheel by quality-vs-transformers.sh
+from transformers import AutoTokenizer, LlamaForSequenceClassification
+
+
+def read_jsonl_zst(path):
+    with open(path, "rb") as f:
+        text = zstandard.ZstdDecompressor().stream_reader(f).read().decode()
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def read_docs(path):
+    if path.endswith(".zst"):
+        return read_jsonl_zst(path)
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
+    max_tokens, batch_tokens = int(max_tokens), int(batch_tokens)
+    docs = read_docs(docs_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = LlamaForSequenceClassification.from_pretrained(
+        model_dir, dtype=torch.bfloat16, attn_implementation="sdpa"
+    ).cuda().eval()
+    pad = model.config.pad_token_id
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    # Same input as thresher: BOS + text, cut at max_tokens.
+    ids = tokenizer([d["text"] for d in docs], add_special_tokens=True, truncation=True, max_length=max_tokens)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+    scores = [None] * len(ids)
+    tokens = sum(len(i) for i in ids)
+    with torch.no_grad():
+        pos = 0
+        while pos < len(order):
+            width = len(ids[order[pos]])
+            batch = order[pos : pos + max(1, batch_tokens // width)]
+            rows = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                rows[r, : len(ids[i])] = torch.tensor(ids[i])
+                mask[r, : len(ids[i])] = 1
+            logits = model(input_ids=rows.cuda(), attention_mask=mask.cuda()).logits.float().cpu()
+            for r, i in enumerate(batch):
+                scores[i] = logits[r, 0].item()
+            pos += len(batch)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+
+    with open(os.path.join(stage_dir, "_manifest", "stage.json")) as f:
+        stage = json.load(f)
+    ours = {}
+    for shard in glob.glob(os.path.join(stage_dir, "*.jsonl.zst")):
+        for doc in read_jsonl_zst(shard):
+            ours[doc["id"]] = doc["metadata"]["quality"]["score"]
+    diffs = [abs(ours[d["id"]] - s) for d, s in zip(docs, scores) if d["id"] in ours]
+    thresher_tokens = stage["stats"]["quality"]["tokens_scored"]
+    thresher_seconds = stage["timing"]["wall_seconds"]
+    print(f"documents: {len(docs)}, tokens scored: transformers {tokens}, thresher {thresher_tokens}")
+    print(f"transformers (bf16, sdpa): {tokens / seconds:,.0f} tokens/s ({seconds:.2f} s, tokenization included)")
+    print(f"thresher (bf16):           {thresher_tokens / thresher_seconds:,.0f} tokens/s ({thresher_seconds:.2f} s, reading, tokenization and writing included)")
+    print(f"thresher / transformers:   {(thresher_tokens / thresher_seconds) / (tokens / seconds):.2f}x")
+    print(f"scores compared: {len(diffs)}; max |difference| {max(diffs):.4f}; mean {sum(diffs) / len(diffs):.4f} (bf16 on both sides)")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:6])
