@@ -485,6 +485,40 @@ mod tests {
     }
 
     #[test]
+    fn sharded_checkpoint_loads_like_a_single_file() {
+        // Split the regression fixture into two shards with an index, as
+        // save_pretrained does for large models.
+        let src = fixture("regression");
+        let dir = std::env::temp_dir().join(format!("thresher-sharded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+        let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+        let (mut first, mut second) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+        let mut weight_map = serde_json::Map::new();
+        for (i, (name, tensor)) in tensors.into_iter().enumerate() {
+            let (shard, file) = if i % 2 == 0 {
+                (&mut first, "model-00001-of-00002.safetensors")
+            } else {
+                (&mut second, "model-00002-of-00002.safetensors")
+            };
+            weight_map.insert(name.clone(), serde_json::json!(file));
+            shard.insert(name, tensor);
+        }
+        candle_core::safetensors::save(&first, dir.join("model-00001-of-00002.safetensors")).unwrap();
+        candle_core::safetensors::save(&second, dir.join("model-00002-of-00002.safetensors")).unwrap();
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::json!({"weight_map": weight_map}).to_string(),
+        )
+        .unwrap();
+        let sharded = LlamaClassifier::load(&dir, &Device::Cpu, DType::F32).unwrap();
+        let single = LlamaClassifier::load(&src, &Device::Cpu, DType::F32).unwrap();
+        let input = vec![vec![5, 6, 7, 8], vec![9]];
+        assert_eq!(sharded.logits(&input).unwrap(), single.logits(&input).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn judgement_from_logits() {
         let regression = judge(&[2.5], &["LABEL_0".into()]);
         assert_eq!(regression.score, 2.5);
