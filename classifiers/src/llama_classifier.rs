@@ -250,7 +250,9 @@ pub struct LlamaClassifier {
     embed_tokens: Embedding,
     layers: Vec<Block>,
     norm: RmsNorm,
-    score: Linear,
+    /// `None` for a backbone without a head (e.g. `LlamaForCausalLM`), which
+    /// gives features for training one.
+    score: Option<Linear>,
     /// RoPE tables for every position up to `max_position_embeddings`.
     cos: Tensor,
     sin: Tensor,
@@ -314,8 +316,14 @@ impl LlamaClassifier {
         let embed_tokens = embedding(config.vocab_size, config.hidden_size, model.pp("embed_tokens"))
             .map_err(|e| bad(format!("embed_tokens: {e}")))?;
         let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, model.pp("norm"))?;
-        let score = linear_no_bias(config.hidden_size, config.num_labels(), vb.pp("score"))
-            .map_err(|e| bad(format!("score head: {e}")))?;
+        let score = if vb.contains_tensor("score.weight") {
+            Some(
+                linear_no_bias(config.hidden_size, config.num_labels(), vb.pp("score"))
+                    .map_err(|e| bad(format!("score head: {e}")))?,
+            )
+        } else {
+            None
+        };
         let positions = config.max_position_embeddings;
         let freqs = Tensor::arange(0u32, positions as u32, device)?
             .to_dtype(DType::F32)?
@@ -338,11 +346,38 @@ impl LlamaClassifier {
         &self.device
     }
 
+    /// Whether the checkpoint has a `score` head (else it is a backbone).
+    pub fn has_head(&self) -> bool {
+        self.score.is_some()
+    }
+
     /// Logits (f32) of each sequence, in input order: `[batch][num_labels]`.
     /// Sequences are right-padded into one batch; each is scored at its last token.
     pub fn logits(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        if sequences.is_empty() {
+        let Some(score) = &self.score else {
+            return Err(ClassifierError::Checkpoint {
+                path: PathBuf::new(),
+                message: "this checkpoint has no `score` head; train one with `thresher classifier train`".into(),
+            });
+        };
+        let Some(pooled) = self.pooled_tensor(sequences)? else {
             return Ok(Vec::new());
+        };
+        Ok(score.forward(&pooled)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+
+    /// The features the head sees: the final-normed hidden state of each
+    /// sequence's last token, `[batch][hidden_size]`.
+    pub fn pooled(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        match self.pooled_tensor(sequences)? {
+            Some(pooled) => Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn pooled_tensor(&self, sequences: &[Vec<u32>]) -> Result<Option<Tensor>> {
+        if sequences.is_empty() {
+            return Ok(None);
         }
         let width = sequences.iter().map(Vec::len).max().unwrap_or(0);
         if width == 0 || sequences.iter().any(Vec::is_empty) {
@@ -381,9 +416,33 @@ impl LlamaClassifier {
             .enumerate()
             .map(|(i, s)| x.i((i, s.len() - 1)))
             .collect::<candle_core::Result<_>>()?;
-        let pooled = self.norm.forward(&Tensor::stack(&last, 0)?)?;
-        let logits = self.score.forward(&pooled)?.to_dtype(DType::F32)?;
-        Ok(logits.to_vec2::<f32>()?)
+        Ok(Some(self.norm.forward(&Tensor::stack(&last, 0)?)?))
+    }
+
+    /// Runs `f` (logits or pooled features) over many sequences in
+    /// length-sorted batches of at most `batch_tokens` padded tokens, and
+    /// returns the rows in input order. Empty sequences give empty rows.
+    pub fn batched(
+        &self,
+        sequences: &[Vec<u32>],
+        batch_tokens: usize,
+        f: impl Fn(&Self, &[Vec<u32>]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..sequences.len()).filter(|&i| !sequences[i].is_empty()).collect();
+        // Longest first: each batch is as wide as its first sequence.
+        order.sort_by(|&a, &b| sequences[b].len().cmp(&sequences[a].len()).then(a.cmp(&b)));
+        let mut rows = vec![Vec::new(); sequences.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let width = sequences[order[start]].len();
+            let batch = &order[start..(start + (batch_tokens / width).max(1)).min(order.len())];
+            let input: Vec<Vec<u32>> = batch.iter().map(|&i| sequences[i].clone()).collect();
+            for (&i, row) in batch.iter().zip(f(self, &input)?) {
+                rows[i] = row;
+            }
+            start += batch.len();
+        }
+        Ok(rows)
     }
 }
 

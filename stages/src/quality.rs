@@ -151,6 +151,12 @@ impl Quality {
         let device = parse_device(&config.device)?;
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
         let classifier = LlamaClassifier::load(&config.model, &device, dtype).map_err(|e| invalid(e.to_string()))?;
+        if !classifier.has_head() {
+            return Err(invalid(format!(
+                "{} has no `score` head: it is a backbone; train a head with `thresher classifier train`",
+                config.model.display()
+            )));
+        }
         let tokenizer = TextTokenizer::load(&config.tokenizer_path()?).map_err(|e| invalid(e.to_string()))?;
         if tokenizer.vocab_size() > classifier.config.vocab_size {
             return Err(invalid(format!(
@@ -201,26 +207,18 @@ impl Quality {
     fn score_counting(&self, texts: &[&str]) -> Result<(Vec<Option<Judgement>>, u64)> {
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.ids(t)).collect();
         let tokens = ids.iter().map(|i| i.len() as u64).sum();
-        let mut order: Vec<usize> = (0..ids.len()).filter(|&i| !ids[i].is_empty()).collect();
-        // Longest first: each batch is as wide as its first sequence.
-        order.sort_by(|&a, &b| ids[b].len().cmp(&ids[a].len()).then(a.cmp(&b)));
-        let mut results = vec![None; ids.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let width = ids[order[start]].len();
-            let per_batch = (self.config.batch_tokens / width).max(1);
-            let batch = &order[start..(start + per_batch).min(order.len())];
-            let sequences: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
-            let logits = self.classifier.logits(&sequences).map_err(|e| Error::Config {
+        let logits = self
+            .classifier
+            .batched(&ids, self.config.batch_tokens, LlamaClassifier::logits)
+            .map_err(|e| Error::Config {
                 kind: "quality",
                 message: e.to_string(),
             })?;
-            for (&i, logits) in batch.iter().zip(logits) {
-                results[i] = Some(judge(&logits, &self.labels));
-            }
-            start += batch.len();
-        }
-        Ok((results, tokens))
+        let judgements = logits
+            .iter()
+            .map(|l| (!l.is_empty()).then(|| judge(l, &self.labels)))
+            .collect();
+        Ok((judgements, tokens))
     }
 }
 
