@@ -23,3 +23,4 @@ pub mod llama_classifier;
 /// candle, re-exported so that stages name devices and dtypes without their own dependency.
 pub use candle_core;
 pub use llama_classifier::{judge, Judgement, LlamaClassifier};
+pub mod train;

@@ -46,6 +46,42 @@ pub enum Command {
     /// Measure MB/s per core of shard read+write, exact_dedup and langid on a
     /// generated corpus of real text.
     Bench(BenchArgs),
+    /// Model tools.
+    #[command(subcommand)]
+    Classifier(ClassifierCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClassifierCommand {
+    /// Fit a `score` head on a frozen Llama backbone from labelled JSON lines
+    /// (`text` + `label`, or `text` + `score`) and write a
+    /// LlamaForSequenceClassification checkpoint for the `quality` stage.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Llama checkpoint folder (config.json, safetensors, tokenizer).
+    #[arg(long)]
+    pub backbone: PathBuf,
+    /// Labelled examples, JSON lines.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output checkpoint folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tokenizer file, when it is not in the backbone folder.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per example (BOS included), as the quality stage's max_tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Padded tokens per forward batch.
+    #[arg(long, default_value_t = 16384)]
+    pub batch_tokens: usize,
+    /// L2 penalty of the head.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f64,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use thresher::cli::{Cli, Command, LogFormat, RunArgs};
+use thresher::cli::{ClassifierCommand, Cli, Command, LogFormat, RunArgs};
 use thresher::config::PipelineConfig;
 use thresher::runner::{render_plan, Pipeline, RunOptions, Tasks};
 
@@ -68,6 +68,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => {
             thresher::bench::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Classifier(ClassifierCommand::Train(args)) => {
+            let report = thresher_classifiers::train::train(&thresher_classifiers::train::TrainOptions {
+                backbone: args.backbone,
+                data: args.data,
+                out: args.out.clone(),
+                tokenizer: args.tokenizer,
+                max_tokens: args.max_tokens,
+                batch_tokens: args.batch_tokens,
+                l2: args.l2,
+            })?;
+            let fit = if report.kind == "regression" { "R²" } else { "accuracy" };
+            println!(
+                "{} head on {} examples (labels: {}); training {fit} {:.3}; checkpoint written to {}",
+                report.kind,
+                report.examples,
+                report.labels.join(", "),
+                report.fit,
+                args.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
