@@ -22,5 +22,5 @@ pub use tokenizer::TextTokenizer;
 pub mod llama_classifier;
 /// candle, re-exported so that stages name devices and dtypes without their own dependency.
 pub use candle_core;
-pub use llama_classifier::{judge, Judgement, LlamaClassifier};
+pub use llama_classifier::{checkpoint_tokenizer, judge, ClassifierInput, Judgement, LlamaClassifier};
 pub mod train;

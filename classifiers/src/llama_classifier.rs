@@ -342,10 +342,6 @@ impl LlamaClassifier {
         })
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// Whether the checkpoint has a `score` head (else it is a backbone).
     pub fn has_head(&self) -> bool {
         self.score.is_some()
@@ -451,6 +447,46 @@ fn causal_mask(t: usize, dtype: DType, device: &Device) -> candle_core::Result<T
         .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Tensor::from_vec(mask, (t, t), device)?.to_dtype(dtype)
+}
+
+/// The tokenizer file beside a checkpoint: `tokenizer.json`, else `tokenizer.model`.
+pub fn checkpoint_tokenizer(dir: &Path) -> Option<PathBuf> {
+    ["tokenizer.json", "tokenizer.model"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// How a classifier's input is made from a text, the same for scoring
+/// (`quality`) and for training a head: BOS, then the text's tokens, cut at
+/// `max_tokens`.
+pub struct ClassifierInput {
+    pub bos: Option<u32>,
+    pub max_tokens: usize,
+}
+
+impl ClassifierInput {
+    /// BOS from the tokenizer's special tokens (`<|begin_of_text|>`, `<s>`,
+    /// `<bos>`), else the model config's `bos_token_id`.
+    pub fn new(tokenizer: &crate::TextTokenizer, config: &ClassifierConfig, add_bos: bool, max_tokens: usize) -> Self {
+        let bos = add_bos
+            .then(|| {
+                ["<|begin_of_text|>", "<s>", "<bos>"]
+                    .iter()
+                    .find_map(|name| tokenizer.special_id(name))
+                    .or_else(|| config.bos_token_id.as_ref().and_then(|v| v.as_u64()).map(|v| v as u32))
+            })
+            .flatten();
+        Self { bos, max_tokens }
+    }
+
+    pub fn ids(&self, tokenizer: &crate::TextTokenizer, text: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.bos.into_iter().collect();
+        let body = tokenizer.encode(text);
+        let room = self.max_tokens.saturating_sub(ids.len());
+        ids.extend_from_slice(&body[..body.len().min(room)]);
+        ids
+    }
 }
 
 /// What a classifier says about one text.

@@ -221,33 +221,18 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
     let backbone = LlamaClassifier::load(&options.backbone, &device, DType::F32)?;
     let tokenizer_path = match &options.tokenizer {
         Some(path) => path.clone(),
-        None => ["tokenizer.json", "tokenizer.model"]
-            .iter()
-            .map(|n| options.backbone.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                bad(
-                    &options.backbone,
-                    "no tokenizer.json or tokenizer.model; pass --tokenizer".into(),
-                )
-            })?,
+        None => crate::checkpoint_tokenizer(&options.backbone).ok_or_else(|| {
+            bad(
+                &options.backbone,
+                "no tokenizer.json or tokenizer.model; pass --tokenizer".into(),
+            )
+        })?,
     };
     let tokenizer = TextTokenizer::load(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e.to_string()))?;
-    let bos = ["<|begin_of_text|>", "<s>", "<bos>"]
-        .iter()
-        .find_map(|n| tokenizer.special_id(n));
     let (texts, targets) = read_examples(&options.data)?;
-    // The same input the quality stage scores: BOS, then the text, cut at max_tokens.
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| {
-            let mut ids: Vec<u32> = bos.into_iter().collect();
-            let body = tokenizer.encode(t);
-            let room = options.max_tokens.saturating_sub(ids.len());
-            ids.extend_from_slice(&body[..body.len().min(room)]);
-            ids
-        })
-        .collect();
+    // Exactly the input the quality stage scores.
+    let input = crate::ClassifierInput::new(&tokenizer, &backbone.config, true, options.max_tokens);
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| input.ids(&tokenizer, t)).collect();
     let features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled)?;
     if features.iter().any(Vec::is_empty) {
         return Err(bad(&options.data, "an example has no tokens".into()));

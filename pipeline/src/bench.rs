@@ -316,7 +316,7 @@ fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, args: &
 /// decreasing (global, thresher's default window, a small window) against
 /// concat-and-chunk, with the time each takes next to tokenizing.
 fn pack_bench(doc_lengths: &[u32], tokenize_seconds: f64) {
-    use thresher_stages::pack::{concat_and_chunk, pack_window, PackStats};
+    use thresher_stages::pack::{concat_and_chunk, pack_window, windows, PackStats};
     const SEQ_LEN: u32 = 8192;
     let total: u64 = doc_lengths.iter().map(|&l| l as u64).sum();
     let long = doc_lengths.iter().filter(|&&l| l > SEQ_LEN).count();
@@ -329,19 +329,9 @@ fn pack_bench(doc_lengths: &[u32], tokenize_seconds: f64) {
     );
     let by_windows = |window_tokens: u64| {
         let mut stats = PackStats::default();
-        let mut start = 0;
-        let mut index = 0;
-        while start < doc_lengths.len() {
-            let mut end = start;
-            let mut sum = 0u64;
-            while end < doc_lengths.len() && (end == start || sum < window_tokens) {
-                sum += doc_lengths[end] as u64;
-                end += 1;
-            }
-            let rows = pack_window(&doc_lengths[start..end], SEQ_LEN, index);
-            stats += &PackStats::of(&rows, &doc_lengths[start..end], SEQ_LEN);
-            start = end;
-            index += 1;
+        for (index, range) in windows(doc_lengths, window_tokens).enumerate() {
+            let window = &doc_lengths[range];
+            stats += &PackStats::of(&pack_window(window, SEQ_LEN, index as u64), window, SEQ_LEN);
         }
         stats
     };

@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use serde_json::{json, Value};
 use sha2::Digest;
 use thresher_manifests::{shard_manifest_key, ObjectInfo, ShardManifest, StageStats};
-use thresher_stages::pack::{pack_window, Pack, PackStats};
+use thresher_stages::pack::{pack_window, windows, Pack, PackStats};
 use thresher_stages::{Decision, Document};
 
 use crate::error::{Error, Result};
@@ -178,10 +178,10 @@ impl Pipeline {
         tasks: Tasks,
     ) -> Result<(usize, usize)> {
         let out = stage.output.as_ref();
-        let missing = shards
-            .iter()
-            .filter(|s| !self.shard_done(stage, s).unwrap_or(false))
-            .count();
+        let mut missing = 0;
+        for shard in shards {
+            missing += usize::from(!self.shard_done(stage, shard)?);
+        }
         if missing > 0 {
             return Err(Error::NotReady(format!(
                 "stage '{}' step pack needs the tokenize step finished for all {} shard(s), but {missing} are missing; \
@@ -237,18 +237,12 @@ impl Pipeline {
                 .map_err(|e| Error::Storage(format!("cannot write packed rows: {e}")))
         };
         write(&mut files[1], &0u64.to_le_bytes())?;
-        let mut window_start = 0usize;
-        let mut window_index = 0u64;
+        let mut window_count = 0u64;
         let mut row_bytes = Vec::with_capacity(seq_len as usize * 4);
-        while window_start < lengths.len() {
-            // Documents up to about `window_tokens` tokens, at least one.
-            let mut window_end = window_start;
-            let mut window_tokens = 0u64;
-            while window_end < lengths.len() && (window_end == window_start || window_tokens < config.window_tokens) {
-                window_tokens += lengths[window_end] as u64;
-                window_end += 1;
-            }
-            let window = &lengths[window_start..window_end];
+        for range in windows(&lengths, config.window_tokens) {
+            let window_start = range.start;
+            let window = &lengths[range];
+            let window_tokens: u64 = window.iter().map(|&l| l as u64).sum();
             let mut window_ids = Vec::with_capacity(window_tokens as usize);
             let mut offsets = Vec::with_capacity(window.len() + 1);
             offsets.push(0usize);
@@ -256,7 +250,8 @@ impl Pipeline {
             for &len in window {
                 offsets.push(offsets.last().unwrap() + len as usize);
             }
-            let rows = pack_window(window, seq_len, config.shuffle_seed.wrapping_add(window_index));
+            let rows = pack_window(window, seq_len, config.shuffle_seed.wrapping_add(window_count));
+            window_count += 1;
             totals += &PackStats::of(&rows, window, seq_len);
             for row in &rows {
                 row_bytes.clear();
@@ -276,8 +271,6 @@ impl Pipeline {
                 segment_count += row.len() as u64;
                 write(&mut files[1], &segment_count.to_le_bytes())?;
             }
-            window_start = window_end;
-            window_index += 1;
         }
         let mut outputs = vec![documents.commit()?];
         for file in files {
@@ -311,7 +304,7 @@ impl Pipeline {
             "documents_split": totals.documents_split,
             "documents_split_that_fit_a_row": totals.documents_split_that_fit,
             "window_tokens": config.window_tokens,
-            "windows": window_index,
+            "windows": window_count,
             "shuffle_seed": config.shuffle_seed,
             "tokens_by_lang": by("tokens_by_lang"),
             "tokens_by_source": by("tokens_by_source"),

@@ -33,14 +33,6 @@ impl Progress {
         }
     }
 
-    /// A bar that never draws (benchmarks, library callers).
-    pub fn hidden() -> Self {
-        Self {
-            bar: ProgressBar::hidden(),
-            documents: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
     pub fn inc_bytes(&self, n: u64) {
         self.bar.inc(n);
     }

@@ -115,10 +115,6 @@ impl LocalStorage {
         Self { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }

@@ -149,6 +149,27 @@ pub struct Segment {
     pub len: u32,
 }
 
+/// Windows of documents in input order: each holds documents until it has at
+/// least `window_tokens` tokens (the last may hold fewer), and never fewer
+/// than one document. Yields index ranges into `doc_lengths`.
+pub fn windows(doc_lengths: &[u32], window_tokens: u64) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= doc_lengths.len() {
+            return None;
+        }
+        let mut end = start;
+        let mut tokens = 0u64;
+        while end < doc_lengths.len() && (end == start || tokens < window_tokens) {
+            tokens += doc_lengths[end] as u64;
+            end += 1;
+        }
+        let window = start..end;
+        start = end;
+        Some(window)
+    })
+}
+
 /// Rows of one window: each row lists its segments in order.
 pub type Rows = Vec<Vec<Segment>>;
 
@@ -445,6 +466,15 @@ mod tests {
         let stats = PackStats::of(&rows, &lens, 512);
         assert!(stats.documents_split_that_fit > 100, "{stats:?}");
         assert!(stats.fill_percent() > 99.9);
+    }
+
+    #[test]
+    fn windows_cover_every_document_once_in_order() {
+        let lens = [5, 5, 5, 20, 1, 1];
+        let got: Vec<_> = windows(&lens, 10).collect();
+        assert_eq!(got, vec![0..2, 2..4, 4..6]);
+        assert_eq!(windows(&lens, u64::MAX).collect::<Vec<_>>(), vec![0..6]);
+        assert_eq!(windows(&[], 10).count(), 0);
     }
 
     #[test]

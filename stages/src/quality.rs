@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use thresher_classifiers::candle_core::{DType, Device};
-use thresher_classifiers::{judge, Judgement, LlamaClassifier, TextTokenizer};
+use thresher_classifiers::{checkpoint_tokenizer, judge, ClassifierInput, Judgement, LlamaClassifier, TextTokenizer};
 
 use crate::{BatchStage, Decision, Document, Error, Result, StageStats};
 
@@ -89,13 +89,9 @@ impl QualityConfig {
     }
 
     fn tokenizer_path(&self) -> Result<PathBuf> {
-        if let Some(path) = &self.tokenizer {
-            return Ok(path.clone());
-        }
-        ["tokenizer.json", "tokenizer.model"]
-            .iter()
-            .map(|name| self.model.join(name))
-            .find(|p| p.is_file())
+        self.tokenizer
+            .clone()
+            .or_else(|| checkpoint_tokenizer(&self.model))
             .ok_or_else(|| Error::Config {
                 kind: "quality",
                 message: format!(
@@ -138,7 +134,7 @@ pub struct Quality {
     classifier: LlamaClassifier,
     tokenizer: TextTokenizer,
     labels: Vec<String>,
-    bos: Option<u32>,
+    input: ClassifierInput,
 }
 
 impl Quality {
@@ -165,37 +161,19 @@ impl Quality {
                 classifier.config.vocab_size
             )));
         }
-        let bos = if config.add_bos {
-            ["<|begin_of_text|>", "<s>", "<bos>"]
-                .iter()
-                .find_map(|name| tokenizer.special_id(name))
-                .or_else(|| {
-                    classifier
-                        .config
-                        .bos_token_id
-                        .as_ref()
-                        .and_then(|v| v.as_u64())
-                        .map(|v| v as u32)
-                })
-        } else {
-            None
-        };
+        let input = ClassifierInput::new(&tokenizer, &classifier.config, config.add_bos, config.max_tokens);
         Ok(Self {
             labels: classifier.config.labels(),
             config,
             classifier,
             tokenizer,
-            bos,
+            input,
         })
     }
 
     /// Token ids scored for a text: BOS, then the text, cut at `max_tokens`.
     fn ids(&self, text: &str) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.bos.into_iter().collect();
-        let body = self.tokenizer.encode(text);
-        let room = self.config.max_tokens - ids.len();
-        ids.extend_from_slice(&body[..body.len().min(room)]);
-        ids
+        self.input.ids(&self.tokenizer, text)
     }
 
     /// Scores of `texts`, in input order (`None` for a text with no tokens).

@@ -112,14 +112,6 @@ impl BytePairEncoder {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.tokens.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
     #[inline]
     fn rank(&self, bytes: &[u8]) -> Option<u32> {
         match bytes.len() {

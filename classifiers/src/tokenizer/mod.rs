@@ -62,7 +62,6 @@ enum Engine_ {
 /// process serves every worker thread.
 pub struct TextTokenizer {
     engine: Engine_,
-    path: PathBuf,
     /// Special token name → id.
     specials: HashMap<String, u32>,
     vocab_size: usize,
@@ -80,16 +79,16 @@ impl TextTokenizer {
             message,
         };
         if bytes.first() == Some(&b'{') {
-            Self::from_hf_json(path, &bytes).map_err(invalid)
+            Self::from_hf_json(&bytes).map_err(invalid)
         } else {
             let text = std::str::from_utf8(&bytes).map_err(|_| {
                 invalid("neither a tokenizer.json nor a tiktoken file (base64 token and rank per line); a SentencePiece model is not supported".into())
             })?;
-            Self::from_tiktoken(path, text).map_err(invalid)
+            Self::from_tiktoken(text).map_err(invalid)
         }
     }
 
-    fn from_hf_json(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+    fn from_hf_json(bytes: &[u8]) -> Result<Self, String> {
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
         // Special-token text in documents is text, as in the tiktoken path.
         tokenizer.set_encode_special_tokens(true);
@@ -102,12 +101,11 @@ impl TextTokenizer {
         Ok(Self {
             vocab_size: tokenizer.get_vocab_size(true),
             engine: Engine_::HuggingFace(Box::new(tokenizer)),
-            path: path.to_path_buf(),
             specials,
         })
     }
 
-    fn from_tiktoken(path: &Path, text: &str) -> Result<Self, String> {
+    fn from_tiktoken(text: &str) -> Result<Self, String> {
         let mut tokens: Vec<Vec<u8>> = Vec::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -147,14 +145,9 @@ impl TextTokenizer {
             .collect();
         Ok(Self {
             engine: Engine_::Tiktoken(Box::new(tokenizer)),
-            path: path.to_path_buf(),
             specials,
             vocab_size: base as usize + 256,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Which loader read the file: `huggingface` or `tiktoken`.
