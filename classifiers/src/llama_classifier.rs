@@ -459,7 +459,7 @@ pub fn checkpoint_tokenizer(dir: &Path) -> Option<PathBuf> {
 
 /// How a classifier's input is made from a text, the same for scoring
 /// (`quality`) and for training a head: BOS, then the text's tokens, cut at
-/// `max_tokens`.
+/// `max_tokens` or the model's `max_position_embeddings`, whichever is less.
 pub struct ClassifierInput {
     pub bos: Option<u32>,
     pub max_tokens: usize,
@@ -477,6 +477,9 @@ impl ClassifierInput {
                     .or_else(|| config.bos_token_id.as_ref().and_then(|v| v.as_u64()).map(|v| v as u32))
             })
             .flatten();
+        // Positions past the model's trained context are ones it never saw:
+        // scores there mean little, so the input stops there.
+        let max_tokens = max_tokens.min(config.max_position_embeddings);
         Self { bos, max_tokens }
     }
 

@@ -35,6 +35,8 @@ pub struct TrainOptions {
     pub batch_tokens: usize,
     /// L2 penalty of the head.
     pub l2: f64,
+    /// Held-out examples (same format as `data`) to report the fit on.
+    pub eval: Option<PathBuf>,
 }
 
 /// How the fitted head does on its training data.
@@ -46,6 +48,8 @@ pub struct TrainReport {
     pub labels: Vec<String>,
     /// R² (regression) or accuracy (classification) on the training data.
     pub fit: f64,
+    /// The same on the held-out examples of [`TrainOptions::eval`].
+    pub eval_fit: Option<f64>,
 }
 
 enum Targets {
@@ -237,42 +241,42 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
     if features.iter().any(Vec::is_empty) {
         return Err(bad(&options.data, "an example has no tokens".into()));
     }
-    let (weights, labels, kind, fit) = match &targets {
-        Targets::Scores(y) => {
-            let w = ridge(&features, y, options.l2);
-            let predictions: Vec<f64> = features
-                .iter()
-                .map(|x| x.iter().zip(&w).map(|(a, b)| *a as f64 * b).sum())
-                .collect();
-            let mean = y.iter().sum::<f64>() / y.len() as f64;
-            let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
-            let residual: f64 = y.iter().zip(&predictions).map(|(v, p)| (v - p).powi(2)).sum();
-            (
-                vec![w],
-                vec!["LABEL_0".to_string()],
-                "regression",
-                1.0 - residual / total.max(1e-12),
-            )
-        }
-        Targets::Labels(y, names) => {
-            let w = softmax_regression(&features, y, names.len(), options.l2);
-            let correct = features
-                .iter()
-                .zip(y)
-                .filter(|(x, &target)| {
-                    let scores: Vec<f64> = w
+    let (weights, labels, kind) = match &targets {
+        Targets::Scores(y) => (vec![ridge(&features, y, options.l2)], vec!["LABEL_0".to_string()], "regression"),
+        Targets::Labels(y, names) => (
+            softmax_regression(&features, y, names.len(), options.l2),
+            names.clone(),
+            "classification",
+        ),
+    };
+    let fit = fit_of(&weights, &features, &targets);
+    // Held-out examples go through exactly the same input and features.
+    let eval_fit = match &options.eval {
+        None => None,
+        Some(path) => {
+            let (eval_texts, eval_targets) = read_examples(path)?;
+            let eval_targets = match (eval_targets, &targets) {
+                (Targets::Scores(y), Targets::Scores(_)) => Targets::Scores(y),
+                (Targets::Labels(ids, eval_names), Targets::Labels(_, names)) => {
+                    // Map the eval set's label names onto the training set's.
+                    let ids = ids
                         .iter()
-                        .map(|wc| wc.iter().zip(x.iter()).map(|(a, b)| a * *b as f64).sum())
-                        .collect();
-                    let best = scores
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map(|(i, _)| i);
-                    best == Some(target)
-                })
-                .count();
-            (w, names.clone(), "classification", correct as f64 / y.len() as f64)
+                        .map(|&i| {
+                            names.iter().position(|n| *n == eval_names[i]).ok_or_else(|| {
+                                bad(path, format!("label {:?} does not occur in the training data", eval_names[i]))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Targets::Labels(ids, names.clone())
+                }
+                _ => return Err(bad(path, "needs the same kind of target (score or label) as --data".into())),
+            };
+            let ids: Vec<Vec<u32>> = eval_texts.iter().map(|t| input.ids(&tokenizer, t)).collect();
+            let eval_features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled)?;
+            if eval_features.iter().any(Vec::is_empty) {
+                return Err(bad(path, "an example has no tokens".into()));
+            }
+            Some(fit_of(&weights, &eval_features, &eval_targets))
         }
     };
     write_checkpoint(options, &tokenizer_path, &weights, &labels, kind)?;
@@ -281,7 +285,43 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
         kind,
         labels,
         fit,
+        eval_fit,
     })
+}
+
+/// R² of a regression head, or accuracy of a classification head, on
+/// `features` against `targets`.
+fn fit_of(weights: &[Vec<f64>], features: &[Vec<f32>], targets: &Targets) -> f64 {
+    let outputs = |x: &[f32]| -> Vec<f64> {
+        weights
+            .iter()
+            .map(|w| w.iter().zip(x).map(|(a, b)| a * *b as f64).sum())
+            .collect()
+    };
+    match targets {
+        Targets::Scores(y) => {
+            let mean = y.iter().sum::<f64>() / y.len() as f64;
+            let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+            let residual: f64 = y
+                .iter()
+                .zip(features)
+                .map(|(v, x)| (v - outputs(x)[0]).powi(2))
+                .sum();
+            1.0 - residual / total.max(1e-12)
+        }
+        Targets::Labels(y, _) => {
+            let correct = features
+                .iter()
+                .zip(y)
+                .filter(|(x, &target)| {
+                    let scores = outputs(x);
+                    let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+                    best == Some(target)
+                })
+                .count();
+            correct as f64 / y.len() as f64
+        }
+    }
 }
 
 fn write_checkpoint(
@@ -379,16 +419,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("thresher-train-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let data = examples(&dir, regression);
         let options = TrainOptions {
             backbone: fixtures().join("regression"),
-            data: examples(&dir, regression),
+            // The training data again: the held-out path must report the same fit.
+            eval: Some(data.clone()),
+            data,
             out: dir.join("checkpoint"),
             tokenizer: Some(fixtures().join("byte-tokenizer.model")),
             max_tokens: 128,
             batch_tokens: 2048,
             l2: 1e-4,
         };
-        (train(&options).unwrap(), options.out)
+        let report = train(&options).unwrap();
+        assert_eq!(report.eval_fit, Some(report.fit));
+        (report, options.out)
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct TrainArgs {
     /// L2 penalty of the head.
     #[arg(long, default_value_t = 1e-3)]
     pub l2: f64,
+    /// Held-out labelled examples (same format as --data): the fit on them is reported.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -79,10 +79,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 max_tokens: args.max_tokens,
                 batch_tokens: args.batch_tokens,
                 l2: args.l2,
+                eval: args.eval,
             })?;
             let fit = if report.kind == "regression" { "R²" } else { "accuracy" };
+            let held_out = report
+                .eval_fit
+                .map(|f| format!(", held-out {fit} {f:.3}"))
+                .unwrap_or_default();
             println!(
-                "{} head on {} examples (labels: {}); training {fit} {:.3}; checkpoint written to {}",
+                "{} head on {} examples (labels: {}); training {fit} {:.3}{held_out}; checkpoint written to {}",
                 report.kind,
                 report.examples,
                 report.labels.join(", "),

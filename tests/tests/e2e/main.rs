@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod demo_classifier;
 mod inspect;
 mod pack;
 mod quality;

@@ -18,7 +18,7 @@ fn quickstart_runs_and_inspects_clean() {
         0,
     );
     let table = stdout(&out);
-    for stage in ["ingest", "exact_dedup", "langid"] {
+    for stage in ["ingest", "exact_dedup", "langid", "quality", "pack"] {
         assert!(table.contains(stage), "{table}");
     }
     assert!(table.contains("OK: "), "{table}");
@@ -64,6 +64,20 @@ fn quickstart_runs_and_inspects_clean() {
     let langid = read_json(&root.join("langid/_manifest/stage.json"));
     assert_eq!(langid["counts"]["documents_in"], 33);
     assert!(langid["stats"]["documents_by_lang"]["eng"].as_u64().unwrap() >= 30);
+
+    // The demo classifier scores every document: P(label "1") and both
+    // probabilities, and the manifest's histogram counts each once.
+    let quality = read_json(&root.join("quality/_manifest/stage.json"));
+    let scored = quality["counts"]["documents_in"].as_u64().unwrap();
+    assert_eq!(scored, 33);
+    let histogram = quality["stats"]["quality_histogram"].as_object().unwrap();
+    assert_eq!(histogram.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), scored);
+    for doc in read_zst(&root.join("quality/dolma/cc_en_head-0091.jsonl.zst")) {
+        let tag = &doc["metadata"]["quality"];
+        let score = tag["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{doc}");
+        assert!((tag["probabilities"]["1"].as_f64().unwrap() - score).abs() < 1e-3, "{doc}");
+    }
 
     // A second run does nothing and changes nothing.
     let before = outputs(&root);
