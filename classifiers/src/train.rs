@@ -242,7 +242,11 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
         return Err(bad(&options.data, "an example has no tokens".into()));
     }
     let (weights, labels, kind) = match &targets {
-        Targets::Scores(y) => (vec![ridge(&features, y, options.l2)], vec!["LABEL_0".to_string()], "regression"),
+        Targets::Scores(y) => (
+            vec![ridge(&features, y, options.l2)],
+            vec!["LABEL_0".to_string()],
+            "regression",
+        ),
         Targets::Labels(y, names) => (
             softmax_regression(&features, y, names.len(), options.l2),
             names.clone(),
@@ -263,13 +267,21 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
                         .iter()
                         .map(|&i| {
                             names.iter().position(|n| *n == eval_names[i]).ok_or_else(|| {
-                                bad(path, format!("label {:?} does not occur in the training data", eval_names[i]))
+                                bad(
+                                    path,
+                                    format!("label {:?} does not occur in the training data", eval_names[i]),
+                                )
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
                     Targets::Labels(ids, names.clone())
                 }
-                _ => return Err(bad(path, "needs the same kind of target (score or label) as --data".into())),
+                _ => {
+                    return Err(bad(
+                        path,
+                        "needs the same kind of target (score or label) as --data".into(),
+                    ))
+                }
             };
             let ids: Vec<Vec<u32>> = eval_texts.iter().map(|t| input.ids(&tokenizer, t)).collect();
             let eval_features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled)?;
@@ -302,11 +314,7 @@ fn fit_of(weights: &[Vec<f64>], features: &[Vec<f32>], targets: &Targets) -> f64
         Targets::Scores(y) => {
             let mean = y.iter().sum::<f64>() / y.len() as f64;
             let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
-            let residual: f64 = y
-                .iter()
-                .zip(features)
-                .map(|(v, x)| (v - outputs(x)[0]).powi(2))
-                .sum();
+            let residual: f64 = y.iter().zip(features).map(|(v, x)| (v - outputs(x)[0]).powi(2)).sum();
             1.0 - residual / total.max(1e-12)
         }
         Targets::Labels(y, _) => {
@@ -315,7 +323,11 @@ fn fit_of(weights: &[Vec<f64>], features: &[Vec<f32>], targets: &Targets) -> f64
                 .zip(y)
                 .filter(|(x, &target)| {
                     let scores = outputs(x);
-                    let best = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+                    let best = scores
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i);
                     best == Some(target)
                 })
                 .count();

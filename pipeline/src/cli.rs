@@ -144,6 +144,12 @@ pub struct BenchArgs {
     /// Write the tokenize results as JSON.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// Classifier checkpoint for the quality suite (default: examples/models/demo-quality).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Tokens per document for the quality suite (cut at the model's context).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -153,4 +159,6 @@ pub enum BenchSuite {
     Backbone,
     /// tokenizers and packing
     Tokenize,
+    /// the quality classifier on the CPU: documents/s and tokens/s per core
+    Quality,
 }

@@ -182,16 +182,39 @@ impl Quality {
     }
 
     /// [`Quality::score`], plus the number of tokens scored.
+    ///
+    /// Tokenizing runs on its own thread, one chunk of documents ahead of the
+    /// model: while the model (asynchronous on a GPU) scores one chunk, the
+    /// CPU tokenizes the next. Each chunk is length-sorted and batched on its
+    /// own, so chunks are large enough for the sort to pay.
     fn score_counting(&self, texts: &[&str]) -> Result<(Vec<Option<Judgement>>, u64)> {
-        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.ids(t)).collect();
-        let tokens = ids.iter().map(|i| i.len() as u64).sum();
-        let logits = self
-            .classifier
-            .batched(&ids, self.config.batch_tokens, LlamaClassifier::logits)
-            .map_err(|e| Error::Config {
-                kind: "quality",
-                message: e.to_string(),
-            })?;
+        let mut logits = Vec::with_capacity(texts.len());
+        let mut tokens = 0u64;
+        std::thread::scope(|scope| -> Result<()> {
+            // One chunk in flight: memory stays at two chunks of ids.
+            let (chunks, tokenized) = std::sync::mpsc::sync_channel::<Vec<Vec<u32>>>(1);
+            scope.spawn(move || {
+                for chunk in texts.chunks(TOKENIZE_AHEAD_DOCUMENTS) {
+                    let ids = chunk.iter().map(|t| self.ids(t)).collect();
+                    // A closed channel means the model side stopped on an error.
+                    if chunks.send(ids).is_err() {
+                        return;
+                    }
+                }
+            });
+            for ids in tokenized {
+                tokens += ids.iter().map(|i| i.len() as u64).sum::<u64>();
+                let chunk_logits = self
+                    .classifier
+                    .batched(&ids, self.config.batch_tokens, LlamaClassifier::logits)
+                    .map_err(|e| Error::Config {
+                        kind: "quality",
+                        message: e.to_string(),
+                    })?;
+                logits.extend(chunk_logits);
+            }
+            Ok(())
+        })?;
         let judgements = logits
             .iter()
             .map(|l| (!l.is_empty()).then(|| judge(l, &self.labels)))
@@ -199,6 +222,9 @@ impl Quality {
         Ok((judgements, tokens))
     }
 }
+
+/// Documents tokenized per chunk (see [`Quality::score_counting`]).
+const TOKENIZE_AHEAD_DOCUMENTS: usize = 256;
 
 impl BatchStage for Quality {
     fn process_batch(&self, docs: &mut [Document], stats: &mut StageStats) -> Result<Vec<Decision>> {
@@ -286,6 +312,23 @@ mod tests {
         // A long text is cut at max_tokens (BOS included).
         assert_eq!(stage.ids(&"y".repeat(1000)).len(), 64);
         assert_eq!(stage.ids("ab")[0], 256, "BOS of the byte-level tokenizer");
+    }
+
+    #[test]
+    fn scores_spanning_several_tokenizer_chunks_come_back_in_order() {
+        let stage = Quality::new(config(tiny_model())).unwrap();
+        // Lengths vary so that each chunk's length sort reorders its documents.
+        let texts: Vec<String> = (0..TOKENIZE_AHEAD_DOCUMENTS * 2 + 7)
+            .map(|i| format!("{i} {}", "word ".repeat(i * 7 % 13)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let all = stage.score(&refs).unwrap();
+        assert_eq!(all.len(), texts.len());
+        for i in (0..texts.len()).step_by(37).chain([texts.len() - 1]) {
+            let alone = stage.score(&[refs[i]]).unwrap()[0].clone().unwrap().score;
+            let got = all[i].as_ref().unwrap().score;
+            assert!((got - alone).abs() < 1e-5, "text {i}: {got} vs {alone}");
+        }
     }
 
     #[test]

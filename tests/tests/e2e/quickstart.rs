@@ -76,7 +76,10 @@ fn quickstart_runs_and_inspects_clean() {
         let tag = &doc["metadata"]["quality"];
         let score = tag["score"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&score), "{doc}");
-        assert!((tag["probabilities"]["1"].as_f64().unwrap() - score).abs() < 1e-3, "{doc}");
+        assert!(
+            (tag["probabilities"]["1"].as_f64().unwrap() - score).abs() < 1e-3,
+            "{doc}"
+        );
     }
 
     // A second run does nothing and changes nothing.
