@@ -485,9 +485,8 @@ impl ClassifierInput {
 
     pub fn ids(&self, tokenizer: &crate::TextTokenizer, text: &str) -> Vec<u32> {
         let mut ids: Vec<u32> = self.bos.into_iter().collect();
-        let body = tokenizer.encode(text);
         let room = self.max_tokens.saturating_sub(ids.len());
-        ids.extend_from_slice(&body[..body.len().min(room)]);
+        ids.extend(tokenizer.encode_first(text, room));
         ids
     }
 }

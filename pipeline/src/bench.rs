@@ -554,6 +554,29 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         .fold(0.0f32, f32::max);
     anyhow::ensure!(worst < 1e-4, "the stage's scores differ from the model's by {worst}");
 
+    // Cutting at max_tokens while tokenizing (a tokenizer.model) against
+    // tokenizing whole documents and cutting after, on the Llama 3 tokenizer.
+    let llama3 = TextTokenizer::load(
+        &args
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| args.testdata.join("tokenizer/llama3-tokenizer.model")),
+    )?;
+    let start = Instant::now();
+    let whole: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let mut ids = llama3.encode(t);
+            ids.truncate(args.max_tokens);
+            ids
+        })
+        .collect();
+    let whole_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let first: Vec<Vec<u32>> = texts.iter().map(|t| llama3.encode_first(t, args.max_tokens)).collect();
+    let first_seconds = start.elapsed().as_secs_f64();
+    anyhow::ensure!(whole == first, "encode_first differs from encode-then-cut");
+
     let docs = texts.len() as f64;
     let per_core = tokenize + forward;
     println!(
@@ -573,6 +596,14 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         tokens as f64 / forward,
         per_core / overlapped,
         per_core / tokenize.max(forward),
+    );
+    println!(
+        "  {} tokens per document with the {} tokenizer: tokenizing only up to them {:.0} documents/s, whole documents then cut {:.0} documents/s ({:.1}x; same ids)",
+        args.max_tokens,
+        llama3.kind(),
+        docs / first_seconds,
+        docs / whole_seconds,
+        whole_seconds / first_seconds
     );
     Ok(())
 }

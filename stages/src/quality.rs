@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use thresher_classifiers::candle_core::{DType, Device};
@@ -183,9 +184,9 @@ impl Quality {
 
     /// [`Quality::score`], plus the number of tokens scored.
     ///
-    /// Tokenizing runs on its own thread, one chunk of documents ahead of the
-    /// model: while the model (asynchronous on a GPU) scores one chunk, the
-    /// CPU tokenizes the next. Each chunk is length-sorted and batched on its
+    /// Tokenizing runs on its own thread (spread over the rayon pool), one
+    /// chunk of documents ahead of the model: while the model (asynchronous
+    /// on a GPU) scores one chunk, the CPU tokenizes the next. Each chunk is length-sorted and batched on its
     /// own, so chunks are large enough for the sort to pay.
     fn score_counting(&self, texts: &[&str]) -> Result<(Vec<Option<Judgement>>, u64)> {
         let mut logits = Vec::with_capacity(texts.len());
@@ -195,7 +196,8 @@ impl Quality {
             let (chunks, tokenized) = std::sync::mpsc::sync_channel::<Vec<Vec<u32>>>(1);
             scope.spawn(move || {
                 for chunk in texts.chunks(TOKENIZE_AHEAD_DOCUMENTS) {
-                    let ids = chunk.iter().map(|t| self.ids(t)).collect();
+                    // All cores tokenize: a GPU eats tokens faster than one core makes them.
+                    let ids = chunk.par_iter().map(|t| self.ids(t)).collect();
                     // A closed channel means the model side stopped on an error.
                     if chunks.send(ids).is_err() {
                         return;
