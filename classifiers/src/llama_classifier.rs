@@ -187,8 +187,10 @@ impl Attention {
             };
             (expand(k)?, expand(v)?)
         };
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        // Scaling q (t × head_dim) instead of the scores (t × t) saves a
+        // pass over the largest tensor of the layer.
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = probs.matmul(&v.contiguous()?)?;
         let y = y.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
