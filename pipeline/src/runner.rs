@@ -158,6 +158,11 @@ fn open_input(url: &str) -> Result<(Arc<dyn Storage>, Option<String>)> {
             return Ok((Arc::new(LocalStorage::new(parent)), Some(key)));
         }
     }
+    if url.starts_with("s3://") {
+        if let Some((storage, key)) = crate::storage::s3::single_object(url)? {
+            return Ok((storage, Some(key)));
+        }
+    }
     Ok((open_url(url)?, None))
 }
 

@@ -9,4 +9,5 @@ mod pack;
 mod quality;
 mod quickstart;
 mod resume;
+mod s3;
 mod tasks;

@@ -1,7 +1,8 @@
 //! Storage behind one small trait, addressed by URL.
 //!
-//! A [`Storage`] is rooted at a URL (a plain path or `file://…` today; `s3://`
-//! joins later) and addresses objects by `/`-separated keys below that root.
+//! A [`Storage`] is rooted at a URL (a plain path, `file://…`, or
+//! `s3://bucket/prefix`, see [`s3`]) and addresses objects by `/`-separated
+//! keys below that root.
 //! The trait assumes nothing an object store lacks: there is no rename and no
 //! append. Writing goes through an [`ObjectWriter`] that streams to a temporary
 //! object and publishes it only on [`ObjectWriter::commit`], so a reader never
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+
+pub mod s3;
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,14 +80,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Opens the storage rooted at `url`: a plain path or `file://` URL.
+/// Opens the storage rooted at `url`: a plain path, `file://` or `s3://` URL.
 pub fn open_url(url: &str) -> Result<Arc<dyn Storage>> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalStorage::new(path)));
     }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(s3::S3Storage::new(url)?));
+    }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Storage(format!(
-            "'{url}': the {scheme}:// scheme is not supported yet; use a local path or file:// URL"
+            "'{url}': the {scheme}:// scheme is not supported; use a local path, file:// or s3://"
         )));
     }
     Ok(Arc::new(LocalStorage::new(url)))
@@ -225,7 +231,7 @@ impl Storage for LocalStorage {
 /// itself with SIGKILL right after its N-th commit, so tests can stop a run at
 /// exact points (between an output and its manifest, say) and check that the
 /// rerun resumes to the same bytes. Unset, this costs one relaxed load.
-fn crash_test_hook() {
+pub(crate) fn crash_test_hook() {
     use std::sync::OnceLock;
     static KILL_AFTER: OnceLock<Option<u64>> = OnceLock::new();
     static COMMITS: AtomicU64 = AtomicU64::new(0);
@@ -326,7 +332,8 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(open_url("s3://bucket/x").unwrap_err().to_string().contains("s3://"));
+        assert!(open_url("gs://bucket/x").unwrap_err().to_string().contains("gs://"));
+        assert!(open_url("s3:///x").unwrap_err().to_string().contains("no bucket"));
         assert_eq!(open_url("file:///tmp/x").unwrap().url(), "/tmp/x");
         assert_eq!(join_url("a/", "b"), "a/b");
     }
