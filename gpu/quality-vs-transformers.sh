@@ -17,6 +17,10 @@
 # leaves room for a rerun (expected: 3-4 minutes):
 #   bash gpu/quality-vs-transformers.sh run
 # Everything it prints also lands in $OUT/quality-vs-transformers.txt.
+#
+# Rehearsal here, on the CPU, of step 1's comparison with the bundled demo
+# classifier (f32 on both sides; needs a Python with torch and transformers):
+#   TORCH_PYTHON=/path/to/python bash gpu/quality-vs-transformers.sh rehearse
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX_TOKENS=${MAX_TOKENS:-512}
@@ -39,7 +43,8 @@ stage)
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thresher/target}"
     cargo build --locked --release -p thresher
     "$CARGO_TARGET_DIR/release/thresher" bench --suite corpus --size-mb 90 --dir /tmp/thresher-gpu-corpus --keep >/dev/null
-    zstdcat /tmp/thresher-gpu-corpus/corpus/*.jsonl.zst | head -n 12000 | zstd -q -19 -T0 -o gpu-run/docs.jsonl.zst
+    # (zstdcat stops early when head has enough: not an error)
+    { zstdcat /tmp/thresher-gpu-corpus/corpus/*.jsonl.zst || true; } | head -n 12000 | zstd -q -19 -T0 -o gpu-run/docs.jsonl.zst
     rm -rf /tmp/thresher-gpu-corpus
     # The device has no zstandard for Python and no network: carry the wheel.
     python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -83,8 +88,31 @@ TOML
             --testdata gpu-run/testdata --size-mb 20 --max-tokens "$MAX_TOKENS" --dir "$work/bench" 2>&1 | grep -v WARN
     } 2>&1 | tee "$report"
     ;;
+rehearse)
+    work=${TMPDIR:-/tmp}/quality-rehearse
+    rm -rf "$work" && mkdir -p "$work"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thresher/target}"
+    cargo build --locked --release -p thresher
+    { zstdcat gpu-run/docs.jsonl.zst || true; } | head -n 1000 | zstd -q -o "$work/docs.jsonl.zst"
+    cat > "$work/pipeline.toml" <<TOML
+[input]
+path = "$work/docs.jsonl.zst"
+[output]
+path = "$work/out"
+[[stages]]
+kind = "quality"
+model = "examples/models/demo-quality"
+device = "cpu"
+TOML
+    "$CARGO_TARGET_DIR/release/thresher" run "$work/pipeline.toml"
+    # The same comparison script, moved to the CPU and f32.
+    sed -e 's/\.cuda()//g' -e 's/torch\.cuda\.synchronize()/pass/g' -e 's/torch\.bfloat16/torch.float32/' \
+        gpu/score_with_transformers.py > "$work/score_cpu.py"
+    "${TORCH_PYTHON:-python3}" "$work/score_cpu.py" examples/models/demo-quality "$work/docs.jsonl.zst" \
+        "$work/out/quality" 512 "$BATCH_TOKENS"
+    ;;
 *)
-    echo "usage: $0 stage|run" >&2
+    echo "usage: $0 stage|run|rehearse" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,7 @@ usage: score_with_transformers.py MODEL_DIR DOCS_JSONL THRESHER_STAGE_DIR MAX_TO
 """
 
 import glob
+import io
 import json
 import os
 import sys
@@ -17,9 +18,11 @@ from transformers import AutoTokenizer, LlamaForSequenceClassification
 
 
 def read_jsonl_zst(path):
+    # A bare read() of a stream reader may stop at a frame or buffer edge:
+    # iterate lines across every frame instead.
     with open(path, "rb") as f:
-        text = zstandard.ZstdDecompressor().stream_reader(f).read().decode()
-    return [json.loads(line) for line in text.splitlines() if line]
+        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        return [json.loads(line) for line in io.TextIOWrapper(reader, encoding="utf-8") if line.strip()]
 
 
 def read_docs(path):
@@ -27,6 +30,24 @@ def read_docs(path):
         return read_jsonl_zst(path)
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def label_values(labels):
+    """thresher's rule: a label's value is its name when that is a number,
+    else its index."""
+    try:
+        return [float(label) for label in labels]
+    except ValueError:
+        return [float(i) for i in range(len(labels))]
+
+
+def score_of(logits, values):
+    """The score thresher writes: the logit of a regression head, else the
+    expected value of the label probabilities."""
+    if len(values) == 1:
+        return logits[0].item()
+    probabilities = torch.softmax(logits, dim=-1)
+    return sum(p.item() * v for p, v in zip(probabilities, values))
 
 
 def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
@@ -37,6 +58,10 @@ def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
         model_dir, dtype=torch.bfloat16, attn_implementation="sdpa"
     ).cuda().eval()
     pad = model.config.pad_token_id
+    # thresher's rule: never past the model's trained context.
+    max_tokens = min(max_tokens, model.config.max_position_embeddings)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    values = label_values(labels)
 
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -57,7 +82,7 @@ def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
                 mask[r, : len(ids[i])] = 1
             logits = model(input_ids=rows.cuda(), attention_mask=mask.cuda()).logits.float().cpu()
             for r, i in enumerate(batch):
-                scores[i] = logits[r, 0].item()
+                scores[i] = score_of(logits[r], values)
             pos += len(batch)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
