@@ -312,7 +312,7 @@ fn a_server_gone_midway_fails_the_run_clearly_and_a_rerun_completes_it() {
 
 #[test]
 fn large_objects_go_up_in_parts_and_listing_pages() {
-    use thresher::storage::{open_url, Storage};
+    use thresher::storage::open_url;
     let moto = Server::moto();
     s3_tool(moto.port, &["mkbucket", "big"]);
     // The library reads its configuration from the environment, as the
