@@ -49,6 +49,41 @@ pub enum Command {
     /// Model tools.
     #[command(subcommand)]
     Classifier(ClassifierCommand),
+    /// Submit the pipeline to a scheduler: one Slurm job array per stage step,
+    /// chained with afterok (--slurm), or print Kubernetes Indexed Jobs (--k8s).
+    Submit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    pub config: PathBuf,
+    /// Slurm: write one batch script per stage step and submit them with sbatch.
+    #[arg(long, required_unless_present = "k8s", conflicts_with = "k8s")]
+    pub slurm: bool,
+    /// Kubernetes: print one Indexed Job per stage step (YAML, in run order).
+    #[arg(long)]
+    pub k8s: bool,
+    /// Tasks per step (steps with fewer units of work get fewer).
+    #[arg(long, default_value_t = 1)]
+    pub tasks: usize,
+    /// Slurm: write the scripts and print what would be submitted, submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Slurm: folder of the batch scripts and the task logs.
+    #[arg(long, default_value = "thresher-jobs")]
+    pub script_dir: PathBuf,
+    /// Kubernetes: the container image with `thresher` on its PATH.
+    #[arg(long, required_if_eq("k8s", "true"))]
+    pub image: Option<String>,
+    /// Kubernetes: the namespace of the Jobs.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubernetes: where the config is mounted in the container (default: CONFIG as given).
+    #[arg(long)]
+    pub config_in_container: Option<String>,
+    /// Slurm: options for every sbatch, after `--` (e.g. -- --partition=cpu --time=2:00:00).
+    #[arg(last = true)]
+    pub sbatch_args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

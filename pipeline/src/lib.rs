@@ -26,6 +26,7 @@ pub mod readers;
 pub mod runner;
 pub mod shard;
 pub mod storage;
+pub mod submit;
 pub mod writer;
 
 pub use error::{Error, Result};

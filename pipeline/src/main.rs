@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use thresher::cli::{ClassifierCommand, Cli, Command, LogFormat, RunArgs};
+use thresher::cli::{ClassifierCommand, Cli, Command, LogFormat, RunArgs, SubmitArgs};
 use thresher::config::PipelineConfig;
 use thresher::runner::{render_plan, Pipeline, RunOptions, Tasks};
 
@@ -66,6 +66,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Submit(args) => submit(args),
         Command::Bench(args) => {
             thresher::bench::run(&args)?;
             Ok(ExitCode::SUCCESS)
@@ -97,6 +98,74 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `thresher submit`: see `thresher::submit`.
+fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    use thresher::submit::{absolute, k8s_manifests, submit_slurm, task_arrays, K8sOptions, SlurmOptions};
+    let pipeline = Pipeline::new(PipelineConfig::load(&args.config)?)?;
+    let arrays = task_arrays(&pipeline, args.tasks.max(1));
+    if args.k8s {
+        let name = args
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        print!(
+            "{}",
+            k8s_manifests(
+                &arrays,
+                &K8sOptions {
+                    config: args
+                        .config_in_container
+                        .unwrap_or_else(|| args.config.to_string_lossy().into_owned()),
+                    image: args.image.unwrap_or_default(),
+                    namespace: args.namespace,
+                    name,
+                },
+            )
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = SlurmOptions {
+        config: absolute(&args.config)?,
+        program: std::env::current_exe()?,
+        workdir: std::env::current_dir()?,
+        script_dir: absolute(&args.script_dir)?,
+        sbatch_args: args.sbatch_args,
+    };
+    let submitted = submit_slurm(&arrays, &options, args.dry_run)?;
+    if args.dry_run {
+        for (i, s) in submitted.iter().enumerate() {
+            let after = match i {
+                0 => String::new(),
+                _ => format!(" --dependency=afterok:<job of #{i}>"),
+            };
+            println!(
+                "### #{} would be submitted as: sbatch --parsable{}{after} {}",
+                i + 1,
+                options.sbatch_args.iter().map(|a| format!(" {a}")).collect::<String>(),
+                s.script.display()
+            );
+            print!("{}", std::fs::read_to_string(&s.script)?);
+        }
+    }
+    println!(
+        "{:<4} {:<16} {:<8} {:>5}  {:<10} script",
+        "#", "stage", "step", "tasks", "job"
+    );
+    for (i, s) in submitted.iter().enumerate() {
+        println!(
+            "{:<4} {:<16} {:<8} {:>5}  {:<10} {}",
+            i + 1,
+            s.array.stage,
+            s.array.step,
+            s.array.tasks,
+            s.job_id.as_deref().unwrap_or("(dry run)"),
+            s.script.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Task index and count: flags first, then Slurm's and Kubernetes' variables.

@@ -10,4 +10,5 @@ mod quality;
 mod quickstart;
 mod resume;
 mod s3;
+mod slurm;
 mod tasks;

@@ -1,0 +1,219 @@
+//! `thresher submit`: the quickstart on a real one-node Slurm cluster
+//! (`scripts/slurm-local`, started by `scripts/test`), and the Kubernetes
+//! manifests next to the Slurm scripts.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn slurm_command(program: &str) -> Command {
+    let conf = std::env::var("SLURM_CONF").expect(
+        "SLURM_CONF is not set: run the tests with scripts/test, which starts a one-node Slurm (scripts/slurm-local)",
+    );
+    let mut cmd = Command::new(program);
+    cmd.env("SLURM_CONF", conf);
+    cmd
+}
+
+/// The quickstart config writing to `<dir>/<name>`.
+fn quickstart(dir: &TestDir, name: &str) -> std::path::PathBuf {
+    let config = std::fs::read_to_string(repo_root().join("examples/quickstart.toml"))
+        .unwrap()
+        .replace("\"out/quickstart\"", &format!("{:?}", dir.join(name).to_string_lossy()));
+    let path = dir.join(&format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn quickstart_on_slurm_equals_the_local_run() {
+    let dir = TestDir::new("slurm");
+    let local = quickstart(&dir, "local");
+    run_expect(thresher(&repo_root(), &["run", local.to_str().unwrap()]), 0);
+
+    let config = quickstart(&dir, "slurm");
+    let jobs = dir.join("jobs");
+    let mut submit = thresher(
+        &repo_root(),
+        &[
+            "submit",
+            config.to_str().unwrap(),
+            "--slurm",
+            "--tasks",
+            "3",
+            "--script-dir",
+            jobs.to_str().unwrap(),
+            "--",
+            "--time=15",
+        ],
+    );
+    submit.env("SLURM_CONF", std::env::var("SLURM_CONF").unwrap_or_default());
+    let table = stdout(&run_expect(submit, 0));
+    // Rows: `#  stage  step  tasks  job  script`.
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .collect();
+    assert_eq!(rows.len(), 8, "one array per step of the quickstart:\n{table}");
+    let job_ids: Vec<String> = rows.iter().map(|r| r[4].to_string()).collect();
+    assert!(job_ids.iter().all(|j| j.parse::<u64>().is_ok()), "{table}");
+
+    // Wait until Slurm has run every array.
+    let start = Instant::now();
+    loop {
+        let out = slurm_command("squeue")
+            .args(["-h", "-o", "%i %T %r", "-j", &job_ids.join(",")])
+            .output()
+            .unwrap();
+        let queued = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if queued.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "jobs still queued after 10 minutes:\n{queued}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Every task of every array completed (finished jobs stay visible to
+    // scontrol for MinJobAge, 300 s by default).
+    for (row, id) in rows.iter().zip(&job_ids) {
+        let out = slurm_command("scontrol").args(["show", "job", id]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let states: Vec<&str> = text
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("JobState="))
+            .collect();
+        let tasks: usize = row[3].parse().unwrap();
+        assert_eq!(states.len(), tasks, "job {id} ({} {}):\n{text}", row[1], row[2]);
+        assert!(states.iter().all(|s| *s == "COMPLETED"), "job {id}:\n{text}");
+    }
+    let logs = std::fs::read_dir(&jobs)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .count();
+    assert_eq!(
+        logs,
+        rows.iter().map(|r| r[3].parse::<usize>().unwrap()).sum::<usize>(),
+        "one log per task"
+    );
+    // Manifests name their input folder, which is under each run's own root.
+    let masked = |name: &str| -> std::collections::BTreeMap<String, Vec<u8>> {
+        let root = dir.join(name).to_string_lossy().into_owned();
+        outputs(&dir.join(name))
+            .into_iter()
+            .map(|(k, v)| match k.contains("/_manifest/") {
+                true => (k, String::from_utf8(v).unwrap().replace(&root, "<ROOT>").into_bytes()),
+                false => (k, v),
+            })
+            .collect()
+    };
+    assert_same_outputs(&masked("local"), &masked("slurm"), "quickstart on Slurm");
+}
+
+#[test]
+fn k8s_jobs_parse_and_run_the_slurm_task_commands() {
+    let dir = TestDir::new("k8s");
+    let config = quickstart(&dir, "out");
+    let config_abs = config.to_str().unwrap();
+    let jobs = dir.join("jobs");
+    let out = run_expect(
+        thresher(
+            &repo_root(),
+            &[
+                "submit",
+                config_abs,
+                "--slurm",
+                "--dry-run",
+                "--tasks",
+                "4",
+                "--script-dir",
+                jobs.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    assert!(
+        stdout(&out).contains("--dependency=afterok:<job of #1>"),
+        "{}",
+        stdout(&out)
+    );
+    let mut scripts: Vec<_> = std::fs::read_dir(&jobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sbatch"))
+        .collect();
+    scripts.sort();
+    // The task command of each Slurm script, without the program and the index.
+    let slurm: Vec<Vec<String>> = scripts
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let exec = text.lines().find(|l| l.starts_with("exec ")).unwrap();
+            let words: Vec<String> = exec.split_whitespace().skip(2).map(str::to_string).collect();
+            assert_eq!(&words[words.len() - 2..], ["--task-index", "\"$SLURM_ARRAY_TASK_ID\""]);
+            words[..words.len() - 2].to_vec()
+        })
+        .collect();
+
+    let yaml = stdout(&run_expect(
+        thresher(
+            &repo_root(),
+            &[
+                "submit",
+                config_abs,
+                "--k8s",
+                "--image",
+                "registry.example/thresher:1",
+                "--tasks",
+                "4",
+                "--namespace",
+                "data",
+            ],
+        ),
+        0,
+    ));
+    let yaml_path = dir.join("jobs.yaml");
+    std::fs::write(&yaml_path, &yaml).unwrap();
+    // PyYAML (installed with moto) is the parser.
+    let parsed = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+            yaml_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+    let docs: Vec<Value> = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(docs.len(), slurm.len(), "one Job per Slurm array");
+    for (doc, slurm_args) in docs.iter().zip(&slurm) {
+        assert_eq!(doc["kind"], "Job");
+        assert_eq!(doc["metadata"]["namespace"], "data");
+        assert_eq!(doc["spec"]["completionMode"], "Indexed");
+        let container = &doc["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "registry.example/thresher:1");
+        let command: Vec<String> = container["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(command[0], "thresher");
+        assert_eq!(&command[1..], &slurm_args[..], "task commands differ");
+        let tasks = slurm_args.last().unwrap().parse::<u64>().unwrap();
+        assert_eq!(doc["spec"]["completions"], tasks);
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        assert!(
+            name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+    }
+}
