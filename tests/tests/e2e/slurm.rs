@@ -28,14 +28,18 @@ fn quickstart(dir: &TestDir, name: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn quickstart_on_slurm_equals_the_local_run() {
-    let dir = TestDir::new("slurm");
-    let local = quickstart(&dir, "local");
-    run_expect(thresher(&repo_root(), &["run", local.to_str().unwrap()]), 0);
+/// One submitted array: its row of `submit`'s table and the final state of
+/// each of its tasks.
+struct ArrayRun {
+    stage: String,
+    step: String,
+    tasks: usize,
+    states: Vec<String>,
+}
 
-    let config = quickstart(&dir, "slurm");
-    let jobs = dir.join("jobs");
+/// `thresher submit CONFIG --slurm --tasks 3`, with `env` for every task,
+/// then waits until Slurm has finished or cancelled every array.
+fn submit_and_wait(config: &std::path::Path, jobs: &std::path::Path, env: &[(&str, &str)]) -> Vec<ArrayRun> {
     let mut submit = thresher(
         &repo_root(),
         &[
@@ -51,18 +55,19 @@ fn quickstart_on_slurm_equals_the_local_run() {
         ],
     );
     submit.env("SLURM_CONF", std::env::var("SLURM_CONF").unwrap_or_default());
+    // sbatch passes the submitting environment to the tasks.
+    submit.envs(env.iter().copied());
     let table = stdout(&run_expect(submit, 0));
     // Rows: `#  stage  step  tasks  job  script`.
-    let rows: Vec<Vec<&str>> = table
+    let rows: Vec<Vec<String>> = table
         .lines()
         .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();
     assert_eq!(rows.len(), 8, "one array per step of the quickstart:\n{table}");
-    let job_ids: Vec<String> = rows.iter().map(|r| r[4].to_string()).collect();
+    let job_ids: Vec<String> = rows.iter().map(|r| r[4].clone()).collect();
     assert!(job_ids.iter().all(|j| j.parse::<u64>().is_ok()), "{table}");
 
-    // Wait until Slurm has run every array.
     let start = Instant::now();
     loop {
         let out = slurm_command("squeue")
@@ -79,40 +84,105 @@ fn quickstart_on_slurm_equals_the_local_run() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Every task of every array completed (finished jobs stay visible to
-    // scontrol for MinJobAge, 300 s by default).
-    for (row, id) in rows.iter().zip(&job_ids) {
-        let out = slurm_command("scontrol").args(["show", "job", id]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let states: Vec<&str> = text
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix("JobState="))
-            .collect();
-        let tasks: usize = row[3].parse().unwrap();
-        assert_eq!(states.len(), tasks, "job {id} ({} {}):\n{text}", row[1], row[2]);
-        assert!(states.iter().all(|s| *s == "COMPLETED"), "job {id}:\n{text}");
+    // Finished jobs stay visible to scontrol for MinJobAge (300 s by default).
+    rows.iter()
+        .zip(&job_ids)
+        .map(|(row, id)| {
+            let out = slurm_command("scontrol").args(["show", "job", id]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            ArrayRun {
+                stage: row[1].clone(),
+                step: row[2].clone(),
+                tasks: row[3].parse().unwrap(),
+                states: text
+                    .split_whitespace()
+                    .filter_map(|w| w.strip_prefix("JobState="))
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Outputs with each run's root masked in the manifests (they name their
+/// input folder, which is under the run's own root).
+fn masked(dir: &TestDir, name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let root = dir.join(name).to_string_lossy().into_owned();
+    outputs(&dir.join(name))
+        .into_iter()
+        .map(|(k, v)| match k.contains("/_manifest/") {
+            true => (k, String::from_utf8(v).unwrap().replace(&root, "<ROOT>").into_bytes()),
+            false => (k, v),
+        })
+        .collect()
+}
+
+#[test]
+fn quickstart_on_slurm_equals_the_local_run() {
+    let dir = TestDir::new("slurm");
+    let local = quickstart(&dir, "local");
+    run_expect(thresher(&repo_root(), &["run", local.to_str().unwrap()]), 0);
+
+    let jobs = dir.join("jobs");
+    let runs = submit_and_wait(&quickstart(&dir, "slurm"), &jobs, &[]);
+    for run in &runs {
+        assert_eq!(
+            run.states.len(),
+            run.tasks,
+            "{} {}: {:?}",
+            run.stage,
+            run.step,
+            run.states
+        );
+        assert!(
+            run.states.iter().all(|s| s == "COMPLETED"),
+            "{} {}: {:?}",
+            run.stage,
+            run.step,
+            run.states
+        );
     }
     let logs = std::fs::read_dir(&jobs)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
         .count();
-    assert_eq!(
-        logs,
-        rows.iter().map(|r| r[3].parse::<usize>().unwrap()).sum::<usize>(),
-        "one log per task"
+    assert_eq!(logs, runs.iter().map(|r| r.tasks).sum::<usize>(), "one log per task");
+    assert_same_outputs(&masked(&dir, "local"), &masked(&dir, "slurm"), "quickstart on Slurm");
+}
+
+#[test]
+fn failed_slurm_tasks_resume_when_the_pipeline_is_submitted_again() {
+    let dir = TestDir::new("slurm-retry");
+    let local = quickstart(&dir, "local");
+    run_expect(thresher(&repo_root(), &["run", local.to_str().unwrap()]), 0);
+
+    // Every task kills itself (SIGKILL) right after its 3rd commit: the
+    // first arrays fail midway and the rest are cancelled.
+    let config = quickstart(&dir, "slurm");
+    let runs = submit_and_wait(&config, &dir.join("jobs-1"), &[("THRESHER_KILL_AFTER_COMMITS", "3")]);
+    let states: Vec<&String> = runs.iter().flat_map(|r| &r.states).collect();
+    assert!(states.iter().any(|s| *s == "FAILED"), "{states:?}");
+    assert!(
+        !dir.join("slurm/pack/manifest.json").exists(),
+        "the pipeline should not have finished"
     );
-    // Manifests name their input folder, which is under each run's own root.
-    let masked = |name: &str| -> std::collections::BTreeMap<String, Vec<u8>> {
-        let root = dir.join(name).to_string_lossy().into_owned();
-        outputs(&dir.join(name))
-            .into_iter()
-            .map(|(k, v)| match k.contains("/_manifest/") {
-                true => (k, String::from_utf8(v).unwrap().replace(&root, "<ROOT>").into_bytes()),
-                false => (k, v),
-            })
-            .collect()
-    };
-    assert_same_outputs(&masked("local"), &masked("slurm"), "quickstart on Slurm");
+
+    // Submitted again, the tasks skip what was committed and finish the rest.
+    let runs = submit_and_wait(&config, &dir.join("jobs-2"), &[]);
+    for run in &runs {
+        assert!(
+            run.states.iter().all(|s| s == "COMPLETED"),
+            "{} {}: {:?}",
+            run.stage,
+            run.step,
+            run.states
+        );
+    }
+    assert_same_outputs(
+        &masked(&dir, "local"),
+        &masked(&dir, "slurm"),
+        "resubmitted after failures",
+    );
 }
 
 #[test]
