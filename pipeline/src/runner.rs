@@ -557,6 +557,11 @@ impl Pipeline {
                 .filter(|o| !o.key.starts_with(TEMP_PREFIX))
                 .collect();
             if !foreign.is_empty() {
+                // Another task of the same step may have written the lock
+                // (and started writing) between our two looks.
+                if out.exists(STAGE_LOCK_KEY)? {
+                    return self.ensure_lock(stage, force);
+                }
                 if !force {
                     return Err(Error::ConfigChanged(format!(
                         "stage '{}': folder {} holds {} file(s) but no thresher stage lock ({}); \

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::{Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
+use crate::{keep_one, Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
 
 /// Configuration of `exact_dedup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,59 +103,24 @@ impl ExactDedup {
     }
 }
 
-const SCAN_HEADER: usize = 16 + 4 + 8;
-
 impl GlobalStage for ExactDedup {
     fn partitions(&self) -> u32 {
         self.config.partitions
     }
 
     fn scan(&self, doc: &Document, position: Position) -> Option<ScanRecord> {
-        let hash = self.text_hash(&doc.text);
-        let mut bytes = Vec::with_capacity(SCAN_HEADER + doc.id.len());
-        bytes.extend_from_slice(&hash.to_le_bytes());
-        bytes.extend_from_slice(&position.shard.to_le_bytes());
-        bytes.extend_from_slice(&position.record.to_le_bytes());
-        bytes.extend_from_slice(doc.id.as_bytes());
-        Some(ScanRecord {
-            partition: (hash as u64 % self.config.partitions as u64) as u32,
-            bytes,
-        })
+        // Rank 0 for all: the first copy in input order is kept.
+        Some(keep_one::scan_record(
+            self.text_hash(&doc.text),
+            0,
+            doc,
+            position,
+            self.config.partitions,
+        ))
     }
 
     fn resolve(&self, _partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {
-        let mut keyed = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            if r.len() < SCAN_HEADER {
-                return Err(Error::CorruptRecord {
-                    step: "scan",
-                    message: format!("record {i} has {} bytes, fewer than {SCAN_HEADER}", r.len()),
-                });
-            }
-            let hash = u128::from_le_bytes(r[0..16].try_into().unwrap());
-            let shard = u32::from_le_bytes(r[16..20].try_into().unwrap());
-            let record = u64::from_le_bytes(r[20..28].try_into().unwrap());
-            keyed.push((hash, Position { shard, record }, i));
-        }
-        keyed.sort_unstable();
-        let mut verdicts = Vec::new();
-        let mut group_start = 0;
-        while group_start < keyed.len() {
-            let (hash, _, kept) = keyed[group_start];
-            let mut end = group_start + 1;
-            while end < keyed.len() && keyed[end].0 == hash {
-                end += 1;
-            }
-            let kept_id = &records[kept][SCAN_HEADER..];
-            for &(_, position, _) in &keyed[group_start + 1..end] {
-                verdicts.push(Verdict {
-                    position,
-                    bytes: kept_id.to_vec(),
-                });
-            }
-            group_start = end;
-        }
-        Ok(verdicts)
+        keep_one::resolve(records)
     }
 
     fn apply(&self, _doc: &mut Document, verdict: Option<&[u8]>, _stats: &mut StageStats) -> Decision {
@@ -174,8 +139,7 @@ mod tests {
     use super::*;
 
     fn run(stage: &ExactDedup, shards: &[&[&str]]) -> Vec<Vec<Decision>> {
-        let mut partitions: Vec<Vec<Vec<u8>>> = vec![Vec::new(); stage.partitions() as usize];
-        let docs: Vec<Vec<Document>> = shards
+        let docs = shards
             .iter()
             .enumerate()
             .map(|(s, texts)| {
@@ -186,42 +150,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        for (s, shard) in docs.iter().enumerate() {
-            for (r, doc) in shard.iter().enumerate() {
-                let rec = stage
-                    .scan(
-                        doc,
-                        Position {
-                            shard: s as u32,
-                            record: r as u64,
-                        },
-                    )
-                    .unwrap();
-                partitions[rec.partition as usize].push(rec.bytes);
-            }
-        }
-        let mut verdicts = std::collections::HashMap::new();
-        for (p, recs) in partitions.into_iter().enumerate() {
-            for v in stage.resolve(p as u32, recs).unwrap() {
-                verdicts.insert(v.position, v.bytes);
-            }
-        }
-        docs.into_iter()
-            .enumerate()
-            .map(|(s, shard)| {
-                shard
-                    .into_iter()
-                    .enumerate()
-                    .map(|(r, mut doc)| {
-                        let v = verdicts.get(&Position {
-                            shard: s as u32,
-                            record: r as u64,
-                        });
-                        stage.apply(&mut doc, v.map(|b| b.as_slice()), &mut StageStats::default())
-                    })
-                    .collect()
-            })
-            .collect()
+        keep_one::testing::run(stage, docs)
     }
 
     #[test]

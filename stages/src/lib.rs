@@ -28,10 +28,12 @@
 pub mod document;
 pub mod exact_dedup;
 pub mod ingest;
+mod keep_one;
 pub mod langid;
 pub mod pack;
 pub mod quality;
 pub mod registry;
+pub mod url_dedup;
 
 pub use document::Document;
 pub use thresher_manifests::StageStats;

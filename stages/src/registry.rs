@@ -7,6 +7,7 @@ use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::pack::{Pack, PackConfig};
 use crate::quality::{Quality, QualityConfig};
+use crate::url_dedup::{UrlDedup, UrlDedupConfig};
 use crate::{Result, Stage};
 
 /// A stage's configuration, selected by its `kind`.
@@ -14,6 +15,7 @@ use crate::{Result, Stage};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageConfig {
     Ingest(IngestConfig),
+    UrlDedup(UrlDedupConfig),
     ExactDedup(ExactDedupConfig),
     Langid(LangidConfig),
     Quality(QualityConfig),
@@ -22,11 +24,12 @@ pub enum StageConfig {
 
 impl StageConfig {
     /// Every kind, for help texts and error messages.
-    pub const KINDS: &'static [&'static str] = &["ingest", "exact_dedup", "langid", "quality", "pack"];
+    pub const KINDS: &'static [&'static str] = &["ingest", "url_dedup", "exact_dedup", "langid", "quality", "pack"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::Ingest(_) => "ingest",
+            StageConfig::UrlDedup(_) => "url_dedup",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Langid(_) => "langid",
             StageConfig::Quality(_) => "quality",
@@ -48,6 +51,7 @@ impl StageConfig {
     pub fn build(&self) -> Result<Stage> {
         Ok(match self {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
+            StageConfig::UrlDedup(c) => Stage::Global(Box::new(UrlDedup::new(c.clone())?)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
