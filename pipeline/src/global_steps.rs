@@ -139,11 +139,11 @@ impl Pipeline {
                             shard: shard.index,
                             record: index,
                         };
-                        if let Some(record) = global.scan(&doc, position) {
+                        global.scan(&doc, position, &mut |record| {
                             let section = &mut sections[record.partition as usize % partitions];
                             section.extend_from_slice(&(record.bytes.len() as u32).to_le_bytes());
                             section.extend_from_slice(&record.bytes);
-                        }
+                        });
                     }
                 }
                 let mut offset = (FIXED_HEADER + 16 * partitions) as u64;
@@ -269,7 +269,7 @@ impl Pipeline {
         stage: &StagePlan,
         global: &dyn GlobalStage,
         shard: &InputShard,
-    ) -> Result<HashMap<u64, Vec<u8>>> {
+    ) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
         let out = stage.output.as_ref();
         let mut verdicts = HashMap::new();
         for p in 0..global.partitions() {
@@ -299,7 +299,10 @@ impl Pipeline {
                 }
                 let record = u64_at(rest, 0);
                 let len = u32_at(rest, 8) as usize;
-                verdicts.insert(record, rest[12..12 + len].to_vec());
+                verdicts
+                    .entry(record)
+                    .or_insert_with(Vec::new)
+                    .push(rest[12..12 + len].to_vec());
                 rest = &rest[12 + len..];
             }
         }

@@ -496,7 +496,7 @@ impl Pipeline {
                             Ok(docs
                                 .iter_mut()
                                 .zip(contexts)
-                                .map(|(doc, context)| global.apply(doc, context.verdict, stats))
+                                .map(|(doc, context)| global.apply(doc, context.verdicts, stats))
                                 .collect())
                         },
                         Some(global),
@@ -669,8 +669,10 @@ impl KeptSink for JsonlZstWriter {
 /// Per-document context given to the apply closure.
 pub struct DocContext<'v> {
     pub position: Position,
-    /// The verdict of a global stage's `resolve` step about this document.
-    pub verdict: Option<&'v [u8]>,
+    /// The verdicts of a global stage's `resolve` step about this document
+    /// (none, one, or one per partition that had something to say), in
+    /// partition order.
+    pub verdicts: &'v [Vec<u8>],
 }
 
 /// Decides about a batch of documents (in order), with one context each.
@@ -734,7 +736,7 @@ impl Pipeline {
         stage: &StagePlan,
         input: &dyn Storage,
         shard: &InputShard,
-        verdicts: &HashMap<u64, Vec<u8>>,
+        verdicts: &HashMap<u64, Vec<Vec<u8>>>,
         decide: &Decide,
         mut output: Box<dyn KeptSink + '_>,
         progress: &Progress,
@@ -786,7 +788,7 @@ impl Pipeline {
                             shard: shard.index,
                             record: *index,
                         },
-                        verdict: verdicts.get(index).map(Vec::as_slice),
+                        verdicts: verdicts.get(index).map(Vec::as_slice).unwrap_or(&[]),
                     });
                     docs.push(std::mem::take(doc));
                 }

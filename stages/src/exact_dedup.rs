@@ -108,9 +108,9 @@ impl GlobalStage for ExactDedup {
         self.config.partitions
     }
 
-    fn scan(&self, doc: &Document, position: Position) -> Option<ScanRecord> {
+    fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord)) {
         // Rank 0 for all: the first copy in input order is kept.
-        Some(keep_one::scan_record(
+        emit(keep_one::scan_record(
             self.text_hash(&doc.text),
             0,
             doc,
@@ -123,8 +123,8 @@ impl GlobalStage for ExactDedup {
         keep_one::resolve(records)
     }
 
-    fn apply(&self, _doc: &mut Document, verdict: Option<&[u8]>, _stats: &mut StageStats) -> Decision {
-        match verdict {
+    fn apply(&self, _doc: &mut Document, verdicts: &[Vec<u8>], _stats: &mut StageStats) -> Decision {
+        match verdicts.first() {
             None => Decision::Keep,
             Some(kept_id) => Decision::Drop {
                 reason: "duplicate",

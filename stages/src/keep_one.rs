@@ -63,6 +63,14 @@ pub(crate) mod testing {
 
     /// Runs a global stage's three steps in memory over shards of documents.
     pub fn run(stage: &dyn GlobalStage, shards: Vec<Vec<Document>>) -> Vec<Vec<Decision>> {
+        run_docs(stage, shards)
+            .into_iter()
+            .map(|shard| shard.into_iter().map(|(decision, _)| decision).collect())
+            .collect()
+    }
+
+    /// [`run`], with each document as `apply` left it.
+    pub fn run_docs(stage: &dyn GlobalStage, shards: Vec<Vec<Document>>) -> Vec<Vec<(Decision, Document)>> {
         let mut partitions: Vec<Vec<Vec<u8>>> = vec![Vec::new(); stage.partitions() as usize];
         for (s, shard) in shards.iter().enumerate() {
             for (r, doc) in shard.iter().enumerate() {
@@ -70,15 +78,18 @@ pub(crate) mod testing {
                     shard: s as u32,
                     record: r as u64,
                 };
-                if let Some(rec) = stage.scan(doc, position) {
-                    partitions[rec.partition as usize].push(rec.bytes);
-                }
+                stage.scan(doc, position, &mut |rec| {
+                    partitions[rec.partition as usize].push(rec.bytes)
+                });
             }
         }
-        let mut verdicts = std::collections::HashMap::new();
+        let mut verdicts: std::collections::HashMap<Position, Vec<Vec<u8>>> = Default::default();
         for (p, recs) in partitions.into_iter().enumerate() {
-            for v in stage.resolve(p as u32, recs).unwrap() {
-                verdicts.insert(v.position, v.bytes);
+            let mut resolved = stage.resolve(p as u32, recs).unwrap();
+            // As the runner does: each partition's verdicts in position order.
+            resolved.sort_by_key(|v| v.position);
+            for v in resolved {
+                verdicts.entry(v.position).or_default().push(v.bytes);
             }
         }
         shards
@@ -93,7 +104,12 @@ pub(crate) mod testing {
                             shard: s as u32,
                             record: r as u64,
                         });
-                        stage.apply(&mut doc, v.map(|b| b.as_slice()), &mut StageStats::default())
+                        let decision = stage.apply(
+                            &mut doc,
+                            v.map(Vec::as_slice).unwrap_or(&[]),
+                            &mut StageStats::default(),
+                        );
+                        (decision, doc)
                     })
                     .collect()
             })

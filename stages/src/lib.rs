@@ -30,6 +30,7 @@ pub mod exact_dedup;
 pub mod ingest;
 mod keep_one;
 pub mod langid;
+pub mod line_dedup;
 pub mod pack;
 pub mod quality;
 pub mod registry;
@@ -108,12 +109,13 @@ pub trait GlobalStage: Send + Sync {
     /// Number of resolve partitions: part of the config, never the task count,
     /// so results do not depend on how many tasks run.
     fn partitions(&self) -> u32;
-    /// Emits at most one record for a document.
-    fn scan(&self, doc: &Document, position: Position) -> Option<ScanRecord>;
+    /// Emits any number of records for a document (one per key it has).
+    fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord));
     /// Decides over all records of one partition (given in shard order).
     fn resolve(&self, partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>>;
-    /// Applies a verdict (or none) to one document.
-    fn apply(&self, doc: &mut Document, verdict: Option<&[u8]>, stats: &mut StageStats) -> Decision;
+    /// Applies the verdicts about one document (none, or any number, in
+    /// partition order, then in the order `resolve` gave them).
+    fn apply(&self, doc: &mut Document, verdicts: &[Vec<u8>], stats: &mut StageStats) -> Decision;
 }
 
 /// A built stage, ready to run.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
+use crate::line_dedup::{LineDedup, LineDedupConfig};
 use crate::pack::{Pack, PackConfig};
 use crate::quality::{Quality, QualityConfig};
 use crate::url_dedup::{UrlDedup, UrlDedupConfig};
@@ -17,6 +18,7 @@ pub enum StageConfig {
     Ingest(IngestConfig),
     UrlDedup(UrlDedupConfig),
     ExactDedup(ExactDedupConfig),
+    LineDedup(LineDedupConfig),
     Langid(LangidConfig),
     Quality(QualityConfig),
     Pack(PackConfig),
@@ -24,13 +26,22 @@ pub enum StageConfig {
 
 impl StageConfig {
     /// Every kind, for help texts and error messages.
-    pub const KINDS: &'static [&'static str] = &["ingest", "url_dedup", "exact_dedup", "langid", "quality", "pack"];
+    pub const KINDS: &'static [&'static str] = &[
+        "ingest",
+        "url_dedup",
+        "exact_dedup",
+        "line_dedup",
+        "langid",
+        "quality",
+        "pack",
+    ];
 
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::Ingest(_) => "ingest",
             StageConfig::UrlDedup(_) => "url_dedup",
             StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::LineDedup(_) => "line_dedup",
             StageConfig::Langid(_) => "langid",
             StageConfig::Quality(_) => "quality",
             StageConfig::Pack(_) => "pack",
@@ -53,6 +64,7 @@ impl StageConfig {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
             StageConfig::UrlDedup(c) => Stage::Global(Box::new(UrlDedup::new(c.clone())?)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
+            StageConfig::LineDedup(c) => Stage::Global(Box::new(LineDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),

@@ -152,8 +152,10 @@ impl GlobalStage for UrlDedup {
         self.config.partitions
     }
 
-    fn scan(&self, doc: &Document, position: Position) -> Option<ScanRecord> {
-        let raw = doc.url.as_deref().filter(|u| !u.trim().is_empty())?;
+    fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord)) {
+        let Some(raw) = doc.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return;
+        };
         let key = match self.normalize(raw) {
             Some(normal) => xxh3_128(normal.as_bytes()),
             // Kept apart from every parsed URL by a prefix no URL has.
@@ -163,18 +165,18 @@ impl GlobalStage for UrlDedup {
             KeepRule::First => 0,
             KeepRule::Longest => u64::MAX - doc.text.len() as u64,
         };
-        Some(keep_one::scan_record(key, rank, doc, position, self.config.partitions))
+        emit(keep_one::scan_record(key, rank, doc, position, self.config.partitions))
     }
 
     fn resolve(&self, _partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {
         keep_one::resolve(records)
     }
 
-    fn apply(&self, doc: &mut Document, verdict: Option<&[u8]>, stats: &mut StageStats) -> Decision {
+    fn apply(&self, doc: &mut Document, verdicts: &[Vec<u8>], stats: &mut StageStats) -> Decision {
         if doc.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
             stats.add("url_dedup", "documents_without_url", 1);
         }
-        match verdict {
+        match verdicts.first() {
             None => Decision::Keep,
             Some(kept_id) => Decision::Drop {
                 reason: "duplicate_url",

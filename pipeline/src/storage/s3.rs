@@ -10,7 +10,8 @@
 //!   jitter, on throttling (503 SlowDown, 429), 5xx, timeouts and connection
 //!   errors; `THRESHER_S3_MAX_ATTEMPTS` attempts per request (default 10).
 //!   A streaming GET that breaks midway resumes with a ranged GET from the
-//!   byte it reached.
+//!   byte it reached. The SDK's retry quota (which stops all retries after a
+//!   burst of failures) is off: a batch job must ride out a storm.
 //! - **Timeouts**: connecting (5 s) and each attempt (120 s) are bounded, so a
 //!   stopped server fails the run with a message instead of hanging it.
 //! - **Concurrency**: at most `THRESHER_S3_CONCURRENCY` requests in flight per
@@ -29,7 +30,7 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition, TokenBucket};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
@@ -106,6 +107,16 @@ fn build_shared() -> Result<Shared> {
         // reject the new default ones. Shards carry xxh3 in their manifests.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        // The SDK's default retry quota (a token bucket shared by the
+        // process) stops retrying altogether after a burst of failures: right
+        // for an interactive service, wrong for a batch job that must ride
+        // out a throttling storm. Each request still has its attempts, its
+        // backoff and the process its concurrency limit.
+        .retry_partition(
+            RetryPartition::custom("thresher")
+                .token_bucket(TokenBucket::unlimited())
+                .build(),
+        )
         // Servers other than AWS are mostly reached by path.
         .force_path_style(match std::env::var("THRESHER_S3_PATH_STYLE") {
             Ok(v) => matches!(v.as_str(), "1" | "true" | "yes"),

@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod demo_classifier;
 mod inspect;
+mod line_dedup;
 mod pack;
 mod quality;
 mod quickstart;

@@ -18,8 +18,9 @@ fn quickstart_runs_and_inspects_clean() {
         0,
     );
     let table = stdout(&out);
-    for stage in ["ingest", "url_dedup", "exact_dedup", "langid", "quality", "pack"] {
-        assert!(table.contains(stage), "{table}");
+    // The quickstart shows a new user every kind of stage there is.
+    for kind in thresher_stages::registry::StageConfig::KINDS {
+        assert!(table.contains(kind), "the quickstart does not run `{kind}`:\n{table}");
     }
     assert!(table.contains("OK: "), "{table}");
 
@@ -58,6 +59,14 @@ fn quickstart_runs_and_inspects_clean() {
     let exact = read_json(&root.join("exact_dedup/_manifest/stage.json"));
     assert_eq!(exact["counts"]["documents_in"], 32);
     assert_eq!(exact["counts"]["documents_out"], 32);
+    // One page of the sample repeats a line more than 6 times: line_dedup
+    // removes those lines and keeps the page.
+    let lines = read_json(&root.join("line_dedup/_manifest/stage.json"));
+    assert_eq!(lines["counts"]["documents_out"], 32);
+    assert!(
+        lines["stats"]["line_dedup"]["lines_removed"].as_u64().unwrap() > 6,
+        "{lines}"
+    );
 
     // Every document is tagged; the Russian WET record is recognised (the
     // Chinese one is the record quarantined for its reused id).
