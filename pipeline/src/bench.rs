@@ -417,6 +417,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if matches!(args.suite, BenchSuite::All | BenchSuite::Backbone) {
         backbone_bench(args, &corpus, &out, &texts, text_bytes)?;
     }
+    if matches!(args.suite, BenchSuite::All | BenchSuite::Minhash) {
+        minhash_bench(&texts);
+    }
     if matches!(args.suite, BenchSuite::All | BenchSuite::Quality) {
         quality_bench(args, &texts)?;
     }
@@ -649,4 +652,33 @@ fn shape_bench(classifier: &thresher_classifiers::LlamaClassifier, pool: &rayon:
         );
     }
     Ok(())
+}
+
+/// MinHash signatures and band hashes at FineWeb's setting, one thread, with
+/// the shingling alone as the baseline inside it.
+fn minhash_bench(texts: &[String]) {
+    use thresher_stages::minhash::{MinHashParams, MinHasher};
+    let hasher = MinHasher::new(MinHashParams::default());
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let start = Instant::now();
+    let shingles: usize = texts.iter().map(|t| hasher.shingles(t).len()).sum();
+    let shingling = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut checksum = 0u64;
+    for t in texts {
+        let signature = hasher.signature(t);
+        for band in hasher.band_hashes(&signature) {
+            checksum = checksum.wrapping_add(band);
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    println!(
+        "\nminhash ({} documents, {:.1} MB, {shingles} distinct shingles; checksum {checksum:016x})\n{}  signatures + band hashes, one thread: {:.1} MB/s\n  of which tokens + shingles alone: {:.1} MB/s ({:.0}% of the time)",
+        texts.len(),
+        bytes as f64 / 1e6,
+        hasher.s_curve(),
+        bytes as f64 / 1e6 / total,
+        bytes as f64 / 1e6 / shingling,
+        100.0 * shingling / total
+    );
 }

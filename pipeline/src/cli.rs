@@ -199,6 +199,8 @@ pub enum BenchSuite {
     Tokenize,
     /// nothing: only build the corpus (keep it with --keep)
     Corpus,
+    /// MinHash signatures (5-grams, 14 x 8): MB/s per core
+    Minhash,
     /// the quality classifier: documents/s and tokens/s per core on the CPU
     /// (or on --device), and model-only tokens/s at fixed batch shapes
     Quality,

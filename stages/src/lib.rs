@@ -31,6 +31,7 @@ pub mod ingest;
 mod keep_one;
 pub mod langid;
 pub mod line_dedup;
+pub mod minhash;
 pub mod pack;
 pub mod quality;
 pub mod registry;
