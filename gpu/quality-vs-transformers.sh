@@ -30,7 +30,9 @@ case "${1:-}" in
 stage)
     rm -rf gpu-run && mkdir -p gpu-run/testdata/langid gpu-run/testdata/code gpu-run/testdata/tokenizer
     grep -qx '/gpu-run/' .git/info/exclude 2>/dev/null || echo '/gpu-run/' >> .git/info/exclude
-    xz -T0 -9 -c target-cuda/release/thresher > gpu-run/thresher.xz
+    # Stripped (no line tables) and xz'd: the tree that travels must stay under 64 MiB.
+    strip -o gpu-run/thresher target-cuda/release/thresher
+    xz -T0 -9 gpu-run/thresher
     cp ../shared/cuda/run-on-device.sh gpu-run/
     # What `thresher bench` builds its corpus from, and the Llama 3 tokenizer
     # in both forms (they give identical ids; the .json is for transformers).
