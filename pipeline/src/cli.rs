@@ -128,7 +128,7 @@ pub struct RunArgs {
     /// Run only this stage.
     #[arg(long)]
     pub stage: Option<String>,
-    /// Run only this step of --stage (scan, resolve or apply).
+    /// Run only this step of --stage (global stages: scan, resolve, [cluster,] apply; pack: tokenize, pack; others: apply).
     #[arg(long, requires = "stage")]
     pub step: Option<String>,
     /// This task's index, from 0. Defaults to SLURM_ARRAY_TASK_ID (minus

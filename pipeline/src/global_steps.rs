@@ -10,6 +10,8 @@
 //! resolve/<partition>.bin     "THRRSLV1" wall:f64 cpu:f64 entries:u32
 //!                             entries × (shard:u32 offset:u64 len:u64)
 //!                             sections of verdicts: (record:u64 len:u32 bytes)*
+//! cluster/000000.bin          the same layout, for stages with a cluster step:
+//!                             what apply reads instead of the resolve files
 //! ```
 //!
 //! The tables let each later step fetch only its own section with a ranged
@@ -20,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use thresher_manifests::{
     shard_manifest_key, Counts, ShardManifest, StageManifest, StageStats, Timing, STAGE_MANIFEST_KEY, TOOL_VERSION,
 };
-use thresher_stages::{GlobalStage, Position};
+use thresher_stages::{GlobalStage, Position, Verdict};
 
 use crate::error::{Error, Result};
 use crate::runner::{Pipeline, RunOptions, StagePlan, Stopwatch, Tasks, MANIFEST_PREFIX, WORK_PREFIX};
@@ -38,6 +40,82 @@ fn scan_key(shard: u32) -> String {
 
 fn resolve_key(partition: u32) -> String {
     format!("{WORK_PREFIX}resolve/{partition:06}.bin")
+}
+
+pub(crate) fn cluster_key() -> String {
+    format!("{WORK_PREFIX}cluster/000000.bin")
+}
+
+/// The files `apply` reads its verdicts from.
+fn verdict_keys(global: &dyn GlobalStage) -> Vec<String> {
+    if global.clusters() {
+        vec![cluster_key()]
+    } else {
+        (0..global.partitions()).map(resolve_key).collect()
+    }
+}
+
+/// A verdict file: verdicts sorted by position, one section per shard.
+fn verdict_file(timing: Timing, mut verdicts: Vec<Verdict>) -> Vec<u8> {
+    verdicts.sort_by_key(|v| v.position);
+    let mut table = Vec::new();
+    let mut sections: Vec<Vec<u8>> = Vec::new();
+    let mut current: Option<u32> = None;
+    for v in &verdicts {
+        if current != Some(v.position.shard) {
+            current = Some(v.position.shard);
+            sections.push(Vec::new());
+            table.push(v.position.shard);
+        }
+        let section = sections.last_mut().unwrap();
+        section.extend_from_slice(&v.position.record.to_le_bytes());
+        section.extend_from_slice(&(v.bytes.len() as u32).to_le_bytes());
+        section.extend_from_slice(&v.bytes);
+    }
+    let mut offset = (FIXED_HEADER + 20 * table.len()) as u64;
+    let table: Vec<Vec<u8>> = table
+        .iter()
+        .zip(&sections)
+        .map(|(shard, section)| {
+            let mut entry = shard.to_le_bytes().to_vec();
+            entry.extend_from_slice(&offset.to_le_bytes());
+            entry.extend_from_slice(&(section.len() as u64).to_le_bytes());
+            offset += section.len() as u64;
+            entry
+        })
+        .collect();
+    work_file(RESOLVE_MAGIC, timing, &table, &sections)
+}
+
+/// The `(shard, offset, len)` table of a verdict file.
+fn verdict_table(storage: &dyn Storage, key: &str) -> Result<Vec<(u32, u64, u64)>> {
+    let header = read_header(storage, key, RESOLVE_MAGIC, 20)?;
+    Ok((0..header.count)
+        .map(|i| {
+            (
+                u32_at(&header.table, 20 * i),
+                u64_at(&header.table, 20 * i + 4),
+                u64_at(&header.table, 20 * i + 12),
+            )
+        })
+        .collect())
+}
+
+/// Parses one section of a verdict file: `(record, bytes)` in order.
+fn parse_verdicts(section: &[u8], url: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut rest = section;
+    while !rest.is_empty() {
+        if rest.len() < 12 || rest.len() < 12 + u32_at(rest, 8) as usize {
+            return Err(Error::Input(format!(
+                "{url}: truncated verdict; delete it and rerun the step that wrote it"
+            )));
+        }
+        let len = u32_at(rest, 8) as usize;
+        out.push((u64_at(rest, 0), rest[12..12 + len].to_vec()));
+        rest = &rest[12 + len..];
+    }
+    Ok(out)
 }
 
 /// Builds a work file: fixed header, table, then the sections.
@@ -220,47 +298,53 @@ impl Pipeline {
                     );
                     records.extend(split_framed(&out.read_range(&key, offset, len)?, &key)?);
                 }
-                let mut verdicts = global.resolve(p, records)?;
-                verdicts.sort_by_key(|v| v.position);
-                // One section per shard that has verdicts, in shard order.
-                let mut table = Vec::new();
-                let mut sections: Vec<Vec<u8>> = Vec::new();
-                let mut current: Option<u32> = None;
-                for v in &verdicts {
-                    if current != Some(v.position.shard) {
-                        current = Some(v.position.shard);
-                        sections.push(Vec::new());
-                        table.push(v.position.shard);
-                    }
-                    let section = sections.last_mut().unwrap();
-                    section.extend_from_slice(&v.position.record.to_le_bytes());
-                    section.extend_from_slice(&(v.bytes.len() as u32).to_le_bytes());
-                    section.extend_from_slice(&v.bytes);
-                }
-                let mut offset = (FIXED_HEADER + 20 * table.len()) as u64;
-                let table: Vec<Vec<u8>> = table
-                    .iter()
-                    .zip(&sections)
-                    .map(|(shard, section)| {
-                        let mut entry = shard.to_le_bytes().to_vec();
-                        entry.extend_from_slice(&offset.to_le_bytes());
-                        entry.extend_from_slice(&(section.len() as u64).to_le_bytes());
-                        offset += section.len() as u64;
-                        entry
-                    })
-                    .collect();
+                let verdicts = global.resolve(p, records)?;
                 progress.inc_bytes(1);
-                out.write_all(
-                    &resolve_key(p),
-                    &work_file(RESOLVE_MAGIC, clock.stop(), &table, &sections),
-                )
+                out.write_all(&resolve_key(p), &verdict_file(clock.stop(), verdicts))
+            },
+        )
+    }
+
+    /// The `cluster` step: one unit over every partition's verdicts.
+    pub(crate) fn cluster_step(
+        &self,
+        stage: &StagePlan,
+        global: &dyn GlobalStage,
+        tasks: Tasks,
+    ) -> Result<(usize, usize)> {
+        let expected: Vec<String> = (0..global.partitions()).map(resolve_key).collect();
+        self.require_all(stage, "cluster", "resolve", &expected)?;
+        let out = stage.output.as_ref();
+        self.for_each_unit(
+            stage,
+            "cluster",
+            &[0u32],
+            tasks,
+            |_| out.exists(&cluster_key()),
+            |_, progress| {
+                let clock = Stopwatch::start();
+                let mut resolved = Vec::new();
+                for key in &expected {
+                    for (shard, offset, len) in verdict_table(out, key)? {
+                        let section = out.read_range(key, offset, len)?;
+                        for (record, bytes) in parse_verdicts(&section, &out.url_of(key))? {
+                            resolved.push(Verdict {
+                                position: Position { shard, record },
+                                bytes,
+                            });
+                        }
+                    }
+                }
+                let verdicts = global.cluster(resolved)?;
+                progress.inc_bytes(1);
+                out.write_all(&cluster_key(), &verdict_file(clock.stop(), verdicts))
             },
         )
     }
 
     pub(crate) fn require_resolved(&self, stage: &StagePlan, global: &dyn GlobalStage) -> Result<()> {
-        let expected: Vec<String> = (0..global.partitions()).map(resolve_key).collect();
-        self.require_all(stage, "apply", "resolve", &expected)
+        let needs = if global.clusters() { "cluster" } else { "resolve" };
+        self.require_all(stage, "apply", needs, &verdict_keys(global))
     }
 
     /// Every verdict about one shard's documents, by record index.
@@ -271,39 +355,16 @@ impl Pipeline {
         shard: &InputShard,
     ) -> Result<HashMap<u64, Vec<Vec<u8>>>> {
         let out = stage.output.as_ref();
-        let mut verdicts = HashMap::new();
-        for p in 0..global.partitions() {
-            let key = resolve_key(p);
-            let header = read_header(out, &key, RESOLVE_MAGIC, 20)?;
-            let entries: Vec<(u32, u64, u64)> = (0..header.count)
-                .map(|i| {
-                    (
-                        u32_at(&header.table, 20 * i),
-                        u64_at(&header.table, 20 * i + 4),
-                        u64_at(&header.table, 20 * i + 12),
-                    )
-                })
-                .collect();
+        let mut verdicts: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+        for key in verdict_keys(global) {
+            let entries = verdict_table(out, &key)?;
             let Ok(found) = entries.binary_search_by_key(&shard.index, |e| e.0) else {
                 continue;
             };
             let (_, offset, len) = entries[found];
             let section = out.read_range(&key, offset, len)?;
-            let mut rest = section.as_slice();
-            while !rest.is_empty() {
-                if rest.len() < 12 || rest.len() < 12 + u32_at(rest, 8) as usize {
-                    return Err(Error::Input(format!(
-                        "{}: truncated verdict; delete it and rerun resolve",
-                        out.url_of(&key)
-                    )));
-                }
-                let record = u64_at(rest, 0);
-                let len = u32_at(rest, 8) as usize;
-                verdicts
-                    .entry(record)
-                    .or_insert_with(Vec::new)
-                    .push(rest[12..12 + len].to_vec());
-                rest = &rest[12 + len..];
+            for (record, bytes) in parse_verdicts(&section, &out.url_of(&key))? {
+                verdicts.entry(record).or_default().push(bytes);
             }
         }
         Ok(verdicts)

@@ -486,6 +486,7 @@ impl Pipeline {
                 ),
                 (Stage::Global(global), "scan") => self.scan_step(stage, global.as_ref(), &shards, options.tasks),
                 (Stage::Global(global), "resolve") => self.resolve_step(stage, global.as_ref(), &shards, options.tasks),
+                (Stage::Global(global), "cluster") => self.cluster_step(stage, global.as_ref(), options.tasks),
                 (Stage::Global(global), "apply") => self.require_resolved(stage, global.as_ref()).and_then(|()| {
                     let global = global.as_ref();
                     self.apply_step(
@@ -923,6 +924,10 @@ impl Pipeline {
                         )
                     }
                     (Stage::Pack(_), "pack", Some(_)) => (Some(1), usize::from(self.packed(stage)?.is_some())),
+                    (Stage::Global(_), "cluster", Some(_)) => (
+                        Some(1),
+                        usize::from(present.contains(&crate::global_steps::cluster_key())),
+                    ),
                     (Stage::Global(_), "scan", Some(s)) => (
                         Some(s.len()),
                         present
@@ -969,13 +974,13 @@ impl Pipeline {
 /// The plan as a table.
 pub fn render_plan(rows: &[PlannedStep]) -> String {
     let mut out = format!(
-        "{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n",
+        "{:<16} {:<14} {:<8} {:>6} {:>6} {:>6}  {}\n",
         "stage", "kind", "step", "units", "done", "tasks", "status"
     );
     for r in rows {
         let opt = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
         out.push_str(&format!(
-            "{:<16} {:<12} {:<8} {:>6} {:>6} {:>6}  {}\n",
+            "{:<16} {:<14} {:<8} {:>6} {:>6} {:>6}  {}\n",
             r.stage,
             r.kind,
             r.step,

@@ -51,7 +51,7 @@ pub fn task_arrays(pipeline: &Pipeline, tasks: usize) -> Vec<TaskArray> {
         for step in stage.stage.steps() {
             let most = match (&stage.stage, *step) {
                 (Stage::Global(global), "resolve") => global.partitions() as usize,
-                (Stage::Pack(_), "pack") => 1,
+                (Stage::Pack(_), "pack") | (Stage::Global(_), "cluster") => 1,
                 _ => usize::MAX,
             };
             arrays.push(TaskArray {

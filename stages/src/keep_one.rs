@@ -84,13 +84,19 @@ pub(crate) mod testing {
             }
         }
         let mut verdicts: std::collections::HashMap<Position, Vec<Vec<u8>>> = Default::default();
+        let mut all = Vec::new();
         for (p, recs) in partitions.into_iter().enumerate() {
             let mut resolved = stage.resolve(p as u32, recs).unwrap();
             // As the runner does: each partition's verdicts in position order.
             resolved.sort_by_key(|v| v.position);
-            for v in resolved {
-                verdicts.entry(v.position).or_default().push(v.bytes);
-            }
+            all.extend(resolved);
+        }
+        if stage.clusters() {
+            all = stage.cluster(all).unwrap();
+            all.sort_by_key(|v| v.position);
+        }
+        for v in all {
+            verdicts.entry(v.position).or_default().push(v.bytes);
         }
         shards
             .into_iter()

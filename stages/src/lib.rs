@@ -32,6 +32,7 @@ mod keep_one;
 pub mod langid;
 pub mod line_dedup;
 pub mod minhash;
+pub mod minhash_dedup;
 pub mod pack;
 pub mod quality;
 pub mod registry;
@@ -114,6 +115,16 @@ pub trait GlobalStage: Send + Sync {
     fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord));
     /// Decides over all records of one partition (given in shard order).
     fn resolve(&self, partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>>;
+    /// Whether the stage has a `cluster` step between `resolve` and `apply`:
+    /// one unit that sees every verdict of every partition (near-duplicate
+    /// clusters span partitions) and returns the verdicts `apply` gets.
+    fn clusters(&self) -> bool {
+        false
+    }
+    /// The `cluster` step; only called when [`GlobalStage::clusters`].
+    fn cluster(&self, resolved: Vec<Verdict>) -> Result<Vec<Verdict>> {
+        Ok(resolved)
+    }
     /// Applies the verdicts about one document (none, or any number, in
     /// partition order, then in the order `resolve` gave them).
     fn apply(&self, doc: &mut Document, verdicts: &[Vec<u8>], stats: &mut StageStats) -> Decision;
@@ -133,6 +144,7 @@ impl Stage {
     pub fn steps(&self) -> &'static [&'static str] {
         match self {
             Stage::Document(_) | Stage::Batch(_) => &["apply"],
+            Stage::Global(g) if g.clusters() => &["scan", "resolve", "cluster", "apply"],
             Stage::Global(_) => &["scan", "resolve", "apply"],
             Stage::Pack(_) => &["tokenize", "pack"],
         }

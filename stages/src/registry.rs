@@ -6,6 +6,7 @@ use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::line_dedup::{LineDedup, LineDedupConfig};
+use crate::minhash_dedup::{MinhashDedup, MinhashDedupConfig};
 use crate::pack::{Pack, PackConfig};
 use crate::quality::{Quality, QualityConfig};
 use crate::url_dedup::{UrlDedup, UrlDedupConfig};
@@ -18,6 +19,7 @@ pub enum StageConfig {
     Ingest(IngestConfig),
     UrlDedup(UrlDedupConfig),
     ExactDedup(ExactDedupConfig),
+    MinhashDedup(MinhashDedupConfig),
     LineDedup(LineDedupConfig),
     Langid(LangidConfig),
     Quality(QualityConfig),
@@ -30,6 +32,7 @@ impl StageConfig {
         "ingest",
         "url_dedup",
         "exact_dedup",
+        "minhash_dedup",
         "line_dedup",
         "langid",
         "quality",
@@ -41,6 +44,7 @@ impl StageConfig {
             StageConfig::Ingest(_) => "ingest",
             StageConfig::UrlDedup(_) => "url_dedup",
             StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::LineDedup(_) => "line_dedup",
             StageConfig::Langid(_) => "langid",
             StageConfig::Quality(_) => "quality",
@@ -64,6 +68,7 @@ impl StageConfig {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
             StageConfig::UrlDedup(c) => Stage::Global(Box::new(UrlDedup::new(c.clone())?)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
+            StageConfig::MinhashDedup(c) => Stage::Global(Box::new(MinhashDedup::new(c.clone())?)),
             StageConfig::LineDedup(c) => Stage::Global(Box::new(LineDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),

@@ -92,33 +92,15 @@ fn boilerplate_goes_everything_else_stays_for_any_task_count() {
         let run_dir = dir.join(&format!("tasks-{tasks}"));
         std::fs::create_dir_all(&run_dir).unwrap();
         let config = write_config(&run_dir, &input, "", stages);
-        for (stage, steps) in [
-            ("ingest", &["apply"][..]),
-            ("line_dedup", &["scan", "resolve", "apply"][..]),
-        ] {
-            for step in steps {
-                for index in 0..tasks {
-                    run_expect(
-                        thresher(
-                            &run_dir,
-                            &[
-                                "run",
-                                config.to_str().unwrap(),
-                                "--stage",
-                                stage,
-                                "--step",
-                                step,
-                                "--task-index",
-                                &index.to_string(),
-                                "--tasks",
-                                &tasks.to_string(),
-                            ],
-                        ),
-                        0,
-                    );
-                }
-            }
-        }
+        run_steps_as_tasks(
+            &run_dir,
+            &config,
+            &[
+                ("ingest", &["apply"][..]),
+                ("line_dedup", &["scan", "resolve", "apply"][..]),
+            ],
+            tasks,
+        );
         let outputs = outputs_masked(&run_dir);
         match &reference {
             None => {

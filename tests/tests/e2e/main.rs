@@ -6,6 +6,7 @@ mod bad_input;
 mod demo_classifier;
 mod inspect;
 mod line_dedup;
+mod minhash;
 mod pack;
 mod quality;
 mod quickstart;

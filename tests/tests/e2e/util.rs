@@ -314,3 +314,32 @@ pub fn outputs_masked(run_dir: &Path) -> BTreeMap<String, Vec<u8>> {
         })
         .collect()
 }
+
+/// Runs `steps` (stage, its steps) as `tasks` processes per step, in the
+/// order a scheduler would: every task of a step, then the next step.
+pub fn run_steps_as_tasks(dir: &Path, config: &Path, steps: &[(&str, &[&str])], tasks: usize) {
+    for (stage, stage_steps) in steps {
+        for step in *stage_steps {
+            for index in 0..tasks {
+                run_expect(
+                    thresher(
+                        dir,
+                        &[
+                            "run",
+                            config.to_str().unwrap(),
+                            "--stage",
+                            stage,
+                            "--step",
+                            step,
+                            "--task-index",
+                            &index.to_string(),
+                            "--tasks",
+                            &tasks.to_string(),
+                        ],
+                    ),
+                    0,
+                );
+            }
+        }
+    }
+}

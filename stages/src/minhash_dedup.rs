@@ -1,0 +1,374 @@
+//! `minhash_dedup`: near-duplicate removal with MinHash LSH (Llama 3's
+//! document-level deduplication; FineWeb's setting by default).
+//!
+//! Steps, each sharded and independent of the task count:
+//! - `scan` (per input shard): the document's signature ([`crate::minhash`])
+//!   and one record per band: (band, band hash, position, id), routed by the
+//!   band hash.
+//! - `resolve` (per partition): records sorted by (band, band hash,
+//!   position); each group of equal band hashes becomes edges from its first
+//!   document to every other one.
+//! - `cluster` (one unit): union-find over every edge; each connected
+//!   component keeps its first document in input order (smallest position),
+//!   the others get the kept document's id. Memory: the edges and the
+//!   documents in them, not the corpus.
+//! - `apply` (per input shard): the others go to the rejected sidecar as
+//!   `near_duplicate` with `kept_id`; manifest stats count the clusters
+//!   (`minhash.clusters`) and removals.
+//!
+//! With `verify_threshold` set, band collisions whose estimated Jaccard (the
+//! share of equal minimums of the two full signatures) is below it are not
+//! edges: fewer false positives for more scan bytes (the signature travels
+//! with each band record).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::minhash::{MinHashParams, MinHasher};
+use crate::{Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
+
+/// Configuration of `minhash_dedup`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinhashDedupConfig {
+    /// Tokens per shingle (words; characters for unspaced scripts).
+    pub ngram: usize,
+    pub bands: usize,
+    pub rows: usize,
+    pub seed: u64,
+    /// When set, candidates below this estimated Jaccard are not merged.
+    pub verify_threshold: Option<f64>,
+    /// Partitions of the `resolve` step.
+    pub partitions: u32,
+}
+
+impl Default for MinhashDedupConfig {
+    fn default() -> Self {
+        let p = MinHashParams::default();
+        Self {
+            ngram: p.ngram,
+            bands: p.bands,
+            rows: p.rows,
+            seed: p.seed,
+            verify_threshold: None,
+            partitions: 16,
+        }
+    }
+}
+
+pub struct MinhashDedup {
+    config: MinhashDedupConfig,
+    hasher: MinHasher,
+}
+
+/// band (4) | band hash (8) | shard (4) | record (8) | signature length (4)
+const HEADER: usize = 4 + 8 + 4 + 8 + 4;
+
+/// Verdict bytes: a kind byte, then the kept document's id.
+const KEPT: u8 = 0;
+const REMOVED: u8 = 1;
+
+fn position_bytes(p: Position, out: &mut Vec<u8>) {
+    out.extend_from_slice(&p.shard.to_le_bytes());
+    out.extend_from_slice(&p.record.to_le_bytes());
+}
+
+impl MinhashDedup {
+    pub fn new(config: MinhashDedupConfig) -> Result<Self> {
+        let invalid = |message: String| Error::Config {
+            kind: "minhash_dedup",
+            message,
+        };
+        if config.partitions == 0 || config.ngram == 0 || config.bands == 0 || config.rows == 0 {
+            return Err(invalid("ngram, bands, rows and partitions must be at least 1".into()));
+        }
+        if let Some(t) = config.verify_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(invalid(format!("verify_threshold {t} is not between 0 and 1")));
+            }
+        }
+        let hasher = MinHasher::new(MinHashParams {
+            ngram: config.ngram,
+            bands: config.bands,
+            rows: config.rows,
+            seed: config.seed,
+        });
+        Ok(Self { config, hasher })
+    }
+
+    /// The S-curve of this setting (printed by `thresher plan`'s users and the README).
+    pub fn s_curve(&self) -> String {
+        self.hasher.s_curve()
+    }
+}
+
+struct Parsed<'a> {
+    band: u32,
+    hash: u64,
+    position: Position,
+    signature: &'a [u8],
+    id: &'a [u8],
+}
+
+fn parse(record: &[u8], i: usize) -> Result<Parsed<'_>> {
+    let corrupt = |message: String| Error::CorruptRecord { step: "scan", message };
+    if record.len() < HEADER {
+        return Err(corrupt(format!(
+            "record {i} has {} bytes, fewer than {HEADER}",
+            record.len()
+        )));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().unwrap());
+    let signature_len = u32_at(24) as usize * 8;
+    if record.len() < HEADER + signature_len {
+        return Err(corrupt(format!("record {i} is shorter than its signature")));
+    }
+    Ok(Parsed {
+        band: u32_at(0),
+        hash: u64_at(4),
+        position: Position {
+            shard: u32_at(12),
+            record: u64_at(16),
+        },
+        signature: &record[HEADER..HEADER + signature_len],
+        id: &record[HEADER + signature_len..],
+    })
+}
+
+fn estimated_jaccard(a: &[u8], b: &[u8]) -> f64 {
+    let equal = a.chunks(8).zip(b.chunks(8)).filter(|(x, y)| x == y).count();
+    equal as f64 / (a.len() / 8).max(1) as f64
+}
+
+impl GlobalStage for MinhashDedup {
+    fn partitions(&self) -> u32 {
+        self.config.partitions
+    }
+
+    fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord)) {
+        let signature = self.hasher.signature(&doc.text);
+        if signature.is_empty() {
+            return;
+        }
+        let verify = self.config.verify_threshold.is_some();
+        for (band, hash) in self.hasher.band_hashes(&signature).into_iter().enumerate() {
+            let mut bytes = Vec::with_capacity(HEADER + doc.id.len() + if verify { signature.len() * 8 } else { 0 });
+            bytes.extend_from_slice(&(band as u32).to_le_bytes());
+            bytes.extend_from_slice(&hash.to_le_bytes());
+            position_bytes(position, &mut bytes);
+            if verify {
+                bytes.extend_from_slice(&(signature.len() as u32).to_le_bytes());
+                for v in &signature {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+            } else {
+                bytes.extend_from_slice(&0u32.to_le_bytes());
+            }
+            bytes.extend_from_slice(doc.id.as_bytes());
+            let route = xxh3_64(&bytes[..12]);
+            emit(ScanRecord {
+                partition: (route % self.config.partitions as u64) as u32,
+                bytes,
+            });
+        }
+    }
+
+    /// Edges, as verdicts about the later document: the earlier document's
+    /// position and id.
+    fn resolve(&self, _partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {
+        let mut parsed = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse(r, i))
+            .collect::<Result<Vec<_>>>()?;
+        parsed.sort_unstable_by_key(|p| (p.band, p.hash, p.position));
+        let mut edges = Vec::new();
+        for group in parsed.chunk_by(|a, b| (a.band, a.hash) == (b.band, b.hash)) {
+            let first = &group[0];
+            for other in &group[1..] {
+                if other.position == first.position {
+                    continue;
+                }
+                if let Some(threshold) = self.config.verify_threshold {
+                    if estimated_jaccard(first.signature, other.signature) < threshold {
+                        continue;
+                    }
+                }
+                let mut bytes = Vec::with_capacity(12 + first.id.len());
+                position_bytes(first.position, &mut bytes);
+                bytes.extend_from_slice(first.id);
+                edges.push(Verdict {
+                    position: other.position,
+                    bytes,
+                });
+            }
+        }
+        Ok(edges)
+    }
+
+    fn clusters(&self) -> bool {
+        true
+    }
+
+    /// Connected components of the edges; each keeps its smallest position.
+    fn cluster(&self, edges: Vec<Verdict>) -> Result<Vec<Verdict>> {
+        let mut index: HashMap<Position, usize> = HashMap::new();
+        let mut positions: Vec<Position> = Vec::new();
+        let mut ids: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut pairs = Vec::with_capacity(edges.len());
+        for edge in &edges {
+            if edge.bytes.len() < 12 {
+                return Err(Error::CorruptRecord {
+                    step: "resolve",
+                    message: "an edge shorter than a position".into(),
+                });
+            }
+            let earlier = Position {
+                shard: u32::from_le_bytes(edge.bytes[0..4].try_into().unwrap()),
+                record: u64::from_le_bytes(edge.bytes[4..12].try_into().unwrap()),
+            };
+            let mut node = |p: Position| {
+                *index.entry(p).or_insert_with(|| {
+                    positions.push(p);
+                    ids.push(None);
+                    positions.len() - 1
+                })
+            };
+            let (a, b) = (node(earlier), node(edge.position));
+            pairs.push((a, b));
+            ids[a].get_or_insert_with(|| edge.bytes[12..].to_vec());
+        }
+        // Union-find; the root of a set is its smallest position.
+        let mut parent: Vec<usize> = (0..positions.len()).collect();
+        fn find(parent: &mut [usize], mut x: usize) -> usize {
+            while parent[x] != x {
+                parent[x] = parent[parent[x]];
+                x = parent[x];
+            }
+            x
+        }
+        for (a, b) in pairs {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            if ra != rb {
+                let (keep, join) = if positions[ra] < positions[rb] {
+                    (ra, rb)
+                } else {
+                    (rb, ra)
+                };
+                parent[join] = keep;
+            }
+        }
+        let mut verdicts = Vec::with_capacity(positions.len());
+        for n in 0..positions.len() {
+            let root = find(&mut parent, n);
+            // The smallest position of a component is the first document of
+            // some group it is in, so its id came with an edge.
+            let id = ids[root].clone().unwrap_or_default();
+            let mut bytes = vec![if root == n { KEPT } else { REMOVED }];
+            bytes.extend_from_slice(&id);
+            verdicts.push(Verdict {
+                position: positions[n],
+                bytes,
+            });
+        }
+        Ok(verdicts)
+    }
+
+    fn apply(&self, _doc: &mut Document, verdicts: &[Vec<u8>], stats: &mut StageStats) -> Decision {
+        match verdicts.first().map(|v| (v[0], &v[1..])) {
+            None => Decision::Keep,
+            Some((KEPT, _)) => {
+                stats.add("minhash", "clusters", 1);
+                Decision::Keep
+            }
+            Some((_, kept_id)) => Decision::Drop {
+                reason: "near_duplicate",
+                detail: json!({ "kept_id": String::from_utf8_lossy(kept_id) }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keep_one::testing::run;
+
+    fn sentences() -> Vec<String> {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/langid/sentences/en.txt"),
+        )
+        .unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn clusters_chain_across_shards_and_keep_the_first() {
+        let s = sentences();
+        let base = s[..15].join(" ");
+        let mut words: Vec<&str> = base.split(' ').collect();
+        let n = words.len();
+        words[n / 3] = "zebra";
+        let edited = words.join(" ");
+        let unrelated = s[40..55].join(" ");
+        let doc = |id: &str, t: &str| Document::new(id, t);
+        let shards = vec![
+            vec![doc("u", &unrelated), doc("b", &edited)],
+            vec![
+                doc("a", &base),
+                doc("c", &format!("{base}  ")),
+                doc("v", &s[60..75].join(" ")),
+            ],
+        ];
+        let stage = MinhashDedup::new(MinhashDedupConfig {
+            partitions: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let out = run(&stage, shards);
+        let removed = |id: &str| Decision::Drop {
+            reason: "near_duplicate",
+            detail: json!({ "kept_id": id }),
+        };
+        // "b" (shard 0) comes first in input order: it is kept.
+        assert_eq!(out[0], [Decision::Keep, Decision::Keep]);
+        assert_eq!(out[1], [removed("b"), removed("b"), Decision::Keep]);
+    }
+
+    #[test]
+    fn verification_drops_weak_candidates() {
+        let stage = MinhashDedup::new(MinhashDedupConfig {
+            verify_threshold: Some(1.1),
+            ..Default::default()
+        });
+        assert!(stage.is_err());
+        let s = sentences();
+        let base = s[..15].join(" ");
+        let strict = MinhashDedup::new(MinhashDedupConfig {
+            verify_threshold: Some(0.99),
+            partitions: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut words: Vec<&str> = base.split(' ').collect();
+        for i in (0..words.len()).step_by(12) {
+            words[i] = "zebra";
+        }
+        let edited = words.join(" ");
+        let out = run(
+            &strict,
+            vec![vec![
+                Document::new("a", &base),
+                Document::new("b", &edited),
+                Document::new("c", &base),
+            ]],
+        );
+        // The exact copy stays merged; the 8%-edited copy is under 0.99.
+        assert_eq!(out[0][1], Decision::Keep);
+        assert!(matches!(out[0][2], Decision::Drop { .. }));
+    }
+}
