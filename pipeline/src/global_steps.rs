@@ -385,9 +385,9 @@ impl Pipeline {
         Ok(total)
     }
 
-    /// Checks the error budget over the shards done so far and, when every
-    /// shard is done, writes the stage summary and removes scratch files.
-    /// Returns whether the stage is complete.
+    /// When every shard is done: checks the error budget over the whole
+    /// stage, writes the stage summary and removes scratch files. Returns
+    /// whether the stage is complete.
     pub(crate) fn finalize(&self, stage: &StagePlan, shards: &[InputShard], options: &RunOptions) -> Result<bool> {
         let out = stage.output.as_ref();
         let present = self.keys_under(out, MANIFEST_PREFIX)?;
@@ -412,6 +412,17 @@ impl Pipeline {
         counts
             .check()
             .map_err(|e| Error::Input(format!("stage '{}': manifests do not add up: {e}", stage.name)))?;
+        if done < shards.len() {
+            tracing::info!(
+                "stage '{}': {done} of {} shards done; it completes when the other tasks finish theirs",
+                stage.name,
+                shards.len()
+            );
+            return Ok(false);
+        }
+        // The budget is judged on the whole stage only: a task that finishes
+        // first has seen a share of the records, and the rate over a share
+        // says nothing about the rate over all of them.
         let max_rate = options.max_error_rate.unwrap_or(self.config.run.max_error_rate);
         if counts.documents_in > 0 && counts.quarantined as f64 > max_rate * counts.documents_in as f64 {
             return Err(Error::TooManyErrors(format!(
@@ -426,14 +437,6 @@ impl Pipeline {
                 stage.output_url,
                 (counts.quarantined as f64 / counts.documents_in as f64 + 0.005).min(1.0),
             )));
-        }
-        if done < shards.len() {
-            tracing::info!(
-                "stage '{}': {done} of {} shards done; it completes when the other tasks finish theirs",
-                stage.name,
-                shards.len()
-            );
-            return Ok(false);
         }
         let outputs = match &stage.stage {
             thresher_stages::Stage::Pack(_) => match self.stage_outputs(stage)? {
