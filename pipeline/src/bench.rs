@@ -20,24 +20,8 @@ use crate::config::PipelineConfig;
 use crate::readers::{format_of, read_records, Format, ReadLimits, Record};
 use crate::runner::{Pipeline, RunOptions};
 
-/// splitmix64: a tiny deterministic generator, so every run builds the same corpus.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-}
+/// Deterministic, so every run builds the same corpus.
+use thresher_stages::SplitMix64 as Rng;
 
 /// Real text gathered from the test data.
 #[derive(Default)]

@@ -36,6 +36,8 @@ pub mod minhash_dedup;
 pub mod pack;
 pub mod quality;
 pub mod registry;
+mod splitmix;
+pub use splitmix::SplitMix64;
 pub mod url_dedup;
 
 pub use document::Document;

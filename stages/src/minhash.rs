@@ -64,18 +64,10 @@ fn unspaced(c: char) -> bool {
 impl MinHasher {
     pub fn new(params: MinHashParams) -> Self {
         assert!(params.ngram > 0 && params.bands > 0 && params.rows > 0);
-        let mut state = params.seed;
-        let mut next = || {
-            // splitmix64
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut rng = crate::SplitMix64(params.seed);
         let n = params.bands * params.rows;
-        let a = (0..n).map(|_| next() | 1).collect();
-        let b = (0..n).map(|_| next()).collect();
+        let a = (0..n).map(|_| rng.next() | 1).collect();
+        let b = (0..n).map(|_| rng.next()).collect();
         Self { params, a, b }
     }
 

@@ -319,16 +319,9 @@ impl FreeSpace {
 
 /// splitmix64 Fisher-Yates: the same seed gives the same order everywhere.
 fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed ^ 0x5EED_5EED_5EED_5EED;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::SplitMix64(seed ^ 0x5EED_5EED_5EED_5EED);
     for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next() % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
 }

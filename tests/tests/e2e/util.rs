@@ -225,20 +225,7 @@ pub fn assert_same_outputs(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeM
 }
 
 /// splitmix64, for corpora that are the same on every run.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+pub use thresher_stages::SplitMix64 as Rng;
 
 /// A corpus of real sentences (75 languages) in `shards` files of mixed
 /// formats (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`), with exact copies planted
