@@ -11,7 +11,6 @@
 //! about 10^-15, so no second comparison of the texts is made.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::{keep_one, Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
@@ -124,19 +123,14 @@ impl GlobalStage for ExactDedup {
     }
 
     fn apply(&self, _doc: &mut Document, verdicts: &[Vec<u8>], _stats: &mut StageStats) -> Decision {
-        match verdicts.first() {
-            None => Decision::Keep,
-            Some(kept_id) => Decision::Drop {
-                reason: "duplicate",
-                detail: json!({ "kept_id": String::from_utf8_lossy(kept_id) }),
-            },
-        }
+        keep_one::decision(verdicts, "duplicate")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn run(stage: &ExactDedup, shards: &[&[&str]]) -> Vec<Vec<Decision>> {
         let docs = shards
@@ -150,7 +144,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        keep_one::testing::run(stage, docs)
+        crate::testing::run(stage, docs)
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The resolve logic every "keep one document per key" stage shares
+//! The resolve and apply logic every "keep one document per key" stage shares
 //! (`exact_dedup`, `url_dedup`): scan emits one keyed record per document,
 //! resolve groups records by key and keeps one per group, apply drops the
 //! others with the kept document's id.
@@ -10,7 +10,9 @@
 //! "longest") and ties always go to the first in input order, whatever the
 //! number of tasks.
 
-use crate::{Document, Error, Position, Result, ScanRecord, Verdict};
+use serde_json::json;
+
+use crate::{Decision, Document, Error, Position, Result, ScanRecord, Verdict};
 
 const HEADER: usize = 16 + 8 + 4 + 8;
 
@@ -57,68 +59,14 @@ pub fn resolve(records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {
     Ok(verdicts)
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    use crate::{Decision, Document, GlobalStage, Position, StageStats};
-
-    /// Runs a global stage's three steps in memory over shards of documents.
-    pub fn run(stage: &dyn GlobalStage, shards: Vec<Vec<Document>>) -> Vec<Vec<Decision>> {
-        run_docs(stage, shards)
-            .into_iter()
-            .map(|shard| shard.into_iter().map(|(decision, _)| decision).collect())
-            .collect()
-    }
-
-    /// [`run`], with each document as `apply` left it.
-    pub fn run_docs(stage: &dyn GlobalStage, shards: Vec<Vec<Document>>) -> Vec<Vec<(Decision, Document)>> {
-        let mut partitions: Vec<Vec<Vec<u8>>> = vec![Vec::new(); stage.partitions() as usize];
-        for (s, shard) in shards.iter().enumerate() {
-            for (r, doc) in shard.iter().enumerate() {
-                let position = Position {
-                    shard: s as u32,
-                    record: r as u64,
-                };
-                stage.scan(doc, position, &mut |rec| {
-                    partitions[rec.partition as usize].push(rec.bytes)
-                });
-            }
-        }
-        let mut verdicts: std::collections::HashMap<Position, Vec<Vec<u8>>> = Default::default();
-        let mut all = Vec::new();
-        for (p, recs) in partitions.into_iter().enumerate() {
-            let mut resolved = stage.resolve(p as u32, recs).unwrap();
-            // As the runner does: each partition's verdicts in position order.
-            resolved.sort_by_key(|v| v.position);
-            all.extend(resolved);
-        }
-        if stage.clusters() {
-            all = stage.cluster(all).unwrap();
-            all.sort_by_key(|v| v.position);
-        }
-        for v in all {
-            verdicts.entry(v.position).or_default().push(v.bytes);
-        }
-        shards
-            .into_iter()
-            .enumerate()
-            .map(|(s, shard)| {
-                shard
-                    .into_iter()
-                    .enumerate()
-                    .map(|(r, mut doc)| {
-                        let v = verdicts.get(&Position {
-                            shard: s as u32,
-                            record: r as u64,
-                        });
-                        let decision = stage.apply(
-                            &mut doc,
-                            v.map(Vec::as_slice).unwrap_or(&[]),
-                            &mut StageStats::default(),
-                        );
-                        (decision, doc)
-                    })
-                    .collect()
-            })
-            .collect()
+/// What apply decides from [`resolve`]'s verdict: keep, or drop with
+/// `reason` and the kept document's id.
+pub fn decision(verdicts: &[Vec<u8>], reason: &'static str) -> Decision {
+    match verdicts.first() {
+        None => Decision::Keep,
+        Some(kept_id) => Decision::Drop {
+            reason,
+            detail: json!({ "kept_id": String::from_utf8_lossy(kept_id) }),
+        },
     }
 }

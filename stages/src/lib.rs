@@ -37,6 +37,8 @@ pub mod pack;
 pub mod quality;
 pub mod registry;
 mod splitmix;
+#[cfg(test)]
+pub(crate) mod testing;
 pub use splitmix::SplitMix64;
 pub mod url_dedup;
 

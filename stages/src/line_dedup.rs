@@ -194,7 +194,7 @@ impl GlobalStage for LineDedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keep_one::testing::{run, run_docs};
+    use crate::testing::{run, run_docs};
 
     #[test]
     fn normalization_is_ccnets() {

@@ -109,7 +109,8 @@ struct Parsed<'a> {
     band: u32,
     hash: u64,
     position: Position,
-    signature: &'a [u8],
+    /// The full signature, when it travels with the record (verification).
+    signature: Vec<u64>,
     id: &'a [u8],
 }
 
@@ -134,14 +135,12 @@ fn parse(record: &[u8], i: usize) -> Result<Parsed<'_>> {
             shard: u32_at(12),
             record: u64_at(16),
         },
-        signature: &record[HEADER..HEADER + signature_len],
+        signature: record[HEADER..HEADER + signature_len]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
         id: &record[HEADER + signature_len..],
     })
-}
-
-fn estimated_jaccard(a: &[u8], b: &[u8]) -> f64 {
-    let equal = a.chunks(8).zip(b.chunks(8)).filter(|(x, y)| x == y).count();
-    equal as f64 / (a.len() / 8).max(1) as f64
 }
 
 impl GlobalStage for MinhashDedup {
@@ -194,7 +193,7 @@ impl GlobalStage for MinhashDedup {
                     continue;
                 }
                 if let Some(threshold) = self.config.verify_threshold {
-                    if estimated_jaccard(first.signature, other.signature) < threshold {
+                    if MinHasher::estimated_jaccard(&first.signature, &other.signature) < threshold {
                         continue;
                     }
                 }
@@ -296,7 +295,7 @@ impl GlobalStage for MinhashDedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keep_one::testing::run;
+    use crate::testing::run;
 
     fn sentences() -> Vec<String> {
         let text = std::fs::read_to_string(

@@ -12,7 +12,6 @@
 //! Steps: `scan` → `resolve` (per partition) → `apply`, like `exact_dedup`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::{keep_one, Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
@@ -147,13 +146,18 @@ impl UrlDedup {
     }
 }
 
+/// The document's URL, unless it has none (or only whitespace).
+fn url_of(doc: &Document) -> Option<&str> {
+    doc.url.as_deref().filter(|u| !u.trim().is_empty())
+}
+
 impl GlobalStage for UrlDedup {
     fn partitions(&self) -> u32 {
         self.config.partitions
     }
 
     fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord)) {
-        let Some(raw) = doc.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        let Some(raw) = url_of(doc) else {
             return;
         };
         let key = match self.normalize(raw) {
@@ -173,22 +177,17 @@ impl GlobalStage for UrlDedup {
     }
 
     fn apply(&self, doc: &mut Document, verdicts: &[Vec<u8>], stats: &mut StageStats) -> Decision {
-        if doc.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        if url_of(doc).is_none() {
             stats.add("url_dedup", "documents_without_url", 1);
         }
-        match verdicts.first() {
-            None => Decision::Keep,
-            Some(kept_id) => Decision::Drop {
-                reason: "duplicate_url",
-                detail: json!({ "kept_id": String::from_utf8_lossy(kept_id) }),
-            },
-        }
+        keep_one::decision(verdicts, "duplicate_url")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn stage(config: UrlDedupConfig) -> UrlDedup {
         UrlDedup::new(config).unwrap()
@@ -257,10 +256,10 @@ mod tests {
             reason: "duplicate_url",
             detail: json!({ "kept_id": id }),
         };
-        let longest = keep_one::testing::run(&stage(UrlDedupConfig::default()), shards());
+        let longest = crate::testing::run(&stage(UrlDedupConfig::default()), shards());
         assert_eq!(longest[0], [dropped("d"), Decision::Keep, Decision::Keep]);
         assert_eq!(longest[1], [Decision::Keep, dropped("c"), dropped("g"), Decision::Keep]);
-        let first = keep_one::testing::run(
+        let first = crate::testing::run(
             &stage(UrlDedupConfig {
                 keep: KeepRule::First,
                 ..Default::default()
