@@ -110,6 +110,19 @@ fn submit_and_wait(config: &std::path::Path, jobs: &std::path::Path, env: &[(&st
         .collect()
 }
 
+/// Every task of every array ended COMPLETED.
+fn assert_all_completed(runs: &[ArrayRun]) {
+    for run in runs {
+        assert!(
+            run.states.iter().all(|s| s == "COMPLETED"),
+            "{} {}: {:?}",
+            run.stage,
+            run.step,
+            run.states
+        );
+    }
+}
+
 /// Outputs with each run's root masked in the manifests (they name their
 /// input folder, which is under the run's own root).
 fn masked(dir: &TestDir, name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
@@ -140,14 +153,8 @@ fn quickstart_on_slurm_equals_the_local_run() {
             run.step,
             run.states
         );
-        assert!(
-            run.states.iter().all(|s| s == "COMPLETED"),
-            "{} {}: {:?}",
-            run.stage,
-            run.step,
-            run.states
-        );
     }
+    assert_all_completed(&runs);
     let logs = std::fs::read_dir(&jobs)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
@@ -175,15 +182,7 @@ fn failed_slurm_tasks_resume_when_the_pipeline_is_submitted_again() {
 
     // Submitted again, the tasks skip what was committed and finish the rest.
     let runs = submit_and_wait(&config, &dir.join("jobs-2"), &[]);
-    for run in &runs {
-        assert!(
-            run.states.iter().all(|s| s == "COMPLETED"),
-            "{} {}: {:?}",
-            run.stage,
-            run.step,
-            run.states
-        );
-    }
+    assert_all_completed(&runs);
     assert_same_outputs(
         &masked(&dir, "local"),
         &masked(&dir, "slurm"),
