@@ -628,13 +628,18 @@ impl Drop for S3Writer {
 
 /// The storage and key of an `s3://` URL naming one object, when it does.
 pub fn single_object(url: &str) -> Result<Option<(Arc<dyn Storage>, String)>> {
-    let Some((parent, name)) = url.trim_end_matches('/').rsplit_once('/') else {
+    // `s3://bucket/key`: a bucket alone (`s3://bucket`) names no object.
+    let Some((bucket, key)) = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.trim_end_matches('/').split_once('/'))
+    else {
         return Ok(None);
     };
-    if !parent.contains("://") || parent.ends_with("s3:/") {
-        return Ok(None);
-    }
-    let storage = S3Storage::new(parent)?;
+    let (parent, name) = match key.rsplit_once('/') {
+        Some((dir, name)) => (format!("s3://{bucket}/{dir}"), name),
+        None => (format!("s3://{bucket}"), key),
+    };
+    let storage = S3Storage::new(&parent)?;
     Ok(storage
         .exists(name)?
         .then(|| (Arc::new(storage) as Arc<dyn Storage>, name.to_string())))

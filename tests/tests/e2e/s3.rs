@@ -345,6 +345,14 @@ fn large_objects_go_up_in_parts_and_listing_pages() {
         data[8_388_600..8_388_620]
     );
 
+    // An input URL naming one object is read as that object; a prefix or a
+    // bucket is not one.
+    use thresher::storage::s3::single_object;
+    let (parent, key) = single_object("s3://big/root/a/large.bin").unwrap().unwrap();
+    assert_eq!((parent.url().as_str(), key.as_str()), ("s3://big/root/a", "large.bin"));
+    assert!(single_object("s3://big/root/a").unwrap().is_none());
+    assert!(single_object("s3://big").unwrap().is_none());
+
     // A writer dropped mid-way leaves no object and no unfinished upload.
     let mut writer = storage.create("a/dropped.bin").unwrap();
     writer.write_all(&data).unwrap();
