@@ -47,6 +47,26 @@ pub struct MinHasher {
     b: Vec<u64>,
 }
 
+const NOT_ALPHANUMERIC: u32 = u32::MAX;
+const LOWERS_TO_SEVERAL: u32 = u32::MAX - 1;
+
+/// For every char of two UTF-8 bytes or fewer: its lower case when it is
+/// alphanumeric, else [`NOT_ALPHANUMERIC`] (none of them is unspaced).
+static TWO_BYTE_CHARS: std::sync::LazyLock<Vec<u32>> = std::sync::LazyLock::new(|| {
+    (0..0x800u32)
+        .map(|code| match char::from_u32(code) {
+            Some(c) if c.is_alphanumeric() => {
+                let mut lower = c.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) => l as u32,
+                    _ => LOWERS_TO_SEVERAL,
+                }
+            }
+            _ => NOT_ALPHANUMERIC,
+        })
+        .collect()
+});
+
 /// Scripts written without spaces between words.
 fn unspaced(c: char) -> bool {
     matches!(c as u32,
@@ -78,23 +98,57 @@ impl MinHasher {
     /// Hashes of the document's tokens (see the module docs).
     pub fn token_hashes(text: &str) -> Vec<u64> {
         let mut out = Vec::with_capacity(text.len() / 5);
-        let mut word = String::new();
-        let flush = |word: &mut String, out: &mut Vec<u64>| {
+        // The current word, lower-cased, as UTF-8.
+        let mut word: Vec<u8> = Vec::with_capacity(64);
+        let flush = |word: &mut Vec<u8>, out: &mut Vec<u64>| {
             if !word.is_empty() {
-                out.push(xxh3_64(word.as_bytes()));
+                out.push(xxh3_64(word));
                 word.clear();
             }
         };
-        for c in text.chars() {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            // ASCII is most of the web's bytes: no char decoding for it.
+            if b < 0x80 {
+                if b.is_ascii_alphanumeric() {
+                    word.push(b.to_ascii_lowercase());
+                } else {
+                    flush(&mut word, &mut out);
+                }
+                i += 1;
+                continue;
+            }
+            let c = text[i..].chars().next().expect("a char starts here");
+            i += c.len_utf8();
+            // Latin, Greek, Cyrillic, Arabic, Hebrew...: a table instead of
+            // Unicode's binary searches, which cost as much as all the ASCII.
+            if let Some(&entry) = TWO_BYTE_CHARS.get(c as usize) {
+                match entry {
+                    NOT_ALPHANUMERIC => flush(&mut word, &mut out),
+                    LOWERS_TO_SEVERAL => {
+                        let mut buf = [0u8; 4];
+                        for lower in c.to_lowercase() {
+                            word.extend_from_slice(lower.encode_utf8(&mut buf).as_bytes());
+                        }
+                    }
+                    lower => {
+                        let mut buf = [0u8; 4];
+                        let lower = char::from_u32(lower).expect("the table holds chars");
+                        word.extend_from_slice(lower.encode_utf8(&mut buf).as_bytes());
+                    }
+                }
+                continue;
+            }
             if unspaced(c) {
                 flush(&mut word, &mut out);
                 let mut buf = [0u8; 4];
                 out.push(xxh3_64(c.encode_utf8(&mut buf).as_bytes()));
             } else if c.is_alphanumeric() {
-                if c.is_ascii() {
-                    word.push(c.to_ascii_lowercase());
-                } else {
-                    word.extend(c.to_lowercase());
+                let mut buf = [0u8; 4];
+                for lower in c.to_lowercase() {
+                    word.extend_from_slice(lower.encode_utf8(&mut buf).as_bytes());
                 }
             } else {
                 flush(&mut word, &mut out);
@@ -104,38 +158,50 @@ impl MinHasher {
         out
     }
 
-    /// Hashes of the document's shingles.
+    /// Hashes of the document's shingles, as a set (sorted, distinct).
     pub fn shingles(&self, text: &str) -> Vec<u64> {
-        let tokens = Self::token_hashes(text);
-        let n = self.params.ngram;
-        if tokens.is_empty() {
-            return Vec::new();
-        }
-        if tokens.len() <= n {
-            return vec![hash_window(&tokens)];
-        }
-        let mut shingles: Vec<u64> = tokens.windows(n).map(hash_window).collect();
-        // A set: repeats of a shingle change nothing and cost time.
+        let mut shingles = Vec::new();
+        self.for_each_shingle(&Self::token_hashes(text), |h| shingles.push(h));
         shingles.sort_unstable();
         shingles.dedup();
         shingles
     }
 
+    /// Calls `f` with every shingle's hash, repeats included.
+    fn for_each_shingle(&self, tokens: &[u64], mut f: impl FnMut(u64)) {
+        let n = self.params.ngram;
+        if tokens.is_empty() {
+            return;
+        }
+        if tokens.len() <= n {
+            f(hash_window(tokens));
+            return;
+        }
+        for window in tokens.windows(n) {
+            f(hash_window(window));
+        }
+    }
+
     /// The signature: `bands × rows` minimums; empty for a text without tokens.
     pub fn signature(&self, text: &str) -> Vec<u64> {
-        let shingles = self.shingles(text);
-        if shingles.is_empty() {
+        let tokens = Self::token_hashes(text);
+        if tokens.is_empty() {
             return Vec::new();
         }
         let mut mins = vec![u64::MAX; self.a.len()];
-        for &x in &shingles {
-            for ((m, &a), &b) in mins.iter_mut().zip(&self.a).zip(&self.b) {
-                let h = a.wrapping_mul(x).wrapping_add(b);
-                if h < *m {
-                    *m = h;
-                }
+        // Repeated shingles are not removed first: a repeat cannot lower a
+        // minimum, and sorting to find them costs more than the repeat.
+        let mut batch = [0u64; SHINGLE_BATCH];
+        let mut filled = 0;
+        self.for_each_shingle(&tokens, |h| {
+            batch[filled] = h;
+            filled += 1;
+            if filled == SHINGLE_BATCH {
+                update_minimums(&mut mins, &self.a, &self.b, &batch);
+                filled = 0;
             }
-        }
+        });
+        update_minimums(&mut mins, &self.a, &self.b, &batch[..filled]);
         mins
     }
 
@@ -180,6 +246,51 @@ impl MinHasher {
     }
 }
 
+/// Shingles handed to [`update_minimums`] at a time.
+const SHINGLE_BATCH: usize = 64;
+
+/// `mins[i] = min(mins[i], a[i]·x + b[i])` for every shingle `x`: most of a
+/// signature's arithmetic. The loop over `i` vectorizes; with AVX-512 (a
+/// 64-bit lane multiply) or AVX2 present at run time, the same code is
+/// compiled for them, since the portable x86-64 baseline has neither.
+fn update_minimums(mins: &mut [u64], a: &[u64], b: &[u64], shingles: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512dq") && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { update_minimums_avx512(mins, a, b, shingles) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { update_minimums_avx2(mins, a, b, shingles) };
+        }
+    }
+    update_minimums_portable(mins, a, b, shingles)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn update_minimums_avx512(mins: &mut [u64], a: &[u64], b: &[u64], shingles: &[u64]) {
+    update_minimums_portable(mins, a, b, shingles)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn update_minimums_avx2(mins: &mut [u64], a: &[u64], b: &[u64], shingles: &[u64]) {
+    update_minimums_portable(mins, a, b, shingles)
+}
+
+#[inline(always)]
+fn update_minimums_portable(mins: &mut [u64], a: &[u64], b: &[u64], shingles: &[u64]) {
+    let n = mins.len().min(a.len()).min(b.len());
+    let (mins, a, b) = (&mut mins[..n], &a[..n], &b[..n]);
+    for &x in shingles {
+        for i in 0..n {
+            mins[i] = mins[i].min(a[i].wrapping_mul(x).wrapping_add(b[i]));
+        }
+    }
+}
+
 fn hash_window(tokens: &[u64]) -> u64 {
     let mut bytes = [0u8; 8 * 16];
     let n = tokens.len().min(16);
@@ -211,6 +322,21 @@ mod tests {
         assert_eq!(MinHasher::token_hashes("我们的书").len(), 4);
         assert_eq!(MinHasher::token_hashes("ภาษาไทย").len(), 7);
         assert!(MinHasher::token_hashes(" ,.;").is_empty());
+    }
+
+    #[test]
+    fn signature_is_the_minimum_over_the_shingle_set() {
+        // The batched, vectorized minimums (and the ASCII fast path of the
+        // tokenizer) against the definition, on text with non-ASCII words.
+        let m = MinHasher::new(MinHashParams::default());
+        let text = format!("{} Ünïcode ŞEHİR Straße {}", testdata("langid/sentences/de.txt"), "x ".repeat(200));
+        let shingles = m.shingles(&text);
+        assert!(shingles.len() > SHINGLE_BATCH * 3);
+        let naive: Vec<u64> = (0..m.a.len())
+            .map(|i| shingles.iter().map(|&x| m.a[i].wrapping_mul(x).wrapping_add(m.b[i])).min().unwrap())
+            .collect();
+        assert_eq!(m.signature(&text), naive);
+        assert_eq!(MinHasher::token_hashes("Straße STRASSE"), MinHasher::token_hashes("straße strasse"));
     }
 
     #[test]
