@@ -33,6 +33,11 @@ impl LanguageIdentifier {
         }
     }
 
+    /// ISO 639-3 codes of every language it can name.
+    pub fn languages(&self) -> Vec<&'static str> {
+        whatlang::Lang::all().iter().map(|l| l.code()).collect()
+    }
+
     /// The language of `text`'s prefix, or `None` when the text has no letters
     /// whatlang can judge (numbers, punctuation, empty).
     pub fn identify(&self, text: &str) -> Option<Language> {

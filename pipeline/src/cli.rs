@@ -46,6 +46,9 @@ pub enum Command {
     /// Measure MB/s per core of shard read+write, exact_dedup and langid on a
     /// generated corpus of real text.
     Bench(BenchArgs),
+    /// Measure how well a judgement does on labelled data.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Model tools.
     #[command(subcommand)]
     Classifier(ClassifierCommand),
@@ -84,6 +87,26 @@ pub struct SubmitArgs {
     /// Slurm: options for every sbatch, after `--` (e.g. -- --partition=cpu --time=2:00:00).
     #[arg(last = true)]
     pub sbatch_args: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Language ID accuracy per language on sentences and on pseudo-documents
+    /// of several sentences, and its speed (one thread).
+    Langid {
+        /// Folder of `<language code>.txt` files, one sentence per line.
+        #[arg(long, default_value = "../shared/testdata/langid/sentences")]
+        data: PathBuf,
+        /// Sentences per pseudo-document.
+        #[arg(long, default_value_t = 5)]
+        doc_sentences: usize,
+        /// Bytes of each text judged, as the langid stage's sample_bytes.
+        #[arg(long, default_value_t = 4096)]
+        sample_bytes: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -92,6 +92,10 @@ pub struct RunConfig {
     /// Documents whose text is empty or only whitespace are rejected
     /// (`empty_text`) by the first stage that reads them.
     pub reject_empty_text: bool,
+    /// Memory one `resolve` unit of a global stage may use (MB, counted as
+    /// 4× its scan records' bytes); a larger partition is resolved in passes.
+    /// Changes nothing in the results.
+    pub resolve_memory_mb: f64,
 }
 
 impl Default for RunConfig {
@@ -100,6 +104,7 @@ impl Default for RunConfig {
             max_error_rate: 0.01,
             threads: 0,
             reject_empty_text: true,
+            resolve_memory_mb: 4096.0,
         }
     }
 }
@@ -202,6 +207,12 @@ impl PipelineConfig {
         }
         if stages.is_empty() && problems.is_empty() {
             problems.push("no [[stages]]: add at least one".into());
+        }
+        if raw.run.resolve_memory_mb.is_nan() || raw.run.resolve_memory_mb <= 0.0 {
+            problems.push(format!(
+                "run.resolve_memory_mb must be above 0, got {}",
+                raw.run.resolve_memory_mb
+            ));
         }
         if !(0.0..=1.0).contains(&raw.run.max_error_rate) {
             problems.push(format!(

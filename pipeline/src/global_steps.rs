@@ -4,9 +4,12 @@
 //! Work files (little-endian), under the stage's `_work/`:
 //!
 //! ```text
-//! scan/<shard index>.bin      "THRSCAN1" wall:f64 cpu:f64 partitions:u32
+//! scan/<shard index>.bin      "THRSCAN2" wall:f64 cpu:f64 partitions:u32
 //!                             partitions × (offset:u64 len:u64)
-//!                             sections of records: (len:u32 bytes)*
+//!                             sections of records: (len:u32 pass:u32 bytes)*
+//!                             (pass: the record's route / partitions, which
+//!                             picks its pass when a partition is resolved in
+//!                             several)
 //! resolve/<partition>.bin     "THRRSLV1" wall:f64 cpu:f64 entries:u32
 //!                             entries × (shard:u32 offset:u64 len:u64)
 //!                             sections of verdicts: (record:u64 len:u32 bytes)*
@@ -16,6 +19,11 @@
 //!
 //! The tables let each later step fetch only its own section with a ranged
 //! read, so no task ever reads more than its share.
+//!
+//! Memory: a `scan` unit holds one shard's records; a `resolve` unit holds
+//! one partition's, or one pass's share when the partition is larger than
+//! `[run] resolve_memory_mb` (it then re-reads its sections once per pass);
+//! `cluster` streams the verdicts section by section into the stage.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -29,7 +37,10 @@ use crate::runner::{Pipeline, RunOptions, StagePlan, Stopwatch, Tasks, MANIFEST_
 use crate::shard::{InputShard, Item, ShardRecords};
 use crate::storage::Storage;
 
-const SCAN_MAGIC: &[u8; 8] = b"THRSCAN1";
+const SCAN_MAGIC: &[u8; 8] = b"THRSCAN2";
+/// How many times a partition's scan bytes `resolve` counts as its memory:
+/// each record becomes an owned buffer plus the stage's parsed form.
+const RESOLVE_MEMORY_FACTOR: f64 = 4.0;
 const RESOLVE_MAGIC: &[u8; 8] = b"THRRSLV1";
 /// magic + wall + cpu + count
 const FIXED_HEADER: usize = 8 + 8 + 8 + 4;
@@ -174,21 +185,23 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
 }
 
-/// Splits `(len:u32 bytes)*` framing.
-fn split_framed(mut bytes: &[u8], key: &str) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
+/// Splits `(len:u32 pass:u32 bytes)*` framing, keeping the records of pass
+/// `pass` of `passes`.
+fn split_framed(mut bytes: &[u8], key: &str, pass: u32, passes: u32, out: &mut Vec<Vec<u8>>) -> Result<()> {
     while !bytes.is_empty() {
-        if bytes.len() < 4 {
+        if bytes.len() < 8 {
             return Err(Error::Input(format!("{key}: truncated record frame")));
         }
         let len = u32_at(bytes, 0) as usize;
-        if bytes.len() < 4 + len {
+        if bytes.len() < 8 + len {
             return Err(Error::Input(format!("{key}: truncated record")));
         }
-        out.push(bytes[4..4 + len].to_vec());
-        bytes = &bytes[4 + len..];
+        if u32_at(bytes, 4) % passes == pass {
+            out.push(bytes[8..8 + len].to_vec());
+        }
+        bytes = &bytes[8 + len..];
     }
-    Ok(out)
+    Ok(())
 }
 
 impl Pipeline {
@@ -218,8 +231,9 @@ impl Pipeline {
                             record: index,
                         };
                         global.scan(&doc, position, &mut |record| {
-                            let section = &mut sections[record.partition as usize % partitions];
+                            let section = &mut sections[(record.route % partitions as u64) as usize];
                             section.extend_from_slice(&(record.bytes.len() as u32).to_le_bytes());
+                            section.extend_from_slice(&((record.route / partitions as u64) as u32).to_le_bytes());
                             section.extend_from_slice(&record.bytes);
                         });
                     }
@@ -280,7 +294,7 @@ impl Pipeline {
             |p| out.exists(&resolve_key(*p)),
             |&p, progress| {
                 let clock = Stopwatch::start();
-                let mut records = Vec::new();
+                let mut sections = Vec::with_capacity(shards.len());
                 for shard in shards {
                     let key = scan_key(shard.index);
                     let header = read_header(out, &key, SCAN_MAGIC, 16)?;
@@ -296,9 +310,28 @@ impl Pipeline {
                         u64_at(&header.table, 16 * p as usize),
                         u64_at(&header.table, 16 * p as usize + 8),
                     );
-                    records.extend(split_framed(&out.read_range(&key, offset, len)?, &key)?);
+                    sections.push((key, offset, len));
                 }
-                let verdicts = global.resolve(p, records)?;
+                let bytes: u64 = sections.iter().map(|s| s.2).sum();
+                let budget = self.config.run.resolve_memory_mb * 1e6;
+                let passes = ((bytes as f64 * RESOLVE_MEMORY_FACTOR / budget).ceil() as u32).max(1);
+                if passes > 1 {
+                    tracing::info!(
+                        "stage '{}' resolve {p}: {:.0} MB of scan records, in {passes} passes to stay within \
+                         resolve_memory_mb = {}",
+                        stage.name,
+                        bytes as f64 / 1e6,
+                        self.config.run.resolve_memory_mb
+                    );
+                }
+                let mut verdicts = Vec::new();
+                for pass in 0..passes {
+                    let mut records = Vec::new();
+                    for (key, offset, len) in &sections {
+                        split_framed(&out.read_range(key, *offset, *len)?, key, pass, passes, &mut records)?;
+                    }
+                    verdicts.extend(global.resolve(p, records)?);
+                }
                 progress.inc_bytes(1);
                 out.write_all(&resolve_key(p), &verdict_file(clock.stop(), verdicts))
             },
@@ -323,19 +356,46 @@ impl Pipeline {
             |_| out.exists(&cluster_key()),
             |_, progress| {
                 let clock = Stopwatch::start();
-                let mut resolved = Vec::new();
+                let mut sections = Vec::new();
                 for key in &expected {
                     for (shard, offset, len) in verdict_table(out, key)? {
-                        let section = out.read_range(key, offset, len)?;
-                        for (record, bytes) in parse_verdicts(&section, &out.url_of(key))? {
-                            resolved.push(Verdict {
-                                position: Position { shard, record },
-                                bytes,
-                            });
-                        }
+                        sections.push((key, shard, offset, len));
                     }
                 }
-                let verdicts = global.cluster(resolved)?;
+                let mut sections = sections.into_iter();
+                // A failed read stops the stage's loop with a placeholder
+                // error; the real one is returned below.
+                let mut read_error = None;
+                let mut next_batch = || -> thresher_stages::Result<Option<Vec<Verdict>>> {
+                    let Some((key, shard, offset, len)) = sections.next() else {
+                        return Ok(None);
+                    };
+                    let read = || -> Result<Vec<Verdict>> {
+                        let section = out.read_range(key, offset, len)?;
+                        Ok(parse_verdicts(&section, &out.url_of(key))?
+                            .into_iter()
+                            .map(|(record, bytes)| Verdict {
+                                position: Position { shard, record },
+                                bytes,
+                            })
+                            .collect())
+                    };
+                    match read() {
+                        Ok(batch) => Ok(Some(batch)),
+                        Err(e) => {
+                            read_error = Some(e);
+                            Err(thresher_stages::Error::CorruptRecord {
+                                step: "resolve",
+                                message: "its verdicts could not be read".into(),
+                            })
+                        }
+                    }
+                };
+                let clustered = global.cluster(&mut next_batch);
+                if let Some(e) = read_error {
+                    return Err(e);
+                }
+                let verdicts = clustered?;
                 progress.inc_bytes(1);
                 out.write_all(&cluster_key(), &verdict_file(clock.stop(), verdicts))
             },

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
 mod global_steps;
 pub mod inspect;
 mod pack_steps;

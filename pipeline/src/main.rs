@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use thresher::cli::{ClassifierCommand, Cli, Command, LogFormat, RunArgs, SubmitArgs};
+use thresher::cli::{ClassifierCommand, Cli, Command, EvalCommand, LogFormat, RunArgs, SubmitArgs};
 use thresher::config::PipelineConfig;
 use thresher::runner::{render_plan, Pipeline, RunOptions, Tasks};
 
@@ -69,6 +69,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit(args),
         Command::Bench(args) => {
             thresher::bench::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(EvalCommand::Langid {
+            data,
+            doc_sentences,
+            sample_bytes,
+            json,
+        }) => {
+            let identifier = thresher_classifiers::LanguageIdentifier::new(sample_bytes);
+            let evaluation = thresher::eval::evaluate_langid(&identifier, &data, doc_sentences)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            } else {
+                print!("{}", thresher::eval::render_langid(&evaluation));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Classifier(ClassifierCommand::Train(args)) => {

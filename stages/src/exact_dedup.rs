@@ -26,9 +26,8 @@ pub struct ExactDedupConfig {
     pub lowercase: bool,
     /// Ignore punctuation and symbols (keep letters, digits and whitespace).
     pub ignore_punctuation: bool,
-    /// Partitions of the `resolve` step. Each partition's hashes must fit in
-    /// memory at once: ~40 bytes per document plus its id; 16 partitions hold
-    /// 100M documents in about 5 GiB per partition task.
+    /// Partitions of the `resolve` step: units of parallel work. A partition
+    /// larger than `[run] resolve_memory_mb` is resolved in passes.
     pub partitions: u32,
 }
 
@@ -109,13 +108,7 @@ impl GlobalStage for ExactDedup {
 
     fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord)) {
         // Rank 0 for all: the first copy in input order is kept.
-        emit(keep_one::scan_record(
-            self.text_hash(&doc.text),
-            0,
-            doc,
-            position,
-            self.config.partitions,
-        ))
+        emit(keep_one::scan_record(self.text_hash(&doc.text), 0, doc, position))
     }
 
     fn resolve(&self, _partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {

@@ -17,7 +17,7 @@ use crate::{Decision, Document, Error, Position, Result, ScanRecord, Verdict};
 const HEADER: usize = 16 + 8 + 4 + 8;
 
 /// The scan record of `doc` under `key` with `rank`, routed by the key.
-pub fn scan_record(key: u128, rank: u64, doc: &Document, position: Position, partitions: u32) -> ScanRecord {
+pub fn scan_record(key: u128, rank: u64, doc: &Document, position: Position) -> ScanRecord {
     let mut bytes = Vec::with_capacity(HEADER + doc.id.len());
     bytes.extend_from_slice(&key.to_le_bytes());
     bytes.extend_from_slice(&rank.to_le_bytes());
@@ -25,7 +25,7 @@ pub fn scan_record(key: u128, rank: u64, doc: &Document, position: Position, par
     bytes.extend_from_slice(&position.record.to_le_bytes());
     bytes.extend_from_slice(doc.id.as_bytes());
     ScanRecord {
-        partition: (key as u64 % partitions as u64) as u32,
+        route: key as u64,
         bytes,
     }
 }

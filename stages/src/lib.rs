@@ -91,12 +91,24 @@ pub struct Position {
     pub record: u64,
 }
 
-/// One record a `scan` step emits: routed to one partition of `resolve`.
+/// One record a `scan` step emits.
+///
+/// `route` is a hash of what groups records: every record `resolve` must see
+/// together (one key, one band bucket) has the same route. The runner sends a
+/// record to partition `route % partitions` and, when a partition is too large
+/// for `[run] resolve_memory_mb`, resolves it in passes, each taking the
+/// records with one value of `(route / partitions) % passes`; so a stage's
+/// `resolve` may see its partition in several calls, each with whole groups.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanRecord {
-    pub partition: u32,
+    pub route: u64,
     pub bytes: Vec<u8>,
 }
+
+/// A source of verdict batches for [`GlobalStage::cluster`]: `Ok(None)` when
+/// every batch was given. Batches stream so the cluster step never holds
+/// every partition's verdicts at once.
+pub type VerdictBatches<'a> = dyn FnMut() -> Result<Option<Vec<Verdict>>> + 'a;
 
 /// One verdict a `resolve` step emits about one document.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +129,8 @@ pub trait GlobalStage: Send + Sync {
     fn partitions(&self) -> u32;
     /// Emits any number of records for a document (one per key it has).
     fn scan(&self, doc: &Document, position: Position, emit: &mut dyn FnMut(ScanRecord));
-    /// Decides over all records of one partition (given in shard order).
+    /// Decides over the records of one partition, or one pass of it (whole
+    /// groups; see [`ScanRecord`]), given in shard order.
     fn resolve(&self, partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>>;
     /// Whether the stage has a `cluster` step between `resolve` and `apply`:
     /// one unit that sees every verdict of every partition (near-duplicate
@@ -125,9 +138,14 @@ pub trait GlobalStage: Send + Sync {
     fn clusters(&self) -> bool {
         false
     }
-    /// The `cluster` step; only called when [`GlobalStage::clusters`].
-    fn cluster(&self, resolved: Vec<Verdict>) -> Result<Vec<Verdict>> {
-        Ok(resolved)
+    /// The `cluster` step over every `resolve` verdict, in batches; only
+    /// called when [`GlobalStage::clusters`].
+    fn cluster(&self, resolved: &mut VerdictBatches<'_>) -> Result<Vec<Verdict>> {
+        let mut all = Vec::new();
+        while let Some(batch) = resolved()? {
+            all.extend(batch);
+        }
+        Ok(all)
     }
     /// Applies the verdicts about one document (none, or any number, in
     /// partition order, then in the order `resolve` gave them).

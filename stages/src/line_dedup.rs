@@ -120,10 +120,7 @@ impl GlobalStage for LineDedup {
             bytes.extend_from_slice(&position.shard.to_le_bytes());
             bytes.extend_from_slice(&position.record.to_le_bytes());
             bytes.extend_from_slice(&(index as u32).to_le_bytes());
-            emit(ScanRecord {
-                partition: (hash % self.config.partitions as u64) as u32,
-                bytes,
-            });
+            emit(ScanRecord { route: hash, bytes });
         }
     }
 
@@ -229,7 +226,7 @@ mod tests {
                 doc("b", &format!("{footer}\nBridges span the rivers.\nCOPYRIGHT 2021")),
             ],
             vec![
-                doc("c", &format!("share on facebook!\nOwls hunt at night.\nCopyright 1999")),
+                doc("c", "share on facebook!\nOwls hunt at night.\nCopyright 1999"),
                 doc("d", "short\nCopyright 2000"),
                 doc("e", "Once only.\n\nTwice.\nTwice."),
             ],

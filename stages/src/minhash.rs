@@ -329,14 +329,27 @@ mod tests {
         // The batched, vectorized minimums (and the ASCII fast path of the
         // tokenizer) against the definition, on text with non-ASCII words.
         let m = MinHasher::new(MinHashParams::default());
-        let text = format!("{} Ünïcode ŞEHİR Straße {}", testdata("langid/sentences/de.txt"), "x ".repeat(200));
+        let text = format!(
+            "{} Ünïcode ŞEHİR Straße {}",
+            testdata("langid/sentences/de.txt"),
+            "x ".repeat(200)
+        );
         let shingles = m.shingles(&text);
         assert!(shingles.len() > SHINGLE_BATCH * 3);
         let naive: Vec<u64> = (0..m.a.len())
-            .map(|i| shingles.iter().map(|&x| m.a[i].wrapping_mul(x).wrapping_add(m.b[i])).min().unwrap())
+            .map(|i| {
+                shingles
+                    .iter()
+                    .map(|&x| m.a[i].wrapping_mul(x).wrapping_add(m.b[i]))
+                    .min()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(m.signature(&text), naive);
-        assert_eq!(MinHasher::token_hashes("Straße STRASSE"), MinHasher::token_hashes("straße strasse"));
+        assert_eq!(
+            MinHasher::token_hashes("Straße STRASSE"),
+            MinHasher::token_hashes("straße strasse")
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::minhash::{MinHashParams, MinHasher};
-use crate::{Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict};
+use crate::{
+    Decision, Document, Error, GlobalStage, Position, Result, ScanRecord, StageStats, Verdict, VerdictBatches,
+};
 
 /// Configuration of `minhash_dedup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +161,56 @@ fn estimated_jaccard_low16(a: &[u16], b: &[u16]) -> f64 {
     ((m - chance) / (1.0 - chance)).max(0.0)
 }
 
+/// Union-find over documents with a near-duplicate; the root of a set is its
+/// smallest position.
+#[derive(Default)]
+struct Components {
+    index: HashMap<Position, u32>,
+    positions: Vec<Position>,
+    parent: Vec<u32>,
+    /// Ids of documents that were the earlier end of an edge: the ones that
+    /// can be kept.
+    ids: Vec<Option<Box<[u8]>>>,
+}
+
+impl Components {
+    fn node(&mut self, p: Position) -> Result<u32> {
+        if let Some(&n) = self.index.get(&p) {
+            return Ok(n);
+        }
+        let n = u32::try_from(self.positions.len()).map_err(|_| Error::CorruptRecord {
+            step: "cluster",
+            message: "more than 2^32 documents with near-duplicates".into(),
+        })?;
+        self.index.insert(p, n);
+        self.positions.push(p);
+        self.parent.push(n);
+        self.ids.push(None);
+        Ok(n)
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (find(&mut self.parent, a), find(&mut self.parent, b));
+        if ra != rb {
+            let (keep, join) = if self.positions[ra as usize] < self.positions[rb as usize] {
+                (ra, rb)
+            } else {
+                (rb, ra)
+            };
+            self.parent[join as usize] = keep;
+        }
+    }
+}
+
+/// The root of `x`, halving the path on the way.
+fn find(parent: &mut [u32], mut x: u32) -> u32 {
+    while parent[x as usize] != x {
+        parent[x as usize] = parent[parent[x as usize] as usize];
+        x = parent[x as usize];
+    }
+    x
+}
+
 impl GlobalStage for MinhashDedup {
     fn partitions(&self) -> u32 {
         self.config.partitions
@@ -184,9 +236,8 @@ impl GlobalStage for MinhashDedup {
                 bytes.extend_from_slice(&0u32.to_le_bytes());
             }
             bytes.extend_from_slice(doc.id.as_bytes());
-            let route = xxh3_64(&bytes[..12]);
             emit(ScanRecord {
-                partition: (route % self.config.partitions as u64) as u32,
+                route: xxh3_64(&bytes[..12]),
                 bytes,
             });
         }
@@ -230,65 +281,46 @@ impl GlobalStage for MinhashDedup {
     }
 
     /// Connected components of the edges; each keeps its smallest position.
-    fn cluster(&self, edges: Vec<Verdict>) -> Result<Vec<Verdict>> {
-        let mut index: HashMap<Position, usize> = HashMap::new();
-        let mut positions: Vec<Position> = Vec::new();
-        let mut ids: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut pairs = Vec::with_capacity(edges.len());
-        for edge in &edges {
-            if edge.bytes.len() < 12 {
-                return Err(Error::CorruptRecord {
-                    step: "resolve",
-                    message: "an edge shorter than a position".into(),
-                });
-            }
-            let earlier = Position {
-                shard: u32::from_le_bytes(edge.bytes[0..4].try_into().unwrap()),
-                record: u64::from_le_bytes(edge.bytes[4..12].try_into().unwrap()),
-            };
-            let mut node = |p: Position| {
-                *index.entry(p).or_insert_with(|| {
-                    positions.push(p);
-                    ids.push(None);
-                    positions.len() - 1
-                })
-            };
-            let (a, b) = (node(earlier), node(edge.position));
-            pairs.push((a, b));
-            ids[a].get_or_insert_with(|| edge.bytes[12..].to_vec());
-        }
-        // Union-find; the root of a set is its smallest position.
-        let mut parent: Vec<usize> = (0..positions.len()).collect();
-        fn find(parent: &mut [usize], mut x: usize) -> usize {
-            while parent[x] != x {
-                parent[x] = parent[parent[x]];
-                x = parent[x];
-            }
-            x
-        }
-        for (a, b) in pairs {
-            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-            if ra != rb {
-                let (keep, join) = if positions[ra] < positions[rb] {
-                    (ra, rb)
-                } else {
-                    (rb, ra)
+    /// Edges are joined as they stream in (union-find is online), so memory
+    /// holds the documents that have a near-duplicate, never the edges.
+    fn cluster(&self, edges: &mut VerdictBatches<'_>) -> Result<Vec<Verdict>> {
+        let mut components = Components::default();
+        while let Some(batch) = edges()? {
+            for edge in batch {
+                if edge.bytes.len() < 12 {
+                    return Err(Error::CorruptRecord {
+                        step: "resolve",
+                        message: "an edge shorter than a position".into(),
+                    });
+                }
+                let earlier = Position {
+                    shard: u32::from_le_bytes(edge.bytes[0..4].try_into().unwrap()),
+                    record: u64::from_le_bytes(edge.bytes[4..12].try_into().unwrap()),
                 };
-                parent[join] = keep;
+                let a = components.node(earlier)?;
+                if components.ids[a as usize].is_none() {
+                    components.ids[a as usize] = Some(edge.bytes[12..].into());
+                }
+                let b = components.node(edge.position)?;
+                components.union(a, b);
             }
         }
+        let Components {
+            mut parent,
+            positions,
+            ids,
+            ..
+        } = components;
         let mut verdicts = Vec::with_capacity(positions.len());
-        for n in 0..positions.len() {
-            let root = find(&mut parent, n);
+        for (n, &position) in positions.iter().enumerate() {
+            let root = find(&mut parent, n as u32) as usize;
             // The smallest position of a component is the first document of
             // some group it is in, so its id came with an edge.
-            let id = ids[root].clone().unwrap_or_default();
-            let mut bytes = vec![if root == n { KEPT } else { REMOVED }];
-            bytes.extend_from_slice(&id);
-            verdicts.push(Verdict {
-                position: positions[n],
-                bytes,
-            });
+            let id = ids[root].as_deref().unwrap_or_default();
+            let mut bytes = Vec::with_capacity(1 + id.len());
+            bytes.push(if root == n { KEPT } else { REMOVED });
+            bytes.extend_from_slice(id);
+            verdicts.push(Verdict { position, bytes });
         }
         Ok(verdicts)
     }

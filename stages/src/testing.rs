@@ -22,20 +22,23 @@ pub fn run_docs(stage: &dyn GlobalStage, shards: Vec<Vec<Document>>) -> Vec<Vec<
                 record: r as u64,
             };
             stage.scan(doc, position, &mut |rec| {
-                partitions[rec.partition as usize].push(rec.bytes)
+                partitions[(rec.route % stage.partitions() as u64) as usize].push(rec.bytes)
             });
         }
     }
     let mut verdicts: std::collections::HashMap<Position, Vec<Vec<u8>>> = Default::default();
     let mut all = Vec::new();
+    let mut batches = Vec::new();
     for (p, recs) in partitions.into_iter().enumerate() {
         let mut resolved = stage.resolve(p as u32, recs).unwrap();
         // As the runner does: each partition's verdicts in position order.
         resolved.sort_by_key(|v| v.position);
+        batches.push(resolved.clone());
         all.extend(resolved);
     }
     if stage.clusters() {
-        all = stage.cluster(all).unwrap();
+        let mut batches = batches.into_iter();
+        all = stage.cluster(&mut || Ok(batches.next())).unwrap();
         all.sort_by_key(|v| v.position);
     }
     for v in all {

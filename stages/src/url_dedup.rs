@@ -169,7 +169,7 @@ impl GlobalStage for UrlDedup {
             KeepRule::First => 0,
             KeepRule::Longest => u64::MAX - doc.text.len() as u64,
         };
-        emit(keep_one::scan_record(key, rank, doc, position, self.config.partitions))
+        emit(keep_one::scan_record(key, rank, doc, position))
     }
 
     fn resolve(&self, _partition: u32, records: Vec<Vec<u8>>) -> Result<Vec<Verdict>> {

@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod demo_classifier;
+mod eval;
 mod inspect;
 mod line_dedup;
 mod minhash;

@@ -305,28 +305,41 @@ pub fn outputs_masked(run_dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// Runs `steps` (stage, its steps) as `tasks` processes per step, in the
 /// order a scheduler would: every task of a step, then the next step.
 pub fn run_steps_as_tasks(dir: &Path, config: &Path, steps: &[(&str, &[&str])], tasks: usize) {
+    run_steps_as_tasks_logged(dir, config, steps, tasks, "warn");
+}
+
+/// [`run_steps_as_tasks`] at log level `level`, returning what they logged.
+pub fn run_steps_as_tasks_logged(
+    dir: &Path,
+    config: &Path,
+    steps: &[(&str, &[&str])],
+    tasks: usize,
+    level: &str,
+) -> String {
+    let mut log = String::new();
     for (stage, stage_steps) in steps {
         for step in *stage_steps {
             for index in 0..tasks {
-                run_expect(
-                    thresher(
-                        dir,
-                        &[
-                            "run",
-                            config.to_str().unwrap(),
-                            "--stage",
-                            stage,
-                            "--step",
-                            step,
-                            "--task-index",
-                            &index.to_string(),
-                            "--tasks",
-                            &tasks.to_string(),
-                        ],
-                    ),
-                    0,
+                let mut cmd = thresher(
+                    dir,
+                    &[
+                        "run",
+                        config.to_str().unwrap(),
+                        "--stage",
+                        stage,
+                        "--step",
+                        step,
+                        "--task-index",
+                        &index.to_string(),
+                        "--tasks",
+                        &tasks.to_string(),
+                    ],
                 );
+                cmd.env("RUST_LOG", level);
+                let out = run_expect(cmd, 0);
+                log.push_str(&String::from_utf8_lossy(&out.stderr));
             }
         }
     }
+    log
 }
