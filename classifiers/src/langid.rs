@@ -2,17 +2,39 @@
 
 use whatlang::Detector;
 
+use crate::ngram_langid::{NgramError, NgramLangid};
+
 /// One language judgement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Language {
-    /// ISO 639-3 code (`eng`, `cmn`, …), as whatlang names its languages.
+    /// ISO 639-3 code (`eng`, `nob`, ...; whatlang names Chinese `cmn`).
     pub iso639_3: &'static str,
     /// ISO 639-1 code where the language has one (`en`, `zh`, …).
     pub iso639_1: Option<&'static str>,
     /// Writing system, e.g. `Latin`, `Cyrillic`, `Mandarin`.
     pub script: &'static str,
-    /// whatlang's confidence in [0, 1].
+    /// Confidence in [0, 1].
     pub score: f64,
+    /// Which model decided: `ngram` or `whatlang`.
+    pub model: &'static str,
+}
+
+/// The character n-gram model bundled with thresher: trained by
+/// `thresher classifier train-langid` on the 75-language development split
+/// (see `classifiers/models/README.md`).
+static BUNDLED_NGRAM: &[u8] = include_bytes!("../models/langid-ngram.bin");
+
+/// Below this share of a text's n-grams known to the n-gram model, the text
+/// is in a script or language the model was not trained on (Amharic,
+/// Khmer, ...), and whatlang judges it instead.
+const MIN_KNOWN_NGRAMS: f64 = 0.3;
+
+/// Which model judges.
+enum Model {
+    Whatlang,
+    /// The n-gram model, its languages' ISO 639-3 and 639-1 codes, and
+    /// whatlang for texts it does not know.
+    Ngram(Box<NgramLangid>, Vec<(&'static str, Option<&'static str>)>),
 }
 
 /// Identifies the language of the first `sample_bytes` of a text.
@@ -22,26 +44,79 @@ pub struct Language {
 /// well as the whole page does, at a bounded cost per document.
 pub struct LanguageIdentifier {
     detector: Detector,
+    model: Model,
     sample_bytes: usize,
 }
 
 impl LanguageIdentifier {
+    /// whatlang alone.
     pub fn new(sample_bytes: usize) -> Self {
         Self {
             detector: Detector::new(),
+            model: Model::Whatlang,
             sample_bytes: sample_bytes.max(1),
         }
     }
 
+    /// The n-gram model `model` (its language codes ISO 639-1 or 639-3),
+    /// with whatlang for texts in scripts it does not know.
+    pub fn with_ngram(sample_bytes: usize, model: NgramLangid) -> Result<Self, NgramError> {
+        let codes = model
+            .languages
+            .iter()
+            .map(|code| {
+                let lang = if code.len() == 2 {
+                    isolang::Language::from_639_1(code)
+                } else {
+                    isolang::Language::from_639_3(code)
+                };
+                lang.map(|l| (l.to_639_3(), l.to_639_1())).ok_or_else(|| NgramError::Model {
+                    path: "the n-gram model".into(),
+                    message: format!("{code:?} is not an ISO 639-1 or 639-3 code"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            detector: Detector::new(),
+            model: Model::Ngram(Box::new(model), codes),
+            sample_bytes: sample_bytes.max(1),
+        })
+    }
+
+    /// The bundled n-gram model (75 languages), whatlang for other scripts.
+    pub fn bundled(sample_bytes: usize) -> Self {
+        let model = NgramLangid::from_bytes(BUNDLED_NGRAM, "bundled langid-ngram.bin").expect("the bundled model loads");
+        Self::with_ngram(sample_bytes, model).expect("the bundled model's codes are ISO 639")
+    }
+
     /// ISO 639-3 codes of every language it can name.
     pub fn languages(&self) -> Vec<&'static str> {
-        whatlang::Lang::all().iter().map(|l| l.code()).collect()
+        let mut out: Vec<&'static str> = whatlang::Lang::all().iter().map(|l| l.code()).collect();
+        if let Model::Ngram(_, codes) = &self.model {
+            out.extend(codes.iter().map(|c| c.0));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The language of `text`'s prefix, or `None` when the text has no letters
-    /// whatlang can judge (numbers, punctuation, empty).
+    /// to judge (numbers, punctuation, empty).
     pub fn identify(&self, text: &str) -> Option<Language> {
         let sample = prefix_at_char_boundary(text, self.sample_bytes);
+        if let Model::Ngram(model, codes) = &self.model {
+            let judged = model.identify(sample)?;
+            if judged.known_share >= MIN_KNOWN_NGRAMS {
+                let (iso639_3, iso639_1) = codes[judged.language];
+                return Some(Language {
+                    iso639_3,
+                    iso639_1,
+                    script: whatlang::detect_script(sample).map_or("Unknown", script_name),
+                    score: judged.confidence,
+                    model: "ngram",
+                });
+            }
+        }
         let info = self.detector.detect(sample)?;
         let lang = info.lang();
         Some(Language {
@@ -49,6 +124,7 @@ impl LanguageIdentifier {
             iso639_1: iso639_1(lang.code()),
             script: script_name(info.script()),
             score: info.confidence(),
+            model: "whatlang",
         })
     }
 }
@@ -96,6 +172,27 @@ mod tests {
         assert_eq!(ru.script, "Cyrillic");
         assert!(ru.score > 0.5);
         assert!(id.identify("1234 5678 !!!").is_none());
+    }
+
+    #[test]
+    fn bundled_model_separates_close_languages_and_falls_back_for_other_scripts() {
+        let id = LanguageIdentifier::bundled(4096);
+        // Sentences written for this test (not in the training data).
+        let nb = id
+            .identify("Jeg har ikke hørt noe fra henne siden i fjor, men hun skal visst flytte tilbake til Bergen.")
+            .unwrap();
+        assert_eq!((nb.iso639_3, nb.model), ("nob", "ngram"));
+        let da = id
+            .identify("Jeg har ikke hørt noget fra hende siden sidste år, men hun skal efter sigende flytte tilbage til Aarhus.")
+            .unwrap();
+        assert_eq!(da.iso639_3, "dan");
+        assert_eq!(da.iso639_1, Some("da"));
+        assert_eq!(da.script, "Latin");
+        // Amharic (Ethiopic script) is not in the model: whatlang judges it.
+        let am = id.identify("ሰላም ነው? እንዴት ነህ? ኢትዮጵያ ውብ አገር ናት። ቡና መጠጣት እወዳለሁ።").unwrap();
+        assert_eq!((am.iso639_3, am.model), ("amh", "whatlang"));
+        assert!(id.identify("1234 5678 !!!").is_none());
+        assert!(id.languages().contains(&"bos") && id.languages().contains(&"amh"));
     }
 
     #[test]

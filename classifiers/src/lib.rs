@@ -15,6 +15,7 @@
 //! ```
 
 pub mod langid;
+pub mod ngram_langid;
 
 pub use langid::{Language, LanguageIdentifier};
 pub mod tokenizer;

@@ -103,6 +103,18 @@ pub enum EvalCommand {
         /// Bytes of each text judged, as the langid stage's sample_bytes.
         #[arg(long, default_value_t = 4096)]
         sample_bytes: usize,
+        /// What judges: `whatlang`, or `ngram` (the character n-gram model with
+        /// whatlang for scripts it does not know, as the langid stage runs it:
+        /// trained on the other folds with --folds, else --model or the
+        /// bundled model).
+        #[arg(long, default_value = "whatlang")]
+        identifier: String,
+        /// Cross-validation folds for a trained identifier (1 = none).
+        #[arg(long, default_value_t = 1)]
+        folds: usize,
+        /// n-gram model file for --identifier ngram without --folds (default: the bundled one).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -111,6 +123,15 @@ pub enum EvalCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ClassifierCommand {
+    /// Train the character n-gram language model of the `langid` stage from
+    /// a folder of `<language code>.txt` files, one sentence per line.
+    TrainLangid {
+        #[arg(long, default_value = "../shared/testdata/langid/sentences")]
+        data: PathBuf,
+        /// Model file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Fit a `score` head on a frozen Llama backbone from labelled JSON lines
     /// (`text` + `label`, or `text` + `score`) and write a
     /// LlamaForSequenceClassification checkpoint for the `quality` stage.

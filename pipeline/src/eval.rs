@@ -19,7 +19,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use thresher_classifiers::LanguageIdentifier;
 
 /// Results for one language.
 #[derive(Debug, Serialize)]
@@ -54,7 +53,7 @@ pub struct LangidEvaluation {
 
 /// ISO 639-3 of a file name's code or of a prediction, with individual
 /// languages folded into the macrolanguage the data names.
-fn normalize(code: &str) -> String {
+pub fn normalize(code: &str) -> String {
     let three = if code.len() == 2 {
         isolang::Language::from_639_1(code).map(|l| l.to_639_3().to_string())
     } else {
@@ -69,50 +68,77 @@ fn normalize(code: &str) -> String {
     }
 }
 
-/// Evaluates `identifier` on the sentence files in `data`.
+/// A language judgement under evaluation: text → ISO 639-3 (as
+/// [`normalize`] gives it), or `None` for "no language".
+pub type Predictor<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// Labelled sentences for training a predictor: (file code, sentences).
+pub type Training<'t> = [(String, Vec<&'t str>)];
+
+/// Evaluates predictors on the sentence files in `data`.
+///
+/// With `folds` ≥ 2, sentence `i` of every language belongs to fold
+/// `i % folds`; `make` gets the other folds' sentences and its predictor is
+/// judged on the fold's own (cross-validation: a model trained on the data
+/// is never judged on what it saw). With `folds` ≤ 1, `make` gets `None` and
+/// its predictor is judged on everything. Pseudo-documents are made of
+/// consecutive held-out sentences. `supported`: the ISO 639-3 codes the
+/// predictor can name.
 pub fn evaluate_langid(
-    identifier: &LanguageIdentifier,
     data: &Path,
     sentences_per_document: usize,
+    folds: usize,
+    supported: &std::collections::BTreeSet<String>,
+    make: &dyn Fn(Option<&Training<'_>>) -> Predictor<'static>,
 ) -> anyhow::Result<LangidEvaluation> {
     if sentences_per_document == 0 {
         bail!("--doc-sentences must be at least 1");
     }
-    let mut files: Vec<_> = std::fs::read_dir(data)
-        .with_context(|| format!("cannot read {}", data.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+    let files = thresher_classifiers::ngram_langid::read_sentence_folder(data)?;
+    let all: Vec<(String, Vec<&str>)> = files
+        .iter()
+        .map(|(code, text)| (code.clone(), text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()))
         .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no <language>.txt files", data.display());
-    }
-    let supported: std::collections::BTreeSet<String> =
-        identifier.languages().iter().map(|code| normalize(code)).collect();
-    let mut languages = Vec::new();
-    let mut predicted_as: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let folds = folds.max(1);
+    // Per language: (answers at sentence level, answers on documents).
+    let mut answers: Vec<(Vec<Option<String>>, Vec<Option<String>>)> = vec![Default::default(); all.len()];
     let (mut sentence_bytes, mut sentence_seconds) = (0usize, 0.0f64);
     let (mut document_bytes, mut document_seconds) = (0usize, 0.0f64);
-    for path in &files {
-        let code = path.file_stem().unwrap().to_string_lossy().to_string();
-        let lang = normalize(&code);
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let sentences: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        let predict = |t: &str| identifier.identify(t).map(|l| normalize(l.iso639_3));
-        let start = Instant::now();
-        let answers: Vec<Option<String>> = sentences.iter().map(|s| predict(s)).collect();
-        sentence_seconds += start.elapsed().as_secs_f64();
-        sentence_bytes += sentences.iter().map(|s| s.len()).sum::<usize>();
-        let documents: Vec<String> = sentences
-            .chunks(sentences_per_document)
-            .filter(|c| c.len() == sentences_per_document)
-            .map(|c| c.join(" "))
-            .collect();
-        let start = Instant::now();
-        let document_answers: Vec<Option<String>> = documents.iter().map(|d| predict(d)).collect();
-        document_seconds += start.elapsed().as_secs_f64();
-        document_bytes += documents.iter().map(String::len).sum::<usize>();
-
+    for fold in 0..folds {
+        let held_out = |i: usize| folds == 1 || i % folds == fold;
+        let predict = if folds == 1 {
+            make(None)
+        } else {
+            let training: Vec<(String, Vec<&str>)> = all
+                .iter()
+                .map(|(code, sentences)| {
+                    let kept = sentences.iter().enumerate().filter(|(i, _)| !held_out(*i)).map(|(_, s)| *s);
+                    (code.clone(), kept.collect())
+                })
+                .collect();
+            make(Some(&training))
+        };
+        for (l, (_, sentences)) in all.iter().enumerate() {
+            let test: Vec<&str> = sentences.iter().enumerate().filter(|(i, _)| held_out(*i)).map(|(_, s)| *s).collect();
+            let start = Instant::now();
+            answers[l].0.extend(test.iter().map(|s| predict(s)));
+            sentence_seconds += start.elapsed().as_secs_f64();
+            sentence_bytes += test.iter().map(|s| s.len()).sum::<usize>();
+            let documents: Vec<String> = test
+                .chunks(sentences_per_document)
+                .filter(|c| c.len() == sentences_per_document)
+                .map(|c| c.join(" "))
+                .collect();
+            let start = Instant::now();
+            answers[l].1.extend(documents.iter().map(|d| predict(d)));
+            document_seconds += start.elapsed().as_secs_f64();
+            document_bytes += documents.iter().map(String::len).sum::<usize>();
+        }
+    }
+    let mut languages = Vec::new();
+    let mut predicted_as: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for ((code, _), (answers, document_answers)) in all.iter().zip(answers) {
+        let lang = normalize(code);
         let mut wrong: BTreeMap<String, usize> = BTreeMap::new();
         let mut right = 0;
         for answer in &answers {
@@ -141,8 +167,8 @@ pub fn evaluate_langid(
             lang,
             sentences: answers.len(),
             sentence_accuracy: right as f64 / answers.len().max(1) as f64,
-            documents: documents.len(),
-            document_accuracy: document_right as f64 / documents.len().max(1) as f64,
+            documents: document_answers.len(),
+            document_accuracy: document_right as f64 / document_answers.len().max(1) as f64,
             top_confusion,
         });
     }
@@ -214,4 +240,54 @@ pub fn render_langid(e: &LangidEvaluation) -> String {
         e.document_mb_per_s,
     ));
     out
+}
+
+/// `thresher eval langid`: builds the predictor `identifier` names and
+/// evaluates it (see [`evaluate_langid`]).
+pub fn run_langid_eval(
+    data: &Path,
+    sentences_per_document: usize,
+    sample_bytes: usize,
+    identifier: &str,
+    folds: usize,
+    model: Option<&Path>,
+) -> anyhow::Result<LangidEvaluation> {
+    use thresher_classifiers::ngram_langid::NgramLangid;
+    use thresher_classifiers::LanguageIdentifier;
+    // The reference set of the accuracy goals: the languages whatlang names.
+    let whatlang = LanguageIdentifier::new(sample_bytes);
+    let supported = whatlang.languages().iter().map(|c| normalize(c)).collect();
+    // The stage's rule: the n-gram model, whatlang for scripts it does not know.
+    let ngram_predictor = |m: NgramLangid| -> anyhow::Result<Predictor<'static>> {
+        let id = LanguageIdentifier::with_ngram(sample_bytes, m)?;
+        Ok(Box::new(move |t: &str| id.identify(t).map(|l| normalize(l.iso639_3))))
+    };
+    match identifier {
+        "whatlang" => evaluate_langid(data, sentences_per_document, 1, &supported, &|_| {
+            let w = LanguageIdentifier::new(sample_bytes);
+            Box::new(move |t: &str| w.identify(t).map(|l| normalize(l.iso639_3)))
+        }),
+        "ngram" => {
+            let loaded = match (folds > 1, model) {
+                (true, _) => None,
+                (false, Some(path)) => Some(NgramLangid::from_bytes(
+                    &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                    &path.display().to_string(),
+                )?),
+                (false, None) => None,
+            };
+            evaluate_langid(data, sentences_per_document, folds, &supported, &|training| {
+                let predictor = match (training, &loaded) {
+                    (Some(training), _) => ngram_predictor(NgramLangid::train(training.iter().cloned())),
+                    (None, Some(m)) => ngram_predictor(m.clone()),
+                    (None, None) => {
+                        let id = LanguageIdentifier::bundled(sample_bytes);
+                        Ok(Box::new(move |t: &str| id.identify(t).map(|l| normalize(l.iso639_3))) as Predictor)
+                    }
+                };
+                predictor.expect("the model's language codes are ISO 639")
+            })
+        }
+        other => bail!("unknown --identifier {other:?}: whatlang or ngram"),
+    }
 }

@@ -75,15 +75,37 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             doc_sentences,
             sample_bytes,
+            identifier,
+            folds,
+            model,
             json,
         }) => {
-            let identifier = thresher_classifiers::LanguageIdentifier::new(sample_bytes);
-            let evaluation = thresher::eval::evaluate_langid(&identifier, &data, doc_sentences)?;
+            let evaluation = thresher::eval::run_langid_eval(
+                &data,
+                doc_sentences,
+                sample_bytes,
+                &identifier,
+                folds,
+                model.as_deref(),
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&evaluation)?);
             } else {
                 print!("{}", thresher::eval::render_langid(&evaluation));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Classifier(ClassifierCommand::TrainLangid { data, out }) => {
+            let model = thresher_classifiers::ngram_langid::NgramLangid::train_folder(&data)?;
+            let bytes = model.to_bytes();
+            std::fs::write(&out, &bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            println!(
+                "{} languages, {} n-grams; {} bytes written to {}",
+                model.languages.len(),
+                model.ngram_count(),
+                bytes.len(),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Classifier(ClassifierCommand::Train(args)) => {
