@@ -70,10 +70,11 @@ impl LanguageIdentifier {
                 } else {
                     isolang::Language::from_639_3(code)
                 };
-                lang.map(|l| (l.to_639_3(), l.to_639_1())).ok_or_else(|| NgramError::Model {
-                    path: "the n-gram model".into(),
-                    message: format!("{code:?} is not an ISO 639-1 or 639-3 code"),
-                })
+                lang.map(|l| (l.to_639_3(), l.to_639_1()))
+                    .ok_or_else(|| NgramError::Model {
+                        path: "the n-gram model".into(),
+                        message: format!("{code:?} is not an ISO 639-1 or 639-3 code"),
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -85,7 +86,8 @@ impl LanguageIdentifier {
 
     /// The bundled n-gram model (75 languages), whatlang for other scripts.
     pub fn bundled(sample_bytes: usize) -> Self {
-        let model = NgramLangid::from_bytes(BUNDLED_NGRAM, "bundled langid-ngram.bin").expect("the bundled model loads");
+        let model =
+            NgramLangid::from_bytes(BUNDLED_NGRAM, "bundled langid-ngram.bin").expect("the bundled model loads");
         Self::with_ngram(sample_bytes, model).expect("the bundled model's codes are ISO 639")
     }
 

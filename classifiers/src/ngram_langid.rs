@@ -153,7 +153,10 @@ impl NgramLangid {
                     continue;
                 }
                 let gain = ((n as f64 + ALPHA) / ALPHA).ln() as f32 * GAIN_SCALE;
-                grams.entry(h).or_default().push((l as u8, gain.round().min(u16::MAX as f32) as u16));
+                grams
+                    .entry(h)
+                    .or_default()
+                    .push((l as u8, gain.round().min(u16::MAX as f32) as u16));
             }
         }
         let distinct = grams.len() as f64;
@@ -240,10 +243,7 @@ impl NgramLangid {
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))?;
-        let total: f64 = scores
-            .iter()
-            .map(|s| ((s - top) / MAX_ORDER as f64).exp())
-            .sum();
+        let total: f64 = scores.iter().map(|s| ((s - top) / MAX_ORDER as f64).exp()).sum();
         Some(Judged {
             language: best,
             confidence: 1.0 / total,
@@ -389,10 +389,19 @@ mod tests {
     fn learns_and_round_trips() {
         let model = NgramLangid::train([
             ("en".to_string(), vec!["the cat sat on the mat", "where is the house"]),
-            ("de".to_string(), vec!["die katze sitzt auf der matte", "wo ist das haus"]),
+            (
+                "de".to_string(),
+                vec!["die katze sitzt auf der matte", "wo ist das haus"],
+            ),
         ]);
-        assert_eq!(model.languages[model.identify("the house is there").unwrap().language], "en");
-        assert_eq!(model.languages[model.identify("das haus der katze").unwrap().language], "de");
+        assert_eq!(
+            model.languages[model.identify("the house is there").unwrap().language],
+            "en"
+        );
+        assert_eq!(
+            model.languages[model.identify("das haus der katze").unwrap().language],
+            "de"
+        );
         assert!(model.identify("42 !!").is_none());
         let back = NgramLangid::from_bytes(&model.to_bytes(), "memory").unwrap();
         assert_eq!(back, model);

@@ -113,6 +113,9 @@ impl Default for RunConfig {
 #[derive(Debug, Clone)]
 pub struct StageEntry {
     pub name: String,
+    /// A metadata field (dotted path, e.g. `lang`) whose value splits the
+    /// stage's output into `<field>=<value>/` folders.
+    pub partition_by: Option<String>,
     pub config: StageConfig,
 }
 
@@ -173,6 +176,27 @@ impl PipelineConfig {
                     continue;
                 }
             };
+            let partition_by = match table.remove("partition_by") {
+                None => None,
+                Some(toml::Value::String(field))
+                    if !field.starts_with('_')
+                        && field.split('.').all(|p| !p.is_empty())
+                        && !field.contains(['/', '=']) =>
+                {
+                    Some(field)
+                }
+                Some(other) => {
+                    problems.push(format!(
+                        "stages[{i}]: `partition_by` must name a metadata field such as \"lang\", found {other:?}"
+                    ));
+                    continue;
+                }
+            };
+            if partition_by.is_some() && kind == "pack" {
+                problems.push(format!(
+                    "stages[{i}]: `partition_by` does not apply to pack, whose output is token rows"
+                ));
+            }
             if name.is_empty() || name.starts_with(['_', '.']) || name.contains(['/', '\\']) {
                 problems.push(format!(
                     "stages[{i}]: name '{name}' must be non-empty, contain no '/' and not start with '_' or '.'"
@@ -188,7 +212,11 @@ impl PipelineConfig {
                     if let Err(e) = config.validate() {
                         problems.push(format!("stage '{name}': {e}"));
                     }
-                    stages.push(StageEntry { name, config });
+                    stages.push(StageEntry {
+                        name,
+                        partition_by,
+                        config,
+                    });
                 }
                 Err(e) => problems.push(format!(
                     "stage '{name}': {} (kinds: {})",

@@ -97,11 +97,17 @@ pub fn evaluate_langid(
     let files = thresher_classifiers::ngram_langid::read_sentence_folder(data)?;
     let all: Vec<(String, Vec<&str>)> = files
         .iter()
-        .map(|(code, text)| (code.clone(), text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()))
+        .map(|(code, text)| {
+            (
+                code.clone(),
+                text.lines().map(str::trim).filter(|l| !l.is_empty()).collect(),
+            )
+        })
         .collect();
     let folds = folds.max(1);
-    // Per language: (answers at sentence level, answers on documents).
-    let mut answers: Vec<(Vec<Option<String>>, Vec<Option<String>>)> = vec![Default::default(); all.len()];
+    // Per language: answers at sentence level, and on documents.
+    type Answers = Vec<Option<String>>;
+    let mut answers: Vec<(Answers, Answers)> = vec![Default::default(); all.len()];
     let (mut sentence_bytes, mut sentence_seconds) = (0usize, 0.0f64);
     let (mut document_bytes, mut document_seconds) = (0usize, 0.0f64);
     for fold in 0..folds {
@@ -112,14 +118,23 @@ pub fn evaluate_langid(
             let training: Vec<(String, Vec<&str>)> = all
                 .iter()
                 .map(|(code, sentences)| {
-                    let kept = sentences.iter().enumerate().filter(|(i, _)| !held_out(*i)).map(|(_, s)| *s);
+                    let kept = sentences
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !held_out(*i))
+                        .map(|(_, s)| *s);
                     (code.clone(), kept.collect())
                 })
                 .collect();
             make(Some(&training))
         };
         for (l, (_, sentences)) in all.iter().enumerate() {
-            let test: Vec<&str> = sentences.iter().enumerate().filter(|(i, _)| held_out(*i)).map(|(_, s)| *s).collect();
+            let test: Vec<&str> = sentences
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| held_out(*i))
+                .map(|(_, s)| *s)
+                .collect();
             let start = Instant::now();
             answers[l].0.extend(test.iter().map(|s| predict(s)));
             sentence_seconds += start.elapsed().as_secs_f64();

@@ -455,6 +455,8 @@ impl Pipeline {
         let mut stats = StageStats::default();
         let mut timing = Timing::default();
         let mut done = 0;
+        // A partitioned stage's data files, which the next stage reads.
+        let mut partitioned = Vec::new();
         for shard in shards {
             let key = shard_manifest_key(&shard.output_name);
             if !present.contains(&key) {
@@ -465,6 +467,9 @@ impl Pipeline {
                 continue;
             }
             done += 1;
+            if stage.partition_by.is_some() {
+                partitioned.extend(manifest.outputs.iter().filter(|o| !o.name.starts_with('_')).cloned());
+            }
             counts += &manifest.counts;
             stats += &manifest.stats;
             timing += manifest.timing;
@@ -509,7 +514,10 @@ impl Pipeline {
                     return Ok(false);
                 }
             },
-            _ => Vec::new(),
+            _ => {
+                partitioned.sort_by(|a, b| a.name.cmp(&b.name));
+                partitioned
+            }
         };
         match self.work_timing(stage) {
             Ok(work) => timing += work,

@@ -115,6 +115,8 @@ pub struct StagePlan {
     pub output_url: String,
     pub output: Arc<dyn Storage>,
     pub stage: Stage,
+    /// See `StageEntry::partition_by`.
+    pub partition_by: Option<String>,
     pub(crate) input: StageInput,
     pub(crate) input_url: String,
 }
@@ -190,6 +192,7 @@ impl Pipeline {
             let config_hash = hash_hex(&json!({
                 "name": entry.name,
                 "config": config_json,
+                "partition_by": entry.partition_by,
                 "upstream": upstream_hash,
                 "compression_level": config.output.compression_level,
             }));
@@ -205,6 +208,7 @@ impl Pipeline {
                 output: open_url(&output_url)?,
                 output_url: output_url.clone(),
                 stage: entry.config.build()?,
+                partition_by: entry.partition_by.clone(),
                 config_json,
                 config_hash: config_hash.clone(),
                 input,
@@ -279,8 +283,13 @@ impl Pipeline {
                 };
                 let sizes: HashMap<String, u64> =
                     upstream.output.list("")?.into_iter().map(|o| (o.key, o.size)).collect();
-                Ok(summary
-                    .shards
+                // A partitioned stage's files are `<field>=<value>/<shard>`:
+                // each is a shard of the next stage, which keeps the folders.
+                let names: Vec<String> = match upstream.partition_by {
+                    Some(_) => summary.outputs.iter().map(|o| o.name.clone()).collect(),
+                    None => summary.shards.clone(),
+                };
+                Ok(names
                     .iter()
                     .enumerate()
                     .map(|(i, name)| InputShard {
@@ -667,6 +676,59 @@ impl KeptSink for JsonlZstWriter {
     }
 }
 
+/// Kept documents split by a metadata field: `<field>=<value>/<shard name>`,
+/// one writer per value met. The value is the field's string (other JSON
+/// values as JSON text; `none` when missing), with anything but letters,
+/// digits, `-`, `_` and `.` replaced by `_` so it is a safe folder name.
+struct PartitionedSink<'a> {
+    storage: &'a dyn Storage,
+    field: &'a str,
+    output_name: &'a str,
+    level: i32,
+    writers: BTreeMap<String, JsonlZstWriter>,
+}
+
+/// The folder of a document under `partition_by = field`.
+pub fn partition_folder(field: &str, metadata: &serde_json::Map<String, Value>) -> String {
+    let mut parts = field.split('.');
+    let first = parts.next().and_then(|p| metadata.get(p));
+    let value = parts.fold(first, |v, p| v.and_then(|v| v.get(p)));
+    let text = match value {
+        None | Some(Value::Null) => "none".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let safe: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{field}={safe}")
+}
+
+impl KeptSink for PartitionedSink<'_> {
+    fn keep(&mut self, doc: &Document, _stats: &mut StageStats) -> Result<()> {
+        let folder = partition_folder(self.field, &doc.metadata);
+        let writer = match self.writers.entry(folder) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let key = format!("{}/{}", e.key(), self.output_name);
+                e.insert(JsonlZstWriter::create(self.storage, &key, self.level)?)
+            }
+        };
+        writer.write_document(doc)
+    }
+
+    fn commit(self: Box<Self>) -> Result<Vec<ObjectInfo>> {
+        self.writers.into_values().map(JsonlZstWriter::commit).collect()
+    }
+}
+
 /// Per-document context given to the apply closure.
 pub struct DocContext<'v> {
     pub position: Position,
@@ -706,16 +768,21 @@ impl Pipeline {
                     None => HashMap::new(),
                 };
                 let level = self.config.output.compression_level;
-                let output = JsonlZstWriter::create(stage.output.as_ref(), &shard.output_name, level)?;
-                self.process_shard(
-                    stage,
-                    input.as_ref(),
-                    shard,
-                    &verdicts,
-                    decide,
-                    Box::new(output),
-                    progress,
-                )
+                let output: Box<dyn KeptSink> = match &stage.partition_by {
+                    None => Box::new(JsonlZstWriter::create(
+                        stage.output.as_ref(),
+                        &shard.output_name,
+                        level,
+                    )?),
+                    Some(field) => Box::new(PartitionedSink {
+                        storage: stage.output.as_ref(),
+                        field,
+                        output_name: &shard.output_name,
+                        level,
+                        writers: BTreeMap::new(),
+                    }),
+                };
+                self.process_shard(stage, input.as_ref(), shard, &verdicts, decide, output, progress)
             },
         )
     }

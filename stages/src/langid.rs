@@ -77,8 +77,11 @@ impl Langid {
             "ngram" => LanguageIdentifier::bundled(config.sample_bytes),
             "whatlang" => LanguageIdentifier::new(config.sample_bytes),
             path => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| invalid(format!("model {path:?}: cannot read it ({e}); use ngram, whatlang or a model file")))?;
+                let bytes = std::fs::read(path).map_err(|e| {
+                    invalid(format!(
+                        "model {path:?}: cannot read it ({e}); use ngram, whatlang or a model file"
+                    ))
+                })?;
                 let model = NgramLangid::from_bytes(&bytes, path).map_err(|e| invalid(e.to_string()))?;
                 LanguageIdentifier::with_ngram(config.sample_bytes, model).map_err(|e| invalid(e.to_string()))?
             }

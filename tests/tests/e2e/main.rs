@@ -12,6 +12,7 @@ mod pack;
 mod quality;
 mod quickstart;
 mod resume;
+mod routing;
 mod s3;
 mod slurm;
 mod tasks;
