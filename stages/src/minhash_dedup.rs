@@ -161,6 +161,63 @@ fn estimated_jaccard_low16(a: &[u16], b: &[u16]) -> f64 {
     ((m - chance) / (1.0 - chance)).max(0.0)
 }
 
+/// One edge of `resolve`, parsed.
+struct Edge<'a> {
+    earlier: Position,
+    earlier_id: &'a [u8],
+    /// With verification: the later document's id and both signatures.
+    later_id: Option<&'a [u8]>,
+    earlier_signature: Option<Vec<u16>>,
+    later_signature: Option<Vec<u16>>,
+}
+
+fn parse_edge(bytes: &[u8], verified: bool) -> Result<Edge<'_>> {
+    let corrupt = || Error::CorruptRecord {
+        step: "resolve",
+        message: "an edge shorter than its fields".into(),
+    };
+    if bytes.len() < 12 {
+        return Err(corrupt());
+    }
+    let earlier = Position {
+        shard: u32::from_le_bytes(bytes[0..4].try_into().unwrap()),
+        record: u64::from_le_bytes(bytes[4..12].try_into().unwrap()),
+    };
+    if !verified {
+        return Ok(Edge {
+            earlier,
+            earlier_id: &bytes[12..],
+            later_id: None,
+            earlier_signature: None,
+            later_signature: None,
+        });
+    }
+    let mut at = 12;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let slice = bytes.get(at..at + n).ok_or_else(corrupt)?;
+        at += n;
+        Ok(slice)
+    };
+    let mut signature = || -> Result<Vec<u16>> {
+        let len = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+        Ok(take(2 * len)?
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    };
+    let (earlier_signature, later_signature) = (signature()?, signature()?);
+    let id_len = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+    let earlier_id = take(id_len)?;
+    let later_id = &bytes[at..];
+    Ok(Edge {
+        earlier,
+        earlier_id,
+        later_id: Some(later_id),
+        earlier_signature: Some(earlier_signature),
+        later_signature: Some(later_signature),
+    })
+}
+
 /// Union-find over documents with a near-duplicate; the root of a set is its
 /// smallest position.
 #[derive(Default)]
@@ -168,9 +225,11 @@ struct Components {
     index: HashMap<Position, u32>,
     positions: Vec<Position>,
     parent: Vec<u32>,
-    /// Ids of documents that were the earlier end of an edge: the ones that
-    /// can be kept.
+    /// Ids of documents that were the earlier end of an edge (with
+    /// verification: of every document).
     ids: Vec<Option<Box<[u8]>>>,
+    /// With verification: each document's 16-bit signature.
+    signatures: Vec<Option<Box<[u16]>>>,
 }
 
 impl Components {
@@ -266,7 +325,21 @@ impl GlobalStage for MinhashDedup {
                 }
                 let mut bytes = Vec::with_capacity(12 + first.id.len());
                 position_bytes(first.position, &mut bytes);
-                bytes.extend_from_slice(first.id);
+                if self.config.verify_threshold.is_some() {
+                    // Both ends' signatures and ids: the cluster step checks
+                    // every removal against the document it keeps instead.
+                    for end in [first, other] {
+                        bytes.extend_from_slice(&(end.signature.len() as u32).to_le_bytes());
+                        for v in &end.signature {
+                            bytes.extend_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                    bytes.extend_from_slice(&(first.id.len() as u32).to_le_bytes());
+                    bytes.extend_from_slice(first.id);
+                    bytes.extend_from_slice(other.id);
+                } else {
+                    bytes.extend_from_slice(first.id);
+                }
                 edges.push(Verdict {
                     position: other.position,
                     bytes,
@@ -283,25 +356,36 @@ impl GlobalStage for MinhashDedup {
     /// Connected components of the edges; each keeps its smallest position.
     /// Edges are joined as they stream in (union-find is online), so memory
     /// holds the documents that have a near-duplicate, never the edges.
+    ///
+    /// With `verify_threshold`, a component is not removed wholesale: its
+    /// documents, in input order, are each removed for the first kept
+    /// document of the component whose estimated Jaccard with it reaches the
+    /// threshold, and kept when there is none (a leader). A chain A~B~C then
+    /// never removes C for an A it barely resembles: every removal is checked
+    /// against the document that stays.
     fn cluster(&self, edges: &mut VerdictBatches<'_>) -> Result<Vec<Verdict>> {
+        let verify = self.config.verify_threshold;
         let mut components = Components::default();
         while let Some(batch) = edges()? {
             for edge in batch {
-                if edge.bytes.len() < 12 {
-                    return Err(Error::CorruptRecord {
-                        step: "resolve",
-                        message: "an edge shorter than a position".into(),
-                    });
-                }
-                let earlier = Position {
-                    shard: u32::from_le_bytes(edge.bytes[0..4].try_into().unwrap()),
-                    record: u64::from_le_bytes(edge.bytes[4..12].try_into().unwrap()),
-                };
-                let a = components.node(earlier)?;
-                if components.ids[a as usize].is_none() {
-                    components.ids[a as usize] = Some(edge.bytes[12..].into());
-                }
+                let parsed = parse_edge(&edge.bytes, verify.is_some())?;
+                let a = components.node(parsed.earlier)?;
                 let b = components.node(edge.position)?;
+                for (node, id, signature) in [(a, Some(parsed.earlier_id), parsed.earlier_signature), (b, parsed.later_id, parsed.later_signature)] {
+                    if let Some(id) = id {
+                        if components.ids[node as usize].is_none() {
+                            components.ids[node as usize] = Some(id.into());
+                        }
+                    }
+                    if let Some(signature) = signature {
+                        if components.signatures.len() <= node as usize {
+                            components.signatures.resize(node as usize + 1, None);
+                        }
+                        if components.signatures[node as usize].is_none() {
+                            components.signatures[node as usize] = Some(signature.into());
+                        }
+                    }
+                }
                 components.union(a, b);
             }
         }
@@ -309,18 +393,49 @@ impl GlobalStage for MinhashDedup {
             mut parent,
             positions,
             ids,
+            signatures,
             ..
         } = components;
-        let mut verdicts = Vec::with_capacity(positions.len());
-        for (n, &position) in positions.iter().enumerate() {
-            let root = find(&mut parent, n as u32) as usize;
+        let id_of = |n: usize| ids[n].as_deref().unwrap_or_default();
+        let verdict = |n: usize, kind: u8, kept: usize| {
+            let id = id_of(kept);
+            let mut bytes = Vec::with_capacity(1 + id.len());
+            bytes.push(kind);
+            bytes.extend_from_slice(id);
+            Verdict {
+                position: positions[n],
+                bytes,
+            }
+        };
+        let roots: Vec<usize> = (0..positions.len()).map(|n| find(&mut parent, n as u32) as usize).collect();
+        let Some(threshold) = verify else {
             // The smallest position of a component is the first document of
             // some group it is in, so its id came with an edge.
-            let id = ids[root].as_deref().unwrap_or_default();
-            let mut bytes = Vec::with_capacity(1 + id.len());
-            bytes.push(if root == n { KEPT } else { REMOVED });
-            bytes.extend_from_slice(id);
-            verdicts.push(Verdict { position, bytes });
+            return Ok((0..positions.len())
+                .map(|n| verdict(n, if roots[n] == n { KEPT } else { REMOVED }, roots[n]))
+                .collect());
+        };
+        let mut order: Vec<usize> = (0..positions.len()).collect();
+        order.sort_unstable_by_key(|&n| (positions[roots[n]], positions[n]));
+        let signature = |n: usize| signatures.get(n).and_then(|s| s.as_deref()).unwrap_or_default();
+        let mut verdicts = Vec::with_capacity(positions.len());
+        for component in order.chunk_by(|&a, &b| roots[a] == roots[b]) {
+            // (leader, whether anything was removed for it)
+            let mut leaders: Vec<(usize, bool)> = Vec::new();
+            for &n in component {
+                match leaders
+                    .iter_mut()
+                    .find(|(l, _)| estimated_jaccard_low16(signature(n), signature(*l)) >= threshold)
+                {
+                    Some((leader, followed)) => {
+                        *followed = true;
+                        verdicts.push(verdict(n, REMOVED, *leader));
+                    }
+                    None => leaders.push((n, false)),
+                }
+            }
+            // A leader nothing was removed for is an ordinary document.
+            verdicts.extend(leaders.into_iter().filter(|l| l.1).map(|(l, _)| verdict(l, KEPT, l)));
         }
         Ok(verdicts)
     }
@@ -384,6 +499,40 @@ mod tests {
         // "b" (shard 0) comes first in input order: it is kept.
         assert_eq!(out[0], [Decision::Keep, Decision::Keep]);
         assert_eq!(out[1], [removed("b"), removed("b"), Decision::Keep]);
+    }
+
+    #[test]
+    fn verification_never_removes_for_a_distant_end_of_a_chain() {
+        // a~b and b~c (15 of 20 sentences shared, Jaccard about 0.6), a and c
+        // far apart (about 0.3). Without verification one component removes
+        // b and c for a; with it c has no kept document it resembles, so it
+        // stays.
+        let s = sentences();
+        let docs = || {
+            vec![vec![
+                Document::new("a", &s[0..20].join(" ")),
+                Document::new("b", &s[5..25].join(" ")),
+                Document::new("c", &s[10..30].join(" ")),
+            ]]
+        };
+        let config = MinhashDedupConfig {
+            bands: 40,
+            rows: 3,
+            partitions: 3,
+            ..Default::default()
+        };
+        let removed_for_a = Decision::Drop {
+            reason: "near_duplicate",
+            detail: json!({ "kept_id": "a" }),
+        };
+        let plain = MinhashDedup::new(config.clone()).unwrap();
+        assert_eq!(run(&plain, docs())[0], [Decision::Keep, removed_for_a.clone(), removed_for_a.clone()]);
+        let verified = MinhashDedup::new(MinhashDedupConfig {
+            verify_threshold: Some(0.5),
+            ..config
+        })
+        .unwrap();
+        assert_eq!(run(&verified, docs())[0], [Decision::Keep, removed_for_a, Decision::Keep]);
     }
 
     #[test]
