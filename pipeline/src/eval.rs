@@ -306,3 +306,183 @@ pub fn run_langid_eval(
         other => bail!("unknown --identifier {other:?}: whatlang or ngram"),
     }
 }
+
+/// The 20 programming languages the code classifier's accuracy is judged on.
+pub const PROGRAMMING_LANGUAGES: [&str; 20] = [
+    "C",
+    "C++",
+    "C#",
+    "Java",
+    "JavaScript",
+    "TypeScript",
+    "Python",
+    "Go",
+    "Rust",
+    "Ruby",
+    "PHP",
+    "Shell",
+    "Kotlin",
+    "Swift",
+    "Scala",
+    "Haskell",
+    "Lua",
+    "Perl",
+    "R",
+    "SQL",
+];
+
+/// Labels of documents meant to be read, not run: the prose side of code vs
+/// prose. Everything else (programming languages, data and markup formats)
+/// is code.
+pub const PROSE_LABELS: [&str; 8] = [
+    "Text",
+    "Markdown",
+    "reStructuredText",
+    "Org",
+    "AsciiDoc",
+    "Wikitext",
+    "RMarkdown",
+    "Pod",
+];
+
+/// Dialects that count as their language.
+fn code_label(label: &str) -> &str {
+    match label {
+        "PLpgSQL" | "TSQL" | "PLSQL" => "SQL",
+        other => other,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClassResult {
+    pub label: String,
+    pub files: usize,
+    /// Share of this label's files given this label.
+    pub recall: f64,
+    /// Share of the files given this label that have it (None: never given).
+    pub precision: Option<f64>,
+    pub top_confusion: Option<(String, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CodeEvaluation {
+    pub files: usize,
+    /// Code (positive) vs prose, over every file.
+    pub code_precision: f64,
+    pub code_recall: f64,
+    pub code_f1: f64,
+    pub prose_f1: f64,
+    /// Top-1 accuracy over the files of the 20 programming languages.
+    pub language_accuracy: f64,
+    pub language_files: usize,
+    pub classes: Vec<ClassResult>,
+    pub mb_per_s: f64,
+}
+
+/// Evaluates a code model on a folder of labelled files.
+pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::Result<CodeEvaluation> {
+    use thresher_classifiers::ngram_langid::{read_labelled_files, NgramLangid};
+    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let model = NgramLangid::from_bytes(&bytes, &model.display().to_string())?;
+    let labelled = read_labelled_files(data, sample_bytes)?;
+    let is_code = |label: &str| !PROSE_LABELS.contains(&label);
+    let (mut tp, mut fp, mut fn_, mut tn) = (0usize, 0usize, 0usize, 0usize);
+    let mut per_label: BTreeMap<String, (usize, usize, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut given: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut judged_bytes, mut seconds) = (0usize, 0.0f64);
+    let (mut language_files, mut language_right) = (0usize, 0usize);
+    for (label, texts) in &labelled {
+        let truth = code_label(label);
+        for text in texts {
+            let start = Instant::now();
+            let predicted = model
+                .identify(text)
+                .map(|j| model.languages[j.language].clone())
+                .unwrap_or_else(|| "Text".into());
+            seconds += start.elapsed().as_secs_f64();
+            judged_bytes += text.len();
+            match (is_code(truth), is_code(&predicted)) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (true, false) => fn_ += 1,
+                (false, false) => tn += 1,
+            }
+            if PROGRAMMING_LANGUAGES.contains(&truth) {
+                language_files += 1;
+                language_right += usize::from(predicted == truth);
+            }
+            let entry = per_label.entry(truth.to_string()).or_default();
+            entry.0 += 1;
+            if predicted == truth {
+                entry.1 += 1;
+            } else {
+                *entry.2.entry(predicted.clone()).or_default() += 1;
+            }
+            let g = given.entry(predicted.clone()).or_default();
+            g.0 += 1;
+            g.1 += usize::from(predicted == truth);
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let f1 = |p: f64, r: f64| if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+    let (code_precision, code_recall) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
+    let (prose_precision, prose_recall) = (ratio(tn, tn + fn_), ratio(tn, tn + fp));
+    let classes = per_label
+        .into_iter()
+        .map(|(label, (files, right, wrong))| ClassResult {
+            precision: given.get(&label).map(|&(n, r)| ratio(r, n)),
+            recall: ratio(right, files),
+            top_confusion: wrong
+                .into_iter()
+                .max_by_key(|(name, n)| (*n, std::cmp::Reverse(name.clone())))
+                .map(|(name, n)| (name, ratio(n, files))),
+            label,
+            files,
+        })
+        .collect();
+    Ok(CodeEvaluation {
+        files: tp + fp + fn_ + tn,
+        code_precision,
+        code_recall,
+        code_f1: f1(code_precision, code_recall),
+        prose_f1: f1(prose_precision, prose_recall),
+        language_accuracy: ratio(language_right, language_files),
+        language_files,
+        classes,
+        mb_per_s: judged_bytes as f64 / 1e6 / seconds.max(1e-9),
+    })
+}
+
+/// The code evaluation as a table.
+pub fn render_code(e: &CodeEvaluation) -> String {
+    let mut out = format!(
+        "{:<18} {:>5} {:>8} {:>10}  confused with\n",
+        "label", "files", "recall", "precision"
+    );
+    for c in &e.classes {
+        out.push_str(&format!(
+            "{:<18} {:>5} {:>7.1}% {:>10}  {}\n",
+            c.label,
+            c.files,
+            100.0 * c.recall,
+            c.precision.map_or("-".into(), |p| format!("{:.1}%", 100.0 * p)),
+            c.top_confusion
+                .as_ref()
+                .map_or(String::new(), |(name, share)| format!("{name} {:.0}%", 100.0 * share)),
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} files: code vs prose: code precision {:.3}, recall {:.3}, F1 {:.3}; prose F1 {:.3}\n\
+         top-1 language over the 20 programming languages: {:.1}% of {} files\n\
+         speed, one thread: {:.1} MB/s\n",
+        e.files,
+        e.code_precision,
+        e.code_recall,
+        e.code_f1,
+        e.prose_f1,
+        100.0 * e.language_accuracy,
+        e.language_files,
+        e.mb_per_s
+    ));
+    out
+}

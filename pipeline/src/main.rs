@@ -95,6 +95,41 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Classifier(ClassifierCommand::TrainCode { data, out, max_bytes }) => {
+            use thresher_classifiers::ngram_langid::{read_labelled_files, Features, NgramLangid};
+            let labelled = read_labelled_files(&data, max_bytes)?;
+            let model = NgramLangid::train_on(
+                Features::CodeTokens,
+                labelled
+                    .iter()
+                    .map(|(label, texts)| (label.clone(), texts.iter().map(String::as_str).collect())),
+            );
+            let bytes = model.to_bytes();
+            std::fs::write(&out, &bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            println!(
+                "{} labels, {} files, {} features; {} bytes written to {}",
+                model.languages.len(),
+                labelled.iter().map(|l| l.1.len()).sum::<usize>(),
+                model.ngram_count(),
+                bytes.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(EvalCommand::Code {
+            model,
+            data,
+            sample_bytes,
+            json,
+        }) => {
+            let evaluation = thresher::eval::evaluate_code(&model, &data, sample_bytes)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            } else {
+                print!("{}", thresher::eval::render_code(&evaluation));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Classifier(ClassifierCommand::TrainLangid { data, out }) => {
             let model = thresher_classifiers::ngram_langid::NgramLangid::train_folder(&data)?;
             let bytes = model.to_bytes();

@@ -371,7 +371,10 @@ impl GlobalStage for MinhashDedup {
                 let parsed = parse_edge(&edge.bytes, verify.is_some())?;
                 let a = components.node(parsed.earlier)?;
                 let b = components.node(edge.position)?;
-                for (node, id, signature) in [(a, Some(parsed.earlier_id), parsed.earlier_signature), (b, parsed.later_id, parsed.later_signature)] {
+                for (node, id, signature) in [
+                    (a, Some(parsed.earlier_id), parsed.earlier_signature),
+                    (b, parsed.later_id, parsed.later_signature),
+                ] {
                     if let Some(id) = id {
                         if components.ids[node as usize].is_none() {
                             components.ids[node as usize] = Some(id.into());
@@ -407,7 +410,9 @@ impl GlobalStage for MinhashDedup {
                 bytes,
             }
         };
-        let roots: Vec<usize> = (0..positions.len()).map(|n| find(&mut parent, n as u32) as usize).collect();
+        let roots: Vec<usize> = (0..positions.len())
+            .map(|n| find(&mut parent, n as u32) as usize)
+            .collect();
         let Some(threshold) = verify else {
             // The smallest position of a component is the first document of
             // some group it is in, so its id came with an edge.
@@ -510,9 +515,9 @@ mod tests {
         let s = sentences();
         let docs = || {
             vec![vec![
-                Document::new("a", &s[0..20].join(" ")),
-                Document::new("b", &s[5..25].join(" ")),
-                Document::new("c", &s[10..30].join(" ")),
+                Document::new("a", s[0..20].join(" ")),
+                Document::new("b", s[5..25].join(" ")),
+                Document::new("c", s[10..30].join(" ")),
             ]]
         };
         let config = MinhashDedupConfig {
@@ -526,13 +531,19 @@ mod tests {
             detail: json!({ "kept_id": "a" }),
         };
         let plain = MinhashDedup::new(config.clone()).unwrap();
-        assert_eq!(run(&plain, docs())[0], [Decision::Keep, removed_for_a.clone(), removed_for_a.clone()]);
+        assert_eq!(
+            run(&plain, docs())[0],
+            [Decision::Keep, removed_for_a.clone(), removed_for_a.clone()]
+        );
         let verified = MinhashDedup::new(MinhashDedupConfig {
             verify_threshold: Some(0.5),
             ..config
         })
         .unwrap();
-        assert_eq!(run(&verified, docs())[0], [Decision::Keep, removed_for_a, Decision::Keep]);
+        assert_eq!(
+            run(&verified, docs())[0],
+            [Decision::Keep, removed_for_a, Decision::Keep]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod code_eval;
 mod demo_classifier;
 mod eval;
 mod inspect;
