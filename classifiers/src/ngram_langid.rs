@@ -221,14 +221,6 @@ pub fn for_each_ngram(text: &str, mut f: impl FnMut(u64) -> bool) {
     }
 }
 
-/// Every n-gram hash of `text`, in order.
-pub fn ngram_hashes(text: &str, mut f: impl FnMut(u64)) {
-    for_each_ngram(text, |h| {
-        f(h);
-        true
-    });
-}
-
 /// Judging stops early once the best language leads the second by this
 /// much log-likelihood (after [`MAX_ORDER`]'s correction, odds of e^25:1):
 /// most documents are decided within their first sentences.
@@ -536,6 +528,14 @@ pub fn read_sentence_folder(folder: &Path) -> Result<Vec<(String, String)>, Ngra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every n-gram hash of `text`, in order.
+    fn ngram_hashes(text: &str, mut f: impl FnMut(u64)) {
+        for_each_ngram(text, |h| {
+            f(h);
+            true
+        });
+    }
 
     #[test]
     fn ngrams_are_normalized_and_padded() {

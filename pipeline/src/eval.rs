@@ -68,6 +68,15 @@ pub fn normalize(code: &str) -> String {
     }
 }
 
+/// The most frequent wrong answer (ties: the first name) and its share of
+/// `total` answers.
+fn top_confusion(wrong: BTreeMap<String, usize>, total: usize) -> Option<(String, f64)> {
+    wrong
+        .into_iter()
+        .max_by_key(|(name, n)| (*n, std::cmp::Reverse(name.clone())))
+        .map(|(name, n)| (name, n as f64 / total.max(1) as f64))
+}
+
 /// A language judgement under evaluation: text → ISO 639-3 (as
 /// [`normalize`] gives it), or `None` for "no language".
 pub type Predictor<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
@@ -84,12 +93,12 @@ pub type Training<'t> = [(String, Vec<&'t str>)];
 /// its predictor is judged on everything. Pseudo-documents are made of
 /// consecutive held-out sentences. `supported`: the ISO 639-3 codes the
 /// predictor can name.
-pub fn evaluate_langid(
+pub fn evaluate_langid<'m>(
     data: &Path,
     sentences_per_document: usize,
     folds: usize,
     supported: &std::collections::BTreeSet<String>,
-    make: &dyn Fn(Option<&Training<'_>>) -> Predictor<'static>,
+    make: &dyn Fn(Option<&Training<'_>>) -> anyhow::Result<Predictor<'m>>,
 ) -> anyhow::Result<LangidEvaluation> {
     if sentences_per_document == 0 {
         bail!("--doc-sentences must be at least 1");
@@ -113,7 +122,7 @@ pub fn evaluate_langid(
     for fold in 0..folds {
         let held_out = |i: usize| folds == 1 || i % folds == fold;
         let predict = if folds == 1 {
-            make(None)
+            make(None)?
         } else {
             let training: Vec<(String, Vec<&str>)> = all
                 .iter()
@@ -126,7 +135,7 @@ pub fn evaluate_langid(
                     (code.clone(), kept.collect())
                 })
                 .collect();
-            make(Some(&training))
+            make(Some(&training))?
         };
         for (l, (_, sentences)) in all.iter().enumerate() {
             let test: Vec<&str> = sentences
@@ -173,10 +182,7 @@ pub fn evaluate_langid(
             .iter()
             .filter(|a| a.as_deref() == Some(lang.as_str()))
             .count();
-        let top_confusion = wrong
-            .into_iter()
-            .max_by_key(|(name, n)| (*n, std::cmp::Reverse(name.clone())))
-            .map(|(name, n)| (name, n as f64 / answers.len().max(1) as f64));
+        let top_confusion = top_confusion(wrong, answers.len());
         languages.push(LanguageResult {
             supported: supported.contains(&lang),
             lang,
@@ -272,36 +278,42 @@ pub fn run_langid_eval(
     // The reference set of the accuracy goals: the languages whatlang names.
     let whatlang = LanguageIdentifier::new(sample_bytes);
     let supported = whatlang.languages().iter().map(|c| normalize(c)).collect();
-    // The stage's rule: the n-gram model, whatlang for scripts it does not know.
-    let ngram_predictor = |m: NgramLangid| -> anyhow::Result<Predictor<'static>> {
-        let id = LanguageIdentifier::with_ngram(sample_bytes, m)?;
-        Ok(Box::new(move |t: &str| id.identify(t).map(|l| normalize(l.iso639_3))))
-    };
+    let judge = |id: &LanguageIdentifier, t: &str| id.identify(t).map(|l| normalize(l.iso639_3));
     match identifier {
         "whatlang" => evaluate_langid(data, sentences_per_document, 1, &supported, &|_| {
-            let w = LanguageIdentifier::new(sample_bytes);
-            Box::new(move |t: &str| w.identify(t).map(|l| normalize(l.iso639_3)))
+            Ok(Box::new(|t: &str| judge(&whatlang, t)))
         }),
         "ngram" => {
-            let loaded = match (folds > 1, model) {
+            // The stage's rule: the n-gram model, whatlang for scripts it
+            // does not know. Without folds, one model: --model or the bundled.
+            let fixed = match (folds > 1, model) {
                 (true, _) => None,
-                (false, Some(path)) => Some(NgramLangid::from_bytes(
-                    &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-                    &path.display().to_string(),
+                (false, Some(path)) => Some(LanguageIdentifier::with_ngram(
+                    sample_bytes,
+                    NgramLangid::from_bytes(
+                        &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+                        &path.display().to_string(),
+                    )?,
                 )?),
-                (false, None) => None,
+                (false, None) => Some(LanguageIdentifier::bundled(sample_bytes)),
             };
-            evaluate_langid(data, sentences_per_document, folds, &supported, &|training| {
-                let predictor = match (training, &loaded) {
-                    (Some(training), _) => ngram_predictor(NgramLangid::train(training.iter().cloned())),
-                    (None, Some(m)) => ngram_predictor(m.clone()),
-                    (None, None) => {
-                        let id = LanguageIdentifier::bundled(sample_bytes);
-                        Ok(Box::new(move |t: &str| id.identify(t).map(|l| normalize(l.iso639_3))) as Predictor)
+            evaluate_langid(
+                data,
+                sentences_per_document,
+                folds,
+                &supported,
+                &|training| match training {
+                    Some(training) => {
+                        let id =
+                            LanguageIdentifier::with_ngram(sample_bytes, NgramLangid::train(training.iter().cloned()))?;
+                        Ok(Box::new(move |t: &str| judge(&id, t)))
                     }
-                };
-                predictor.expect("the model's language codes are ISO 639")
-            })
+                    None => {
+                        let id = fixed.as_ref().expect("a model when not cross-validating");
+                        Ok(Box::new(move |t: &str| judge(id, t)))
+                    }
+                },
+            )
         }
         other => bail!("unknown --identifier {other:?}: whatlang or ngram"),
     }
@@ -432,10 +444,7 @@ pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::
         .map(|(label, (files, right, wrong))| ClassResult {
             precision: given.get(&label).map(|&(n, r)| ratio(r, n)),
             recall: ratio(right, files),
-            top_confusion: wrong
-                .into_iter()
-                .max_by_key(|(name, n)| (*n, std::cmp::Reverse(name.clone())))
-                .map(|(name, n)| (name, ratio(n, files))),
+            top_confusion: top_confusion(wrong, files),
             label,
             files,
         })

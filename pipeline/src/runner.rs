@@ -689,7 +689,7 @@ struct PartitionedSink<'a> {
 }
 
 /// The folder of a document under `partition_by = field`.
-pub fn partition_folder(field: &str, metadata: &serde_json::Map<String, Value>) -> String {
+fn partition_folder(field: &str, metadata: &serde_json::Map<String, Value>) -> String {
     let mut parts = field.split('.');
     let first = parts.next().and_then(|p| metadata.get(p));
     let value = parts.fold(first, |v, p| v.and_then(|v| v.get(p)));

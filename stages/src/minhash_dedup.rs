@@ -245,6 +245,7 @@ impl Components {
         self.positions.push(p);
         self.parent.push(n);
         self.ids.push(None);
+        self.signatures.push(None);
         Ok(n)
     }
 
@@ -381,9 +382,6 @@ impl GlobalStage for MinhashDedup {
                         }
                     }
                     if let Some(signature) = signature {
-                        if components.signatures.len() <= node as usize {
-                            components.signatures.resize(node as usize + 1, None);
-                        }
                         if components.signatures[node as usize].is_none() {
                             components.signatures[node as usize] = Some(signature.into());
                         }
@@ -422,7 +420,7 @@ impl GlobalStage for MinhashDedup {
         };
         let mut order: Vec<usize> = (0..positions.len()).collect();
         order.sort_unstable_by_key(|&n| (positions[roots[n]], positions[n]));
-        let signature = |n: usize| signatures.get(n).and_then(|s| s.as_deref()).unwrap_or_default();
+        let signature = |n: usize| signatures[n].as_deref().unwrap_or_default();
         let mut verdicts = Vec::with_capacity(positions.len());
         for component in order.chunk_by(|&a, &b| roots[a] == roots[b]) {
             // (leader, whether anything was removed for it)
