@@ -14,6 +14,7 @@
 //! assert_eq!(lang.iso639_1, Some("de"));
 //! ```
 
+pub mod code_classifier;
 pub mod langid;
 pub mod ngram_langid;
 

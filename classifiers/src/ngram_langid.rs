@@ -33,110 +33,9 @@ const ALPHA: f64 = 0.05;
 /// the model's size and 1.4× its speed for 0.15 points of sentence accuracy
 /// (98.1% instead of 98.3%, same cross-validation).
 const MIN_COUNT: u32 = 2;
-/// File magic per kind of features.
-const MAGIC_CHAR_NGRAMS: &[u8; 8] = b"THRLID01";
-const MAGIC_CODE_TOKENS: &[u8; 8] = b"THRCODE1";
+/// File magic.
+const MAGIC: &[u8; 8] = b"THRLID01";
 
-/// What a model counts: the same naive Bayes serves language ID (character
-/// n-grams) and the code classifier (code tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Features {
-    /// See [`for_each_ngram`].
-    CharNgrams,
-    /// See [`for_each_code_feature`].
-    CodeTokens,
-}
-
-impl Features {
-    fn magic(self) -> &'static [u8; 8] {
-        match self {
-            Features::CharNgrams => MAGIC_CHAR_NGRAMS,
-            Features::CodeTokens => MAGIC_CODE_TOKENS,
-        }
-    }
-
-    fn for_each(self, text: &str, f: impl FnMut(u64) -> bool) {
-        match self {
-            Features::CharNgrams => for_each_ngram(text, f),
-            Features::CodeTokens => for_each_code_feature(text, f),
-        }
-    }
-}
-
-/// Calls `f` with the features of source code, until it returns false:
-/// every token (a word `[A-Za-z_$@][A-Za-z0-9_]*` as written, a number as
-/// `0`, a run of up to three symbols), every pair of consecutive tokens on a
-/// line, the first token of each line (`#include`, `def`, `<?php`, `- `), and
-/// the line's indentation (tab, or spaces modulo 8). Case is kept: `NULL`,
-/// `String` and `self` tell languages apart.
-pub fn for_each_code_feature(text: &str, mut f: impl FnMut(u64) -> bool) {
-    const TOKEN: u64 = 0x9e37_79b9_7f4a_7c15;
-    const PAIR: u64 = 0xc2b2_ae3d_27d4_eb4f;
-    const FIRST: u64 = 0x1656_67b1_9e37_79f9;
-    const INDENT: u64 = 0x27d4_eb2f_1656_67c5;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let indent = &line[..line.len() - trimmed.len()];
-        let indent_kind = if indent.starts_with('\t') {
-            100
-        } else {
-            indent.len() as u64 % 8
-        };
-        if !f(INDENT ^ indent_kind) {
-            return;
-        }
-        let bytes = trimmed.as_bytes();
-        let mut i = 0;
-        let mut previous: Option<u64> = None;
-        while i < bytes.len() {
-            let b = bytes[i];
-            let start = i;
-            let token: &[u8] = if b.is_ascii_alphabetic() || matches!(b, b'_' | b'$' | b'@') {
-                i += 1;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-                &bytes[start..i]
-            } else if b.is_ascii_digit() {
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
-                    i += 1;
-                }
-                b"0"
-            } else if b.is_ascii_whitespace() {
-                i += 1;
-                continue;
-            } else if b >= 0x80 {
-                // Letters of other scripts: prose or strings, one token per run.
-                while i < bytes.len() && bytes[i] >= 0x80 {
-                    i += 1;
-                }
-                b"\x80"
-            } else {
-                // Punctuation, or a control character: at least one byte,
-                // so that the scan always moves on.
-                i += 1;
-                while i < bytes.len() && i - start < 3 && bytes[i].is_ascii_punctuation() {
-                    i += 1;
-                }
-                &bytes[start..i]
-            };
-            let h = xxh3_64(token);
-            let mut keep = f(TOKEN ^ h);
-            if let Some(p) = previous {
-                keep = keep && f(PAIR ^ p.rotate_left(17) ^ h);
-            } else {
-                keep = keep && f(FIRST ^ h);
-            }
-            if !keep {
-                return;
-            }
-            previous = Some(h);
-        }
-    }
-}
 /// Gains are stored in thousandths: plenty for a sum over hundreds of n-grams.
 const GAIN_SCALE: f32 = 1000.0;
 
@@ -151,7 +50,6 @@ pub enum NgramError {
 /// The trained model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NgramLangid {
-    pub features: Features,
     /// Language codes (or labels) as the training files named them.
     pub languages: Vec<String>,
     /// `ln(α / (total + α·V))` per language: an unseen n-gram's log-probability.
@@ -231,17 +129,12 @@ const CHECK_EVERY: usize = 256;
 impl NgramLangid {
     /// Trains on `(language, sentences)` pairs.
     pub fn train<'a>(data: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
-        Self::train_on(Features::CharNgrams, data)
-    }
-
-    /// Trains a model of `features` on `(label, texts)` pairs.
-    pub fn train_on<'a>(features: Features, data: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
         let mut languages = Vec::new();
         let mut counts: Vec<FxHashMap<u64, u32>> = Vec::new();
         for (lang, sentences) in data {
             let mut c: FxHashMap<u64, u32> = FxHashMap::default();
             for s in sentences {
-                features.for_each(s, |h| {
+                for_each_ngram(s, |h| {
                     *c.entry(h).or_default() += 1;
                     true
                 });
@@ -273,11 +166,10 @@ impl NgramLangid {
             .collect();
         let mut grams: Vec<(u64, Vec<(u8, u16)>)> = grams.into_iter().collect();
         grams.sort_unstable();
-        Self::from_parts(features, languages, unseen, grams)
+        Self::from_parts(languages, unseen, grams)
     }
 
     fn from_parts(
-        features: Features,
         languages: Vec<String>,
         unseen: Vec<f32>,
         grams: Vec<(u64, Vec<(u8, u16)>)>,
@@ -290,7 +182,6 @@ impl NgramLangid {
             entries.extend(list);
         }
         Self {
-            features,
             languages,
             unseen,
             index,
@@ -325,7 +216,7 @@ impl NgramLangid {
     pub fn scores(&self, text: &str) -> (Vec<f64>, usize, usize) {
         let mut gains = vec![0u64; self.languages.len()];
         let (mut n, mut known) = (0usize, 0usize);
-        self.features.for_each(text, |h| {
+        for_each_ngram(text, |h| {
             n += 1;
             if let Some(&(start, len)) = self.index.get(&h) {
                 known += 1;
@@ -364,7 +255,7 @@ impl NgramLangid {
     /// The model as bytes (zstd-compressed; see [`NgramLangid::from_bytes`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut raw = Vec::new();
-        raw.extend_from_slice(self.features.magic());
+        raw.extend_from_slice(MAGIC);
         raw.extend_from_slice(&(self.languages.len() as u32).to_le_bytes());
         for (lang, unseen) in self.languages.iter().zip(&self.unseen) {
             raw.push(lang.len() as u8);
@@ -406,11 +297,9 @@ impl NgramLangid {
             at += n;
             Ok(slice)
         };
-        let features = match take(8)? {
-            m if m == MAGIC_CHAR_NGRAMS => Features::CharNgrams,
-            m if m == MAGIC_CODE_TOKENS => Features::CodeTokens,
-            _ => return Err(bad("bad magic")),
-        };
+        if take(8)? != MAGIC {
+            return Err(bad("bad magic"));
+        }
         let count = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
         let mut languages = Vec::with_capacity(count);
         let mut unseen = Vec::with_capacity(count);
@@ -434,7 +323,7 @@ impl NgramLangid {
             }
             grams.push((h, entries));
         }
-        Ok(Self::from_parts(features, languages, unseen, grams))
+        Ok(Self::from_parts(languages, unseen, grams))
     }
 }
 
@@ -550,23 +439,6 @@ mod tests {
         let mut none = 0;
         ngram_hashes(" 123 ... ", |_| none += 1);
         assert_eq!(none, 0);
-    }
-
-    #[test]
-    fn code_features_move_past_every_byte() {
-        // Control characters and a lone symbol at the end must not stall.
-        let mut n = 0;
-        for_each_code_feature("int x = 1;\u{1b}[0m\u{0}\u{7f}\n\tif (x) { y->z(); } #", |_| {
-            n += 1;
-            true
-        });
-        assert!(n > 10);
-        let mut tokens = 0;
-        for_each_code_feature("\u{1}", |_| {
-            tokens += 1;
-            true
-        });
-        assert_eq!(tokens, 3); // indentation, token, first token
     }
 
     #[test]

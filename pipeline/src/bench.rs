@@ -413,7 +413,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ingest (read+write), exact_dedup and langid, each next to a baseline.
+/// ingest (read+write), exact_dedup, langid and code, each next to a baseline.
 fn backbone_bench(
     args: &BenchArgs,
     corpus: &Path,
@@ -421,7 +421,7 @@ fn backbone_bench(
     texts: &[String],
     text_bytes: u64,
 ) -> anyhow::Result<()> {
-    let pipeline = run_pipeline(corpus, out, 3, &["ingest", "exact_dedup", "langid"])?;
+    let pipeline = run_pipeline(corpus, out, 3, &["ingest", "exact_dedup", "langid", "code"])?;
     let fast = run_pipeline(corpus, &args.dir.join("out-level1"), 1, &["ingest"])?;
 
     // Baselines, same process, same corpus, one thread.
@@ -438,6 +438,20 @@ fn backbone_bench(
         std::hint::black_box(identifier.identify(t));
     }
     let whatlang_seconds = start.elapsed().as_secs_f64();
+    // The code classifier's tokenizer alone, on the stage's 8 KB prefixes.
+    let start = Instant::now();
+    for t in texts {
+        let mut features = 0usize;
+        thresher_classifiers::code_classifier::for_each_code_feature(
+            thresher_classifiers::langid::prefix_at_char_boundary(t, 8192),
+            |_| {
+                features += 1;
+                true
+            },
+        );
+        std::hint::black_box(features);
+    }
+    let code_features_seconds = start.elapsed().as_secs_f64();
 
     let mbps = |bytes: u64, seconds: f64| bytes as f64 / 1e6 / seconds.max(1e-9);
     println!(
@@ -472,6 +486,11 @@ fn backbone_bench(
                 "whatlang on the same 4 KB prefixes alone: {:.1} MB/s; stage/whatlang = {:.2}",
                 mbps(text_bytes, whatlang_seconds),
                 mbps(bytes, cpu) / mbps(text_bytes, whatlang_seconds)
+            ),
+            "code" => format!(
+                "its tokenizer alone on the same 8 KB prefixes: {:.1} MB/s; stage/tokenizer = {:.2}",
+                mbps(text_bytes, code_features_seconds),
+                mbps(bytes, cpu) / mbps(text_bytes, code_features_seconds)
             ),
             _ => String::new(),
         };

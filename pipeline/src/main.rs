@@ -95,22 +95,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Classifier(ClassifierCommand::TrainCode { data, out, max_bytes }) => {
-            use thresher_classifiers::ngram_langid::{read_labelled_files, Features, NgramLangid};
+        Command::Classifier(ClassifierCommand::TrainCode {
+            data,
+            out,
+            max_bytes,
+            prose,
+            epochs,
+            class_balance,
+            catch_all,
+            catch_all_weight,
+        }) => {
+            use thresher_classifiers::code_classifier::{CodeClassifier, TrainOptions};
+            use thresher_classifiers::ngram_langid::read_labelled_files;
             let labelled = read_labelled_files(&data, max_bytes)?;
-            let model = NgramLangid::train_on(
-                Features::CodeTokens,
-                labelled
-                    .iter()
-                    .map(|(label, texts)| (label.clone(), texts.iter().map(String::as_str).collect())),
-            );
+            let prose: Vec<&str> = prose.split(',').map(str::trim).collect();
+            let options = TrainOptions {
+                epochs,
+                class_balance,
+                catch_all: (!catch_all.is_empty()).then_some(catch_all),
+                catch_all_weight,
+                ..TrainOptions::default()
+            };
+            let model = CodeClassifier::train(&labelled, &prose, &options)?;
             let bytes = model.to_bytes();
             std::fs::write(&out, &bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
             println!(
-                "{} labels, {} files, {} features; {} bytes written to {}",
-                model.languages.len(),
+                "{} labels, {} files; {} bytes written to {}",
+                model.labels.len(),
                 labelled.iter().map(|l| l.1.len()).sum::<usize>(),
-                model.ngram_count(),
                 bytes.len(),
                 out.display()
             );
@@ -119,10 +131,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Eval(EvalCommand::Code {
             model,
             data,
+            sentences,
             sample_bytes,
             json,
         }) => {
-            let evaluation = thresher::eval::evaluate_code(&model, &data, sample_bytes)?;
+            let evaluation = thresher::eval::evaluate_code(&model, &data, &sentences, sample_bytes)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&evaluation)?);
             } else {

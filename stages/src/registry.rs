@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::{Code, CodeConfig};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
@@ -22,6 +23,7 @@ pub enum StageConfig {
     MinhashDedup(MinhashDedupConfig),
     LineDedup(LineDedupConfig),
     Langid(LangidConfig),
+    Code(CodeConfig),
     Quality(QualityConfig),
     Pack(PackConfig),
 }
@@ -35,6 +37,7 @@ impl StageConfig {
         "minhash_dedup",
         "line_dedup",
         "langid",
+        "code",
         "quality",
         "pack",
     ];
@@ -47,6 +50,7 @@ impl StageConfig {
             StageConfig::MinhashDedup(_) => "minhash_dedup",
             StageConfig::LineDedup(_) => "line_dedup",
             StageConfig::Langid(_) => "langid",
+            StageConfig::Code(_) => "code",
             StageConfig::Quality(_) => "quality",
             StageConfig::Pack(_) => "pack",
         }
@@ -71,6 +75,7 @@ impl StageConfig {
             StageConfig::MinhashDedup(c) => Stage::Global(Box::new(MinhashDedup::new(c.clone())?)),
             StageConfig::LineDedup(c) => Stage::Global(Box::new(LineDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
+            StageConfig::Code(c) => Stage::Document(Box::new(Code::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
         })

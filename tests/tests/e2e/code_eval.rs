@@ -63,6 +63,8 @@ fn code_classifier_trains_and_is_measured() {
                 model.to_str().unwrap(),
                 "--data",
                 dir.join("test").to_str().unwrap(),
+                "--sentences",
+                testdata().join("langid/sentences").to_str().unwrap(),
                 "--json",
             ],
         ),
