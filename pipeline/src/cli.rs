@@ -39,9 +39,32 @@ pub enum Command {
     /// Exits 1 when anything is off.
     Inspect {
         output_root: String,
+        /// With --samples: the stage whose rejected documents are shown.
+        #[arg(long, requires = "samples")]
+        stage: Option<String>,
+        /// Show this many rejected (and quarantined) records per reason of
+        /// --stage: id, reason, the start of the text, the stage's detail.
+        #[arg(long, requires = "stage")]
+        samples: Option<usize>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Where every document, byte and token went, from the manifests:
+    /// the stage funnel, rejections by reason, tokens by language, source,
+    /// code and quality, per-language survival, packing figures.
+    Report {
+        output_root: String,
+        /// table (terminal), csv or parquet (one file per table, in --out),
+        /// json or markdown (to --out, or standard output).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Folder for csv/parquet; file for json/markdown.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write a self-contained HTML page with charts here.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Measure MB/s per core of shard read+write, exact_dedup and langid on a
     /// generated corpus of real text.

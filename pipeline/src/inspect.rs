@@ -315,3 +315,105 @@ pub fn render(inspection: &Inspection) -> String {
     }
     out
 }
+
+/// Text shown of each sampled document.
+const SAMPLE_TEXT_CHARS: usize = 200;
+
+/// One rejected (or quarantined) record, as `inspect --samples` shows it.
+#[derive(Debug, Serialize)]
+pub struct RejectedSample {
+    pub id: Option<String>,
+    /// The start of the text (quarantined: of the raw record), one line.
+    pub text_start: String,
+    /// What the stage recorded about its decision.
+    pub detail: serde_json::Value,
+    /// The sidecar file it is in.
+    pub file: String,
+}
+
+/// Every rejection reason of a stage, how many records it took, and the
+/// first `k` of them (sidecar files in key order, records in file order).
+#[derive(Debug, Serialize)]
+pub struct ReasonSamples {
+    pub reason: String,
+    pub records: u64,
+    pub samples: Vec<RejectedSample>,
+}
+
+/// Reads the stage's `_rejected/` and `_quarantine/` sidecars under `root`
+/// (through the storage trait): `k` samples per reason, quarantined records
+/// under `quarantined: <why>`.
+pub fn rejected_samples(root: &str, stage: &str, k: usize) -> Result<Vec<ReasonSamples>> {
+    use std::io::BufRead;
+    let storage = open_url(root)?;
+    if !storage.exists(&format!("{stage}/{STAGE_LOCK_KEY}"))? {
+        return Err(crate::error::Error::Input(format!(
+            "no stage '{stage}' under '{root}' (no {stage}/{STAGE_LOCK_KEY})"
+        )));
+    }
+    let mut by_reason: BTreeMap<String, ReasonSamples> = BTreeMap::new();
+    for prefix in [crate::runner::REJECTED_PREFIX, crate::runner::QUARANTINE_PREFIX] {
+        for object in storage.list(&format!("{stage}/{prefix}"))? {
+            let url = storage.url_of(&object.key);
+            let decoder = zstd::stream::read::Decoder::new(storage.open(&object.key)?)
+                .map_err(|e| crate::error::Error::Storage(format!("{url}: cannot decompress: {e}")))?;
+            for (n, line) in std::io::BufReader::new(decoder).lines().enumerate() {
+                let line = line.map_err(|e| crate::error::Error::Storage(format!("{url}: line {}: {e}", n + 1)))?;
+                let record: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+                    crate::error::Error::Input(format!("{url}: line {}: not JSON: {e}", n + 1))
+                })?;
+                let (reason, id, text, detail) = if prefix == crate::runner::REJECTED_PREFIX {
+                    (
+                        record["rejection"]["reason"].as_str().unwrap_or("unknown").to_string(),
+                        record["id"].as_str().map(str::to_string),
+                        record["text"].as_str().unwrap_or("").to_string(),
+                        record["rejection"]["detail"].clone(),
+                    )
+                } else {
+                    (
+                        format!("quarantined: {}", record["reason"].as_str().unwrap_or("unknown")),
+                        None,
+                        record["raw"].as_str().unwrap_or("(binary: raw_base64)").to_string(),
+                        serde_json::json!({ "file": record["file"], "record": record["record"], "line": record["line"] }),
+                    )
+                };
+                let entry = by_reason.entry(reason.clone()).or_insert_with(|| ReasonSamples {
+                    reason,
+                    records: 0,
+                    samples: Vec::new(),
+                });
+                entry.records += 1;
+                if entry.samples.len() < k {
+                    let start: String = text.chars().take(SAMPLE_TEXT_CHARS).collect();
+                    entry.samples.push(RejectedSample {
+                        id,
+                        text_start: start.split_whitespace().collect::<Vec<_>>().join(" "),
+                        detail,
+                        file: url.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(by_reason.into_values().collect())
+}
+
+/// The samples as text: a block per reason.
+pub fn render_samples(stage: &str, reasons: &[ReasonSamples]) -> String {
+    if reasons.is_empty() {
+        return format!("stage '{stage}' rejected and quarantined nothing\n");
+    }
+    let mut out = String::new();
+    for r in reasons {
+        out.push_str(&format!("{stage}: {} ({} records)\n", r.reason, r.records));
+        for s in &r.samples {
+            out.push_str(&format!(
+                "  {}  {}\n    {}\n",
+                s.id.as_deref().unwrap_or("-"),
+                if s.detail.is_null() { String::new() } else { s.detail.to_string() },
+                s.text_start
+            ));
+        }
+    }
+    out
+}

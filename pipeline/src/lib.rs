@@ -23,6 +23,7 @@ mod global_steps;
 pub mod inspect;
 mod pack_steps;
 pub mod progress;
+pub mod report;
 pub mod readers;
 pub mod runner;
 pub mod shard;

@@ -1,6 +1,7 @@
 //! The `thresher` binary: parse arguments, call the library, print errors with
 //! their whole chain.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -53,7 +54,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", render_plan(&pipeline.plan(tasks)?));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { output_root, json } => {
+        Command::Inspect {
+            output_root,
+            stage: Some(stage),
+            samples: Some(k),
+            json,
+        } => {
+            let reasons = thresher::inspect::rejected_samples(&output_root, &stage, k)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reasons)?);
+            } else {
+                print!("{}", thresher::inspect::render_samples(&stage, &reasons));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            output_root,
+            format,
+            out,
+            html,
+        } => {
+            report(&output_root, &format, out.as_deref(), html.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { output_root, json, .. } => {
             let inspection = thresher::inspect::inspect(&output_root)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
@@ -304,4 +328,37 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(config)?;
     pool.install(|| pipeline.run(&options))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `thresher report`: builds the report and writes it in `format`.
+fn report(root: &str, format: &str, out: Option<&Path>, html: Option<&Path>) -> anyhow::Result<()> {
+    use thresher::report;
+    report::configure_terminal_tables();
+    let built = report::build(root)?;
+    let write_or_print = |text: String| -> anyhow::Result<()> {
+        match out {
+            Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display())),
+            None => {
+                print!("{text}");
+                Ok(())
+            }
+        }
+    };
+    match format {
+        "table" => write_or_print(report::render_terminal(&built)?)?,
+        "markdown" => write_or_print(report::render_markdown(&built)?)?,
+        "json" => write_or_print(format!("{}\n", serde_json::to_string_pretty(&report::render_json(&built)?)?))?,
+        "csv" | "parquet" => {
+            let dir = out.context("--format csv or parquet writes one file per table: give the folder with --out")?;
+            for path in report::write_files(&built, dir, format)? {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        other => anyhow::bail!("unknown --format {other:?}: table, csv, parquet, json or markdown"),
+    }
+    if let Some(path) = html {
+        std::fs::write(path, report::render_html(&built)?).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

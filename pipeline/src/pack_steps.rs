@@ -54,6 +54,21 @@ fn docs_key(shard: &InputShard) -> String {
     )
 }
 
+/// Width of the quality-score buckets of `tokens_by_quality_bucket`.
+pub const QUALITY_BUCKET_WIDTH: f64 = 0.1;
+
+/// The bucket of a quality score, named like the `quality` stage's
+/// histogram bins: `[0.30, 0.40)`; `unscored` without a score.
+pub fn quality_bucket(score: Option<f64>) -> String {
+    match score {
+        Some(score) => {
+            let low = (score / QUALITY_BUCKET_WIDTH).floor() * QUALITY_BUCKET_WIDTH;
+            format!("[{low:.2}, {:.2})", low + QUALITY_BUCKET_WIDTH)
+        }
+        None => "unscored".into(),
+    }
+}
+
 /// Writes a shard's kept documents as token ids plus a document index.
 struct TokenSink<'a> {
     pack: &'a Pack,
@@ -77,6 +92,22 @@ impl KeptSink for TokenSink<'_> {
         let n = ids.len() as u64;
         stats.add("tokens_by_lang", lang, n);
         stats.add("tokens_by_source", source, n);
+        // Code and quality as the `code` and `quality` stages tagged them
+        // ("unknown" / "unscored" when they did not run or could not judge).
+        let code = doc.metadata.get("code").filter(|c| c.is_object());
+        let kind = match code.and_then(|c| c["is_code"].as_bool()) {
+            Some(true) => "code",
+            Some(false) => "prose",
+            None => "unknown",
+        };
+        let code_language = match code {
+            Some(c) => c["language"].as_str().unwrap_or("none"),
+            None => "unknown",
+        };
+        stats.add("tokens_by_kind", kind, n);
+        stats.add("tokens_by_code_language", code_language, n);
+        let quality = doc.metadata.get("quality").and_then(|q| q["score"].as_f64());
+        stats.add("tokens_by_quality_bucket", &quality_bucket(quality), n);
         stats.add("tokens", "total", n);
         self.docs
             .write_value(&json!({"id": doc.id, "tokens": n, "lang": lang, "source": source}))
@@ -308,6 +339,9 @@ impl Pipeline {
             "shuffle_seed": config.shuffle_seed,
             "tokens_by_lang": by("tokens_by_lang"),
             "tokens_by_source": by("tokens_by_source"),
+            "tokens_by_kind": by("tokens_by_kind"),
+            "tokens_by_code_language": by("tokens_by_code_language"),
+            "tokens_by_quality_bucket": by("tokens_by_quality_bucket"),
             "files": outputs,
         });
         tracing::info!(

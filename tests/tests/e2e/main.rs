@@ -12,6 +12,7 @@ mod minhash;
 mod pack;
 mod quality;
 mod quickstart;
+mod report;
 mod resume;
 mod routing;
 mod s3;

@@ -227,6 +227,21 @@ fn quickstart_s3_to_s3_equals_the_local_run() {
     let table = stdout(&run_expect(cmd, 0));
     assert!(table.contains("OK: "), "{table}");
 
+    // report reads the manifests from the bucket: the same tables as the
+    // local run's.
+    let report_of = |root: &str, s3: bool| -> serde_json::Value {
+        let mut cmd = thresher(&repo_root(), &["report", root, "--format", "json"]);
+        if s3 {
+            s3_env(&mut cmd, moto.port);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(&run_expect(cmd, 0).stdout).unwrap();
+        value.as_object_mut().unwrap().remove("root");
+        value
+    };
+    let remote_report = report_of("s3://thresher-out/quickstart", true);
+    assert!(remote_report["tables"]["funnel"].as_array().unwrap().len() >= 8, "{remote_report}");
+    assert_eq!(remote_report, report_of(dir.join("local").to_str().unwrap(), false));
+
     // A rerun finds everything done and changes nothing.
     let mut cmd = thresher(&repo_root(), &["run", config.to_str().unwrap()]);
     s3_env(&mut cmd, moto.port);
