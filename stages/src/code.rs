@@ -209,7 +209,7 @@ mod tests {
     // Written for these tests, not taken from the training data.
     const PYTHON: &str = "import os\nimport sys\n\n\ndef list_files(root):\n    \"\"\"Every file under root.\"\"\"\n    for dirpath, _, names in os.walk(root):\n        for name in names:\n            yield os.path.join(dirpath, name)\n\n\nif __name__ == \"__main__\":\n    for path in list_files(sys.argv[1]):\n        print(path)\n";
     const PROSE: &str = "The river had risen overnight, and by morning the lower fields were under water.\nFarmers moved their animals to the hills while the council opened the school hall for families who had to leave their homes.\nNobody expected the rain to stop before the weekend.\n";
-    const TUTORIAL: &str = "How to read a small file in Go\nPosted in Tutorials, three comments\nMany programs start by reading a file: a list of names, a template, a configuration.\nWhen the file is small, the simplest way is to read all of it at once and work on the bytes.\nThe standard library has a function for exactly this, and it takes only a few lines.\nIt opens the file, reads it to the end and closes it again, even when something goes wrong.\nThe example below prints the whole file, and stops with a message if the file cannot be read.\n\nfunc main() {\n\tdata, err := os.ReadFile(\"notes.txt\")\n\tif err != nil {\n\t\tlog.Fatal(err)\n\t}\n\tfmt.Print(string(data))\n}\n\nThe error matters: a missing file or a folder without permission both end up there.\nDo not use this for files of several gigabytes, since the whole content has to fit in memory.\nFor those, read the file piece by piece with a buffered reader instead.\nThe same function exists for writing, and it creates the file when it is missing.\nIn the next part we will look at reading a file line by line.\nMost readers will want that version for logs, which tend to grow without limit.\nLeave a comment below if something in this example was unclear.\nThanks for reading, and see you next week.\n";
+    const TUTORIAL: &str = "Home\nAbout\nTutorials\nContact\nSearch this site\nHow to read a small file in Go\nPosted in Tutorials, three comments\nMany programs start by reading a file: a list of names, a template, a configuration.\nWhen the file is small, the simplest way is to read all of it at once and work on the bytes.\nThe standard library has a function for exactly this, and it takes only a few lines.\nIt opens the file, reads it to the end and closes it again, even when something goes wrong.\nThe example below prints the whole file, and stops with a message if the file cannot be read.\n\nfunc main() {\n\tdata, err := os.ReadFile(\"notes.txt\")\n\tif err != nil {\n\t\tlog.Fatal(err)\n\t}\n\tfmt.Print(string(data))\n}\n\nThe error matters: a missing file or a folder without permission both end up there.\nDo not use this for files of several gigabytes, since the whole content has to fit in memory.\nFor those, read the file piece by piece with a buffered reader instead.\nThe same function exists for writing, and it creates the file when it is missing.\nIn the next part we will look at reading a file line by line.\nMost readers will want that version for logs, which tend to grow without limit.\nLeave a comment below if something in this example was unclear.\nThanks for reading, and see you next week.\nRelated posts\nWriting files in Go\nReading a file line by line\nWorking with folders\nPrivacy policy\nCopyright 2024 Example Tutorials\nBack to top\n";
 
     fn run(stage: &Code, text: &str) -> (Decision, Value) {
         let mut doc = Document::new("1", text);
@@ -232,9 +232,9 @@ mod tests {
         let (_, tutorial) = run(&stage, TUTORIAL);
         assert_eq!(tutorial["is_code"], false, "{tutorial}");
         assert_eq!(tutorial["language"], "Go", "{tutorial}");
-        // 7 of the 22 non-blank lines are code.
+        // 7 of the 34 non-blank lines are code; the menu lines are not.
         let fraction = tutorial["code_fraction"].as_f64().unwrap();
-        assert!((fraction - 7.0 / 22.0).abs() < 0.15, "{tutorial}");
+        assert!((fraction - 7.0 / 34.0).abs() < 0.15, "{tutorial}");
     }
 
     #[test]
