@@ -107,7 +107,12 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
         "quarantined" => stages.iter().map(|s| s.counts.quarantined).collect::<Vec<_>>(),
         "text_bytes_in" => stages.iter().map(|s| s.counts.text_bytes_in).collect::<Vec<_>>(),
         "text_bytes_out" => stages.iter().map(|s| s.counts.text_bytes_out).collect::<Vec<_>>(),
-        // Tokens are known where they are counted, the pack stage.
+        // Tokens are known where they are counted, the pack stage (which
+        // rejects nothing: its tokens in are its tokens out).
+        "tokens_in" => stages
+            .iter()
+            .map(|s| if s.kind == "pack" { pack_tokens } else { None })
+            .collect::<Vec<_>>(),
         "tokens_out" => stages
             .iter()
             .map(|s| if s.kind == "pack" { pack_tokens } else { None })

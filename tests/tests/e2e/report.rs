@@ -87,6 +87,7 @@ fn report_totals_equal_counts_of_the_output_files() {
             assert_eq!(row["documents_out"], documents.len() as u64);
             let tokens: u64 = documents.iter().map(|d| d["tokens"].as_u64().unwrap()).sum();
             assert_eq!(row["tokens_out"], tokens);
+            assert_eq!(row["tokens_in"], tokens);
             final_documents = documents;
         } else {
             let documents = stage_documents(&stage_dir);
@@ -94,7 +95,7 @@ fn report_totals_equal_counts_of_the_output_files() {
             let bytes: u64 = documents.iter().map(|d| d["text"].as_str().unwrap().len() as u64).sum();
             assert_eq!(row["text_bytes_out"], bytes, "{name}");
             // Tokens are not known before pack, and the report says so.
-            assert!(row["tokens_out"].is_null(), "{name}: {row}");
+            assert!(row["tokens_out"].is_null() && row["tokens_in"].is_null(), "{name}: {row}");
         }
         assert_eq!(
             row["documents_in"].as_u64().unwrap(),
