@@ -2,16 +2,21 @@
 //! which of its lines are code, and in which language.
 //!
 //! Two linear models over hashed code features ([`for_each_code_feature`]:
-//! tokens as written, token pairs, each line's first token, indentation):
+//! tokens as written, token pairs, token shapes, each line's first token,
+//! indentation):
 //!
 //! - the **document model**, a softmax over labels (programming languages,
 //!   markup and data formats, and prose labels such as `Text` and `Markdown`);
 //! - the **line model**, a logistic regression that tells a code line from a
 //!   prose line, which gives the document's `code_fraction`.
 //!
-//! A document whose label is prose but that has code lines (a tutorial, a
-//! Q&A page) gets the language of those lines: the document model judges
-//! them alone, among the code labels.
+//! A document is code when the code labels together outweigh the prose ones
+//! and enough of its lines are code ([`MIN_CODE_FRACTION`]). A prose
+//! document with code lines (a tutorial, a Q&A page) gets the language of
+//! those lines: the document model judges them alone, among the code labels.
+//! A catch-all label (`Other`: code in languages without a label of their
+//! own) names a document only when it holds most of the code labels'
+//! probability.
 //!
 //! Features go to `2^bits` buckets by their hash; a feature's value is its
 //! count over `sqrt(n)`, `n` the text's feature count, so judging streams
