@@ -191,6 +191,11 @@ impl LinearModel {
         out.extend((0..self.classes).map(|c| self.bias[c] + self.scale[c] * sums[c] as f32 * norm));
     }
 
+    /// The score of a one-output model (the line model) from `n` features.
+    fn score(&self, sum: i32, n: usize) -> f32 {
+        self.bias[0] + self.scale[0] * sum as f32 / (n.max(1) as f32).sqrt()
+    }
+
     fn quantize(bits: u32, classes: usize, weights: &[f32], bias: Vec<f32>) -> Self {
         let mut scale = vec![0f32; classes];
         for row in weights.chunks_exact(classes) {
@@ -274,6 +279,19 @@ pub struct CodeJudgement {
     /// For a prose document with code lines: the language of those lines
     /// (among the code labels) and its probability.
     pub snippet_language: Option<(String, f64)>,
+}
+
+impl CodeJudgement {
+    /// The language of the code in the document, with its probability: the
+    /// label of a code document, the snippet language of prose with code
+    /// lines, None for prose without code.
+    pub fn language(&self) -> Option<(&str, f64)> {
+        match &self.snippet_language {
+            Some((name, p)) => Some((name.as_str(), *p)),
+            None if self.is_code => self.label.as_deref().map(|l| (l, self.confidence)),
+            None => None,
+        }
+    }
 }
 
 /// The trained classifier; see the module docs.
@@ -572,18 +590,16 @@ impl CodeClassifier {
         if documents.is_empty() {
             return Err(CodeModelError::Data("no text to learn from".into()));
         }
+        let catch_all = labels.iter().position(|l| options.catch_all.as_deref() == Some(l.as_str()));
         let mut document_weights = class_weights(&documents, labels.len(), options.class_balance);
-        for (w, label) in document_weights.iter_mut().zip(&labels) {
-            if options.catch_all.as_deref() == Some(label.as_str()) {
-                *w *= options.catch_all_weight;
-            }
+        if let Some(c) = catch_all {
+            document_weights[c] *= options.catch_all_weight;
         }
         let document = fit(&documents, options.document_bits, labels.len(), &document_weights, options, &mut rng);
         // Code lines outnumber prose lines many times over in the data; the
         // line model sees both sides weighted equally.
         let line_weights = class_weights(&lines, 2, 1.0);
         let line = fit(&lines, options.line_bits, 1, &line_weights, options, &mut rng);
-        let catch_all = labels.iter().position(|l| options.catch_all.as_deref() == Some(l.as_str()));
         Ok(Self {
             labels,
             prose,
@@ -636,9 +652,7 @@ impl CodeClassifier {
                 true
             });
             if line_n > 0 {
-                let mut score = Vec::with_capacity(1);
-                self.line.logits(&line_sum, line_n, &mut score);
-                line_scores.push(score[0]);
+                line_scores.push(self.line.score(line_sum[0], line_n));
                 line_spans.push((start, offset));
             }
         }
@@ -701,11 +715,7 @@ impl CodeClassifier {
                     n += 1;
                     true
                 });
-                (n > 0).then(|| {
-                    let mut s = Vec::new();
-                    self.line.logits(&sum, n, &mut s);
-                    s[0]
-                })
+                (n > 0).then(|| self.line.score(sum[0], n))
             })
             .collect();
         code_line_flags(&scores)

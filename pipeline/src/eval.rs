@@ -438,13 +438,7 @@ pub fn evaluate_code(
         for text in texts {
             let start = Instant::now();
             let judged = model.classify(text);
-            // The language of the code in it: the label of a code document,
-            // the snippet language of prose with code lines.
-            let language = match &judged.snippet_language {
-                Some((name, _)) => Some(name.clone()),
-                None if judged.is_code => judged.label.clone(),
-                None => None,
-            };
+            let language = judged.language().map(|(name, _)| name.to_string());
             let predicted = judged.label.unwrap_or_else(|| "Text".into());
             seconds += start.elapsed().as_secs_f64();
             judged_bytes += text.len();
@@ -578,11 +572,7 @@ fn evaluate_mixed(
         lines += truth.len();
         error += (judgement.code_fraction - snippet.len() as f64 / truth.len() as f64).abs();
         prose_right += usize::from(!judgement.is_code);
-        let named = match &judgement.snippet_language {
-            Some((name, _)) => Some(name.as_str()),
-            None if judgement.is_code => judgement.label.as_deref(),
-            None => None,
-        };
+        let named = judgement.language().map(|(name, _)| name);
         language_right += usize::from(named == Some(language.as_str()));
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };

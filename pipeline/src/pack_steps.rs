@@ -61,10 +61,7 @@ pub const QUALITY_BUCKET_WIDTH: f64 = 0.1;
 /// histogram bins: `[0.30, 0.40)`; `unscored` without a score.
 pub fn quality_bucket(score: Option<f64>) -> String {
     match score {
-        Some(score) => {
-            let low = (score / QUALITY_BUCKET_WIDTH).floor() * QUALITY_BUCKET_WIDTH;
-            format!("[{low:.2}, {:.2})", low + QUALITY_BUCKET_WIDTH)
-        }
+        Some(score) => thresher_stages::quality::histogram_bin(score, QUALITY_BUCKET_WIDTH),
         None => "unscored".into(),
     }
 }

@@ -98,6 +98,12 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
 
     // The funnel: one row per stage.
     let pack_tokens = pack.as_ref().and_then(|p| p["tokens"].as_u64());
+    // Tokens are known where they are counted, the pack stage (which
+    // rejects nothing: its tokens in are its tokens out).
+    let stage_tokens: Vec<Option<u64>> = stages
+        .iter()
+        .map(|s| if s.kind == "pack" { pack_tokens } else { None })
+        .collect();
     let funnel = df!(
         "stage" => stages.iter().map(|s| s.stage.as_str()).collect::<Vec<_>>(),
         "kind" => stages.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>(),
@@ -107,16 +113,8 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
         "quarantined" => stages.iter().map(|s| s.counts.quarantined).collect::<Vec<_>>(),
         "text_bytes_in" => stages.iter().map(|s| s.counts.text_bytes_in).collect::<Vec<_>>(),
         "text_bytes_out" => stages.iter().map(|s| s.counts.text_bytes_out).collect::<Vec<_>>(),
-        // Tokens are known where they are counted, the pack stage (which
-        // rejects nothing: its tokens in are its tokens out).
-        "tokens_in" => stages
-            .iter()
-            .map(|s| if s.kind == "pack" { pack_tokens } else { None })
-            .collect::<Vec<_>>(),
-        "tokens_out" => stages
-            .iter()
-            .map(|s| if s.kind == "pack" { pack_tokens } else { None })
-            .collect::<Vec<_>>(),
+        "tokens_in" => stage_tokens.clone(),
+        "tokens_out" => stage_tokens,
     )?
     .lazy()
     .with_column(percent("documents_out", "documents_in").alias("documents_kept_percent"))
@@ -245,15 +243,16 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
     .collect()?;
     tables.push(("language_survival", survival));
 
+    // `(key, tokens_out)` of one of pack's token counts (empty without pack).
+    let output_tokens = |key: &str, group: &str| {
+        pairs(key, "tokens_out", &pack.as_ref().map(|p| json_group(p, group)).unwrap_or_default())
+    };
+
     // Quality-score histogram (the quality stage's documents per bin) with
     // the final output's tokens per bin.
     if let Some(quality) = stages.iter().rev().find(|s| s.kind == "quality") {
         let documents = pairs("bucket", "documents_scored", &group(&quality.stats.0, "quality_histogram"))?;
-        let tokens = pairs(
-            "bucket",
-            "tokens_out",
-            &pack.as_ref().map(|p| json_group(p, "tokens_by_quality_bucket")).unwrap_or_default(),
-        )?;
+        let tokens = output_tokens("bucket", "tokens_by_quality_bucket")?;
         let histogram = documents
             .lazy()
             .join(tokens.lazy(), [col("bucket")], [col("bucket")], JoinArgs::new(JoinType::Left))
@@ -268,11 +267,7 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
     if let Some(code) = stages.iter().rev().find(|s| s.kind == "code") {
         let documents = pairs("language", "documents", &group(&code.stats.0, "documents_by_code_language"))?;
         let bytes = pairs("language", "text_bytes", &group(&code.stats.0, "text_bytes_by_code_language"))?;
-        let tokens = pairs(
-            "language",
-            "tokens_out",
-            &pack.as_ref().map(|p| json_group(p, "tokens_by_code_language")).unwrap_or_default(),
-        )?;
+        let tokens = output_tokens("language", "tokens_by_code_language")?;
         let languages = documents
             .lazy()
             .join(bytes.lazy(), [col("language")], [col("language")], JoinArgs::new(JoinType::Left))

@@ -897,8 +897,8 @@ impl Pipeline {
                         // Per-language counts for every stage once documents
                         // carry a language: what `thresher report` shows as
                         // survival per language.
-                        let lang = doc.metadata.get("lang").and_then(Value::as_str).map(str::to_string);
-                        if let Some(lang) = &lang {
+                        let lang = doc.metadata.get("lang").and_then(Value::as_str);
+                        if let Some(lang) = lang {
                             stats.add("documents_in_by_lang", lang, 1);
                             stats.add("text_bytes_in_by_lang", lang, doc.text.len() as u64);
                         }
@@ -906,7 +906,7 @@ impl Pipeline {
                             Decision::Keep => {
                                 counts.documents_out += 1;
                                 counts.text_bytes_out += doc.text.len() as u64;
-                                if let Some(lang) = &lang {
+                                if let Some(lang) = lang {
                                     stats.add("documents_out_by_lang", lang, 1);
                                     stats.add("text_bytes_out_by_lang", lang, doc.text.len() as u64);
                                 }

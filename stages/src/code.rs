@@ -141,11 +141,7 @@ impl DocumentStage for Code {
     fn process(&self, doc: &mut Document, stats: &mut StageStats) -> Decision {
         let sample = prefix_at_char_boundary(&doc.text, self.config.sample_bytes);
         let judged = self.model.classify(sample);
-        let language = match &judged.snippet_language {
-            Some((name, p)) => Some((name.as_str(), *p)),
-            None if judged.is_code => judged.label.as_deref().map(|l| (l, judged.confidence)),
-            None => None,
-        };
+        let language = judged.language();
         // Rounded: 4 digits is finer than any threshold anyone sets, and
         // manifests and outputs stay readable.
         let round = |x: f64| (x * 1e4).round() / 1e4;

@@ -62,6 +62,14 @@ fn default_device() -> String {
 fn default_true() -> bool {
     true
 }
+/// The name of the histogram bin of `width` holding `score`: `[0.30, 0.40)`.
+/// `thresher report` joins the quality stage's bins with pack's token bins
+/// on this name, so both use this function.
+pub fn histogram_bin(score: f64, width: f64) -> String {
+    let low = (score / width).floor() * width;
+    format!("[{low:.2}, {:.2})", low + width)
+}
+
 fn default_histogram_width() -> f64 {
     0.5
 }
@@ -253,9 +261,7 @@ impl BatchStage for Quality {
                     tag.insert("probabilities".into(), Value::Object(probs));
                 }
                 doc.metadata.insert("quality".into(), Value::Object(tag));
-                let width = self.config.histogram_width;
-                let low = (score as f64 / width).floor() * width;
-                stats.add("quality_histogram", &format!("[{low:.2}, {:.2})", low + width), 1);
+                stats.add("quality_histogram", &histogram_bin(score as f64, self.config.histogram_width), 1);
                 match self.config.min_score {
                     Some(min) if (score as f64) < min => Decision::Drop {
                         reason: "quality_below_min_score",
