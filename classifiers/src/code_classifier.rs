@@ -353,7 +353,10 @@ impl Default for TrainOptions {
             epochs: 4,
             learning_rate: 0.5,
             example_bytes: 8192,
-            windows_per_file: 2,
+            // More short windows judge snippets and short files better: on
+            // linguist's samples, top-1 88.3/90.4/89.6% with 2/5/8 windows,
+            // and 89.6/89.6/90.8% after a change to one label's data.
+            windows_per_file: 8,
             class_balance: 0.5,
             catch_all: Some("Other".into()),
             catch_all_weight: 0.1,
@@ -502,6 +505,139 @@ fn reads_as_sentence(line: &str) -> bool {
             .all(|c| c.is_alphanumeric() || c.is_whitespace() || ".,:;'!?-\"’".contains(c))
 }
 
+/// The language a `#!` first line runs the script with
+/// (`#!/usr/bin/env ruby -w`, `#!/bin/bash`, `#!/usr/bin/python3.11`):
+/// the interpreter's name, past `env` and its options, without its version.
+/// Interpreters of languages without a label of their own give `Other`.
+/// A shell script that at once runs itself with another interpreter (the
+/// `exec scala "$0" "$@"` idiom, in its first lines) is in that language.
+pub fn interpreter_language(text: &str) -> Option<&'static str> {
+    let mut lines = text.lines();
+    let line = lines.next()?.strip_prefix("#!")?.trim_start();
+    if !line.starts_with('/') {
+        return None; // Rust's #![attribute], not an interpreter
+    }
+    let mut words = line.split_whitespace();
+    let mut program = words.next()?.rsplit('/').next()?;
+    if program == "env" {
+        program = words.find(|w| !w.starts_with('-') && !w.contains('='))?;
+    }
+    let language = language_of_interpreter(program)?;
+    if language == "Shell" {
+        let exec = lines.take(3).find_map(|l| {
+            let rest = l.trim().strip_prefix("exec ")?;
+            rest.contains("\"$0\"").then(|| rest.split_whitespace().next()).flatten()
+        });
+        if let Some(other) = exec.and_then(|p| language_of_interpreter(p.rsplit('/').next()?)) {
+            return Some(other);
+        }
+    }
+    Some(language)
+}
+
+/// [`interpreter_language`] of one program name.
+fn language_of_interpreter(program: &str) -> Option<&'static str> {
+    let name = program.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '-');
+    Some(match name {
+        "python" | "pypy" | "jython" => "Python",
+        "ruby" | "jruby" | "rbx" | "macruby" | "rake" => "Ruby",
+        "perl" => "Perl",
+        "sh" | "bash" | "zsh" | "ksh" | "dash" | "ash" | "mksh" => "Shell",
+        "node" | "nodejs" | "qjs" | "rhino" => "JavaScript",
+        "ts-node" => "TypeScript",
+        "php" => "PHP",
+        "lua" | "luajit" => "Lua",
+        "Rscript" => "R",
+        "scala" => "Scala",
+        "swift" => "Swift",
+        "kotlin" | "kotlinc" | "kscript" => "Kotlin",
+        "runhaskell" | "runghc" => "Haskell",
+        "awk" | "gawk" | "mawk" | "tclsh" | "wish" | "make" | "guile" | "racket" | "sbcl" | "ocaml" | "fish" | "pwsh"
+        | "julia" | "elixir" | "escript" => "Other",
+        _ => return None,
+    })
+}
+
+/// Whether C-family code uses C++: a standard C++ header without `.h`,
+/// `::`, `template <`, a `class` or `namespace` declaration, an access
+/// label (`public:`), `try`/`catch`, `constexpr`, `virtual`, `nullptr`.
+/// Comment lines are not read.
+pub fn uses_cpp(text: &str) -> bool {
+    const HEADERS: [&str; 36] = [
+        "iostream", "istream", "ostream", "fstream", "sstream", "iomanip", "string", "string_view", "vector",
+        "map", "set", "list", "array", "bitset", "queue", "deque", "stack", "forward_list", "unordered_map",
+        "unordered_set", "memory", "algorithm", "functional", "utility", "tuple", "optional", "variant",
+        "thread", "mutex", "atomic", "chrono", "cstdint", "cstdio", "cstdlib", "cstring", "cmath",
+    ];
+    text.lines().any(|line| {
+        let t = line.trim();
+        if looks_like_comment(t) && !t.starts_with('#') {
+            return false;
+        }
+        let mut words = t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty());
+        let first = words.next().unwrap_or("");
+        let after_first = t[t.find(first).map_or(0, |i| i + first.len())..].trim_start();
+        if let Some(rest) = t.strip_prefix('#') {
+            let rest = rest.trim_start();
+            return rest
+                .strip_prefix("include")
+                .map(|r| r.trim_start())
+                .and_then(|r| r.strip_prefix('<'))
+                .and_then(|r| r.split('>').next())
+                .is_some_and(|h| HEADERS.contains(&h.trim()));
+        }
+        t.contains("::")
+            || (first == "template" && after_first.starts_with('<'))
+            || (matches!(first, "class" | "namespace")
+                && after_first.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '{'))
+            || (first == "using" && after_first.starts_with("namespace"))
+            || (matches!(first, "public" | "private" | "protected") && after_first.starts_with(':'))
+            || (first == "try" && (after_first.is_empty() || after_first.starts_with('{')))
+            || (first == "catch" && after_first.starts_with('('))
+            || t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|w| matches!(w, "constexpr" | "virtual" | "nullptr"))
+    })
+}
+
+/// Whether JavaScript-like code uses TypeScript's types: a type, interface
+/// or enum declaration, `declare`, `import type`, `implements`, or a type
+/// annotation on a `var`/`let`/`const`, a parameter or a return value
+/// (`name: Type`, `): Type {`). Comment lines are not read.
+pub fn uses_typescript(text: &str) -> bool {
+    let is_word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+    let annotated = |rest: &str| {
+        // "name: Type" where Type starts with a letter, a "{" or a "(".
+        rest.split_once(':').is_some_and(|(name, ty)| {
+            let ty = ty.trim_start();
+            is_word(name.trim()) && ty.starts_with(|c: char| c.is_ascii_alphabetic() || c == '{' || c == '(')
+        })
+    };
+    text.lines().any(|line| {
+        let t = line.trim();
+        if looks_like_comment(t) {
+            return false;
+        }
+        let t = t.strip_prefix("export ").unwrap_or(t);
+        let t = t.strip_prefix("default ").unwrap_or(t);
+        let mut words = t.split_whitespace();
+        let (first, second) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        match first {
+            "interface" | "enum" => return is_word(second.trim_end_matches('{')),
+            "type" => return is_word(second.split('<').next().unwrap_or("")) && t.contains('='),
+            "declare" => return true,
+            "import" if second == "type" => return true,
+            "var" | "let" | "const" => {
+                let rest = t[first.len()..].trim_start();
+                return annotated(rest.split('=').next().unwrap_or(""));
+            }
+            _ => {}
+        }
+        (t.contains(" implements ") && t.contains("class "))
+            || t.contains("): ") && (t.ends_with('{') || t.ends_with(';') || t.contains("=>"))
+            || ["(public ", "(private ", "(protected ", "(readonly "].iter().any(|p| t.contains(p))
+    })
+}
+
 /// Fenced code blocks in Markdown: the lines between ``` (or ~~~) fences.
 fn markdown_code_lines(text: &str) -> Vec<bool> {
     let mut inside = false;
@@ -619,7 +755,17 @@ impl CodeClassifier {
     /// half of the code labels' probability (a named language that is
     /// merely likelier than each other named one is still the better
     /// guess); its probability is relative to the code labels'.
-    fn code_language(&self, p: &[f32]) -> Option<(usize, f64)> {
+    ///
+    /// A `#!` line naming an interpreter ([`interpreter_language`]) decides
+    /// when the model has that label, with probability 1.
+    ///
+    /// C and C++ are one family to the document model: C++ projects are
+    /// full of files in the C subset, so their words and licence headers,
+    /// not their language, decide between the two. Within the family, `text`
+    /// decides: C++ when it uses something C lacks ([`uses_cpp`], the rule
+    /// GitHub linguist applies to `.h` headers), C otherwise; the
+    /// probability is the family's.
+    fn code_language(&self, p: &[f32], text: &str) -> Option<(usize, f64)> {
         let code_mass: f32 = (0..p.len()).filter(|&c| !self.prose[c]).map(|c| p[c]).sum();
         let relative = |c: usize| f64::from(p[c] / code_mass.max(1e-12));
         if let Some(other) = self.catch_all {
@@ -627,7 +773,27 @@ impl CodeClassifier {
                 return Some((other, relative(other)));
             }
         }
-        argmax(p, |c| !self.prose[c] && Some(c) != self.catch_all).map(|c| (c, relative(c)))
+        let position = |name: &str| self.labels.iter().position(|l| l == name);
+        // A script names its interpreter on its first line, as the system
+        // reads it: that decides, whatever its words suggest.
+        if let Some(c) = interpreter_language(text).and_then(position) {
+            return Some((c, 1.0));
+        }
+        let best = argmax(p, |c| !self.prose[c] && Some(c) != self.catch_all)?;
+        if let (Some(c), Some(cpp)) = (position("C"), position("C++")) {
+            if best == c || best == cpp {
+                let family = relative(c) + relative(cpp);
+                return Some((if uses_cpp(text) { cpp } else { c }, family));
+            }
+        }
+        // TypeScript is JavaScript with types: a file without them may be
+        // either, one with them is TypeScript.
+        if let (Some(js), Some(ts)) = (position("JavaScript"), position("TypeScript")) {
+            if best == js && uses_typescript(text) {
+                return Some((ts, relative(js) + relative(ts)));
+            }
+        }
+        Some((best, relative(best)))
     }
 
     /// Judges a document (callers bound its length).
@@ -674,7 +840,7 @@ impl CodeClassifier {
         let code_fraction = code_count as f64 / line_scores.len() as f64;
         let is_code = prose_mass < 0.5 && code_fraction >= MIN_CODE_FRACTION;
         let (best, confidence) = if is_code {
-            self.code_language(&probabilities).expect("code labels")
+            self.code_language(&probabilities, text).expect("code labels")
         } else {
             let c = argmax(&probabilities, |c| self.prose[c]).expect("prose labels");
             (c, f64::from(probabilities[c]))
@@ -690,7 +856,7 @@ impl CodeClassifier {
                 });
             }
             self.document.logits(&sums, n, &mut logits);
-            self.code_language(&softmax(&logits)).map(|(c, p)| (self.labels[c].clone(), p))
+            self.code_language(&softmax(&logits), text).map(|(c, p)| (self.labels[c].clone(), p))
         } else {
             None
         };
@@ -824,5 +990,64 @@ mod tests {
             true
         });
         assert_eq!(tokens, 3); // indentation, token, first token
+    }
+
+    #[test]
+    fn cpp_is_told_from_c_by_what_c_lacks() {
+        assert!(uses_cpp("#include <vector>\nint main() { return 0; }"));
+        assert!(uses_cpp("template <typename T>\nT max(T a, T b);"));
+        assert!(uses_cpp("class Queue;\n"));
+        assert!(uses_cpp("namespace {\nint x;\n}"));
+        assert!(uses_cpp("struct A {\npublic:\n  int x;\n};"));
+        assert!(uses_cpp("void Queue::push(int x) {}"));
+        assert!(uses_cpp("int *p = nullptr;"));
+        // C, including C that uses C++'s words as names or in comments.
+        assert!(!uses_cpp("#include <stdio.h>\n#include <string.h>\nint class = 1;\nint try = 2;"));
+        assert!(!uses_cpp("/* a class of its own; see std::vector */\n// template <T>\nstatic int f(void);"));
+        assert!(!uses_cpp("struct list *head = NULL;\ntypedef struct { int x; } point;"));
+    }
+
+    #[test]
+    fn typescript_is_told_from_javascript_by_its_types() {
+        assert!(uses_typescript("interface Point {\n  x: number;\n}"));
+        assert!(uses_typescript("export type Id = string | number;"));
+        assert!(uses_typescript("let total: number = 0;"));
+        assert!(uses_typescript("function area(r: number): number {\n  return r * r;\n}"));
+        assert!(uses_typescript("class A {\n  constructor(private name: string) {}\n}"));
+        assert!(uses_typescript("import type { Foo } from './foo';"));
+        // JavaScript: object literals, ternaries, comments.
+        assert!(!uses_typescript("const point = { x: 1, y: 2 };\nlet kind = a ? b : c;"));
+        assert!(!uses_typescript("// interface Point { x: number }\nfunction f(a, b) {\n  return a + b;\n}"));
+        assert!(!uses_typescript("var type = 'text';\nmodule.exports = { type: type };"));
+    }
+
+    #[test]
+    fn interpreter_lines_name_languages() {
+        assert_eq!(interpreter_language("#!/usr/bin/env ruby\nputs 1"), Some("Ruby"));
+        assert_eq!(interpreter_language("#!/usr/bin/env -vS ruby -w -Ilib:test\n"), Some("Ruby"));
+        assert_eq!(interpreter_language("#! /bin/bash -e\n"), Some("Shell"));
+        assert_eq!(interpreter_language("#!/usr/bin/python3.11\n"), Some("Python"));
+        assert_eq!(interpreter_language("#!/usr/bin/env LANG=C perl5.36 -w\n"), Some("Perl"));
+        assert_eq!(interpreter_language("#!/usr/bin/awk -f\n"), Some("Other"));
+        assert_eq!(interpreter_language("#![allow(unused)]\nfn main() {}"), None);
+        assert_eq!(interpreter_language("#!/usr/bin/unknown-tool\n"), None);
+        assert_eq!(interpreter_language("x = 1\n#!/bin/sh\n"), None);
+        assert_eq!(interpreter_language("#!/bin/sh\nexec scala \"$0\" \"$@\"\n!#\n"), Some("Scala"));
+        assert_eq!(interpreter_language("#!/bin/sh\nexec make -f x\n"), Some("Shell"));
+    }
+
+    #[test]
+    fn bundled_model_applies_the_rules_over_its_own_judgement() {
+        let model = CodeClassifier::bundled();
+        let language = |text: &str| {
+            let judged = model.classify(text);
+            judged.language().map(|(name, p)| (name.to_string(), p))
+        };
+        let c_header = "#ifndef QUEUE_H\n#define QUEUE_H\n#include <stddef.h>\n\nstruct queue {\n    int *items;\n    size_t head, tail;\n};\n\nint queue_push(struct queue *q, int item);\nint queue_pop(struct queue *q, int *item);\n\n#endif\n";
+        let cpp_header = c_header.replace("struct queue {", "class Queue {\npublic:");
+        assert_eq!(language(c_header).unwrap().0, "C");
+        assert_eq!(language(&cpp_header).unwrap().0, "C++");
+        let script = "#!/usr/bin/env ruby\nputs 'hello'\nexit 0\n";
+        assert_eq!(language(script), Some(("Ruby".to_string(), 1.0)));
     }
 }

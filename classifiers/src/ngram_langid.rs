@@ -346,6 +346,18 @@ fn margin(scores: &[f64]) -> f64 {
 /// `max_bytes` count (cut at a char boundary). Files that are not UTF-8 are
 /// skipped. Labels sorted, files by path.
 pub fn read_labelled_files(folder: &Path, max_bytes: usize) -> Result<Vec<(String, Vec<String>)>, NgramError> {
+    Ok(read_labelled_paths(folder, max_bytes)?
+        .into_iter()
+        .map(|(label, files)| (label, files.into_iter().map(|(_, text)| text).collect()))
+        .collect())
+}
+
+/// [`read_labelled_files`] with each text's path, for reports that name
+/// the files.
+pub fn read_labelled_paths(
+    folder: &Path,
+    max_bytes: usize,
+) -> Result<Vec<(String, Vec<(std::path::PathBuf, String)>)>, NgramError> {
     let err = |path: &Path, message: String| NgramError::Data {
         path: path.display().to_string(),
         message,
@@ -376,7 +388,8 @@ pub fn read_labelled_files(folder: &Path, max_bytes: usize) -> Result<Vec<(Strin
             let bytes = std::fs::read(&file).map_err(|e| err(&file, format!("cannot read: {e}")))?;
             if let Ok(text) = String::from_utf8(bytes) {
                 let cut = crate::langid::prefix_at_char_boundary(&text, max_bytes).len();
-                texts.push(text[..cut].to_string());
+                let text = text[..cut].to_string();
+                texts.push((file, text));
             }
         }
         labels.push((path.file_name().unwrap().to_string_lossy().to_string(), texts));

@@ -133,6 +133,11 @@ pub enum EvalCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list the files of the 20 programming languages whose
+        /// language was judged wrong, and the other files judged code when
+        /// prose or prose when code (truth, judgement, confidence, path).
+        #[arg(long)]
+        misjudged: bool,
     },
     /// Language ID accuracy per language on sentences and on pseudo-documents
     /// of several sentences, and its speed (one thread).
@@ -193,6 +198,17 @@ pub enum ClassifierCommand {
         /// Weight of the catch-all label's examples.
         #[arg(long, default_value_t = 0.1)]
         catch_all_weight: f32,
+        /// Hash buckets of the document model, as a power of two (the model
+        /// holds 2^bits bytes per label).
+        #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u32).range(12..=22))]
+        document_bits: u32,
+        /// Extra examples per file: windows of 3 to 40 of its lines, so that
+        /// snippets are judged as well as whole files.
+        #[arg(long, default_value_t = 8)]
+        windows_per_file: usize,
+        /// Seed of the shuffles and windows (the output is deterministic for one seed).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Train the character n-gram language model of the `langid` stage from
     /// a folder of `<language code>.txt` files, one sentence per line.

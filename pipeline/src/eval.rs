@@ -390,6 +390,18 @@ pub struct CodeEvaluation {
     pub classes: Vec<ClassResult>,
     pub mb_per_s: f64,
     pub mixed: MixedEvaluation,
+    /// Files of the 20 programming languages whose language was judged
+    /// wrong, and other files judged code when prose or prose when code:
+    /// path, truth, and what was said (None: no language).
+    pub misjudged: Vec<Misjudged>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Misjudged {
+    pub path: String,
+    pub truth: String,
+    pub judged: Option<String>,
+    pub confidence: f64,
 }
 
 /// The line judgement on prose with code snippets: documents made of
@@ -422,10 +434,15 @@ pub fn evaluate_code(
     sample_bytes: usize,
 ) -> anyhow::Result<CodeEvaluation> {
     use thresher_classifiers::code_classifier::CodeClassifier;
-    use thresher_classifiers::ngram_langid::read_labelled_files;
+    use thresher_classifiers::ngram_langid::read_labelled_paths;
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let model = CodeClassifier::from_bytes(&bytes, &model.display().to_string())?;
-    let labelled = read_labelled_files(data, sample_bytes)?;
+    let with_paths = read_labelled_paths(data, sample_bytes)?;
+    let labelled: Vec<(String, Vec<String>)> = with_paths
+        .iter()
+        .map(|(label, files)| (label.clone(), files.iter().map(|(_, text)| text.clone()).collect()))
+        .collect();
+    let mut misjudged = Vec::new();
     let mixed = evaluate_mixed(&model, &labelled, sentences)?;
     let is_code = |label: &str| !PROSE_LABELS.contains(&label);
     let (mut tp, mut fp, mut fn_, mut tn) = (0usize, 0usize, 0usize, 0usize);
@@ -433,12 +450,13 @@ pub fn evaluate_code(
     let mut given: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let (mut judged_bytes, mut seconds) = (0usize, 0.0f64);
     let (mut language_files, mut language_right) = (0usize, 0usize);
-    for (label, texts) in &labelled {
+    for (label, files) in &with_paths {
         let truth = code_label(label);
-        for text in texts {
+        for (path, text) in files {
             let start = Instant::now();
             let judged = model.classify(text);
             let language = judged.language().map(|(name, _)| name.to_string());
+            let language_confidence = judged.language().map_or(0.0, |(_, p)| p);
             let predicted = judged.label.unwrap_or_else(|| "Text".into());
             seconds += start.elapsed().as_secs_f64();
             judged_bytes += text.len();
@@ -450,7 +468,23 @@ pub fn evaluate_code(
             }
             if PROGRAMMING_LANGUAGES.contains(&truth) {
                 language_files += 1;
-                language_right += usize::from(language.as_deref() == Some(truth));
+                if language.as_deref() == Some(truth) {
+                    language_right += 1;
+                } else {
+                    misjudged.push(Misjudged {
+                        path: path.display().to_string(),
+                        truth: truth.to_string(),
+                        confidence: language_confidence,
+                        judged: language,
+                    });
+                }
+            } else if is_code(truth) != judged.is_code {
+                misjudged.push(Misjudged {
+                    path: path.display().to_string(),
+                    truth: truth.to_string(),
+                    confidence: judged.confidence,
+                    judged: Some(format!("{} ({})", predicted, if judged.is_code { "code" } else { "prose" })),
+                });
             }
             let entry = per_label.entry(truth.to_string()).or_default();
             entry.0 += 1;
@@ -489,6 +523,7 @@ pub fn evaluate_code(
         classes,
         mb_per_s: judged_bytes as f64 / 1e6 / seconds.max(1e-9),
         mixed,
+        misjudged,
     })
 }
 
@@ -585,6 +620,22 @@ fn evaluate_mixed(
         prose_documents: ratio(prose_right, documents),
         snippet_language_accuracy: ratio(language_right, documents),
     })
+}
+
+/// The files judged wrong (see [`CodeEvaluation::misjudged`]), one line each.
+pub fn render_misjudged(e: &CodeEvaluation) -> String {
+    e.misjudged
+        .iter()
+        .map(|m| {
+            format!(
+                "{:<11} judged {:<11} {:.2}  {}\n",
+                m.truth,
+                m.judged.as_deref().unwrap_or("(none)"),
+                m.confidence,
+                m.path
+            )
+        })
+        .collect()
 }
 
 /// The code evaluation as a table.

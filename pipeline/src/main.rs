@@ -128,6 +128,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             class_balance,
             catch_all,
             catch_all_weight,
+            document_bits,
+            windows_per_file,
+            seed,
         }) => {
             use thresher_classifiers::code_classifier::{CodeClassifier, TrainOptions};
             use thresher_classifiers::ngram_langid::read_labelled_files;
@@ -138,6 +141,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 class_balance,
                 catch_all: (!catch_all.is_empty()).then_some(catch_all),
                 catch_all_weight,
+                document_bits,
+                windows_per_file,
+                seed,
                 ..TrainOptions::default()
             };
             let model = CodeClassifier::train(&labelled, &prose, &options)?;
@@ -158,11 +164,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             sentences,
             sample_bytes,
             json,
+            misjudged,
         }) => {
             let evaluation = thresher::eval::evaluate_code(&model, &data, &sentences, sample_bytes)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&evaluation)?);
             } else {
+                if misjudged {
+                    print!("{}\n", thresher::eval::render_misjudged(&evaluation));
+                }
                 print!("{}", thresher::eval::render_code(&evaluation));
             }
             Ok(ExitCode::SUCCESS)

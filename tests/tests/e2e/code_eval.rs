@@ -77,6 +77,16 @@ fn code_classifier_trains_and_is_measured() {
     // are easy, so the figures must be high, and they must be consistent.
     assert!(e["code_f1"].as_f64().unwrap() > 0.9, "{e}");
     assert!(e["language_accuracy"].as_f64().unwrap() > 0.9, "{e}");
+    // Every file whose language was judged wrong is listed, by its path.
+    let wrong = e["misjudged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["truth"] == "Rust" || m["truth"] == "Python")
+        .inspect(|m| assert!(Path::new(m["path"].as_str().unwrap()).is_file(), "{m}"))
+        .count() as f64;
+    let files = e["language_files"].as_f64().unwrap();
+    assert_eq!(wrong, (files * (1.0 - e["language_accuracy"].as_f64().unwrap())).round(), "{e}");
     let rust = classes.iter().find(|c| c["label"] == "Rust").unwrap();
     assert_eq!(
         e["language_files"].as_u64().unwrap(),
