@@ -27,7 +27,8 @@
 //!
 //! Weights are stored as bytes with one scale per label (a quarter of the
 //! memory, so a judgement's row lookups stay in cache); training runs in
-//! f32 with AdaGrad and the eval measures the quantized model.
+//! f32 with AdaGrad (the weights averaged over the second half of the
+//! epochs) and the eval measures the quantized model.
 
 use std::io::{Read, Write};
 
@@ -208,7 +209,11 @@ impl LinearModel {
         }
         let weights = weights
             .chunks_exact(classes)
-            .flat_map(|row| row.iter().zip(&scale).map(|(w, s)| (w / s).round().clamp(-127.0, 127.0) as i8))
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&scale)
+                    .map(|(w, s)| (w / s).round().clamp(-127.0, 127.0) as i8)
+            })
             .collect();
         Self {
             bits,
@@ -242,7 +247,10 @@ impl LinearModel {
         };
         let scale = floats(classes)?;
         let bias = floats(classes)?;
-        let weights = take(bytes, (1usize << bits) * classes)?.iter().map(|&b| b as i8).collect();
+        let weights = take(bytes, (1usize << bits) * classes)?
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
         Ok(Self {
             bits,
             classes,
@@ -439,12 +447,29 @@ fn fit(
     let mut bias_g2 = vec![1e-6f32; outputs];
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut logits = vec![0f32; outputs];
-    for _ in 0..options.epochs {
+    // The model kept is the average of the weights after each step of the
+    // second half of the epochs (averaged SGD): the last step's weights
+    // depend on the order of the last examples, and seeds 7 and 8 gave
+    // 91.2% and 85.8% top-1 on linguist's samples. `shift[i]` sums
+    // (step - 1) × each change of weight i since averaging began, so that
+    // the average is `w - shift / steps` without a pass per step.
+    let average_from = options.epochs / 2;
+    let mut shift = vec![0f64; w.len()];
+    let mut bias_shift = vec![0f64; outputs];
+    let mut steps = 0u64;
+    for epoch in 0..options.epochs {
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
         }
+        let averaging = epoch >= average_from;
         for &e in &order {
             let example = &examples[e];
+            let before = if averaging {
+                steps += 1;
+                (steps - 1) as f64
+            } else {
+                0.0
+            };
             logits.copy_from_slice(&bias);
             for &(b, v) in &example.features {
                 let row = &w[b as usize * outputs..][..outputs];
@@ -473,14 +498,27 @@ fn fit(
                 for c in 0..outputs {
                     let g = logits[c] * v;
                     g2[start + c] += g * g;
-                    w[start + c] -= options.learning_rate * g / g2[start + c].sqrt();
+                    let change = -options.learning_rate * g / g2[start + c].sqrt();
+                    w[start + c] += change;
+                    shift[start + c] += before * f64::from(change);
                 }
             }
             for c in 0..outputs {
                 let g = logits[c];
                 bias_g2[c] += g * g;
-                bias[c] -= options.learning_rate * g / bias_g2[c].sqrt();
+                let change = -options.learning_rate * g / bias_g2[c].sqrt();
+                bias[c] += change;
+                bias_shift[c] += before * f64::from(change);
             }
+        }
+    }
+    if steps > 0 {
+        let steps = steps as f64;
+        for (w, s) in w.iter_mut().zip(&shift) {
+            *w = (f64::from(*w) - s / steps) as f32;
+        }
+        for (b, s) in bias.iter_mut().zip(&bias_shift) {
+            *b = (f64::from(*b) - s / steps) as f32;
         }
     }
     LinearModel::quantize(bits, outputs, &w, bias)
@@ -493,7 +531,11 @@ fn looks_like_comment(line: &str) -> bool {
         "//", "/*", "*", "--", ";", "%", "<!--", "\"\"\"", "'''", "{-", "(*", "=begin", "REM ",
     ];
     let t = line.trim_start();
-    STARTS.iter().any(|p| t.starts_with(p)) || t == "#" || t.starts_with("# ") || t.starts_with("##") || t.starts_with("#'")
+    STARTS.iter().any(|p| t.starts_with(p))
+        || t == "#"
+        || t.starts_with("# ")
+        || t.starts_with("##")
+        || t.starts_with("#'")
 }
 
 /// A line of at least four words with nothing but letters, digits, spaces
@@ -526,7 +568,9 @@ pub fn interpreter_language(text: &str) -> Option<&'static str> {
     if language == "Shell" {
         let exec = lines.take(3).find_map(|l| {
             let rest = l.trim().strip_prefix("exec ")?;
-            rest.contains("\"$0\"").then(|| rest.split_whitespace().next()).flatten()
+            rest.contains("\"$0\"")
+                .then(|| rest.split_whitespace().next())
+                .flatten()
         });
         if let Some(other) = exec.and_then(|p| language_of_interpreter(p.rsplit('/').next()?)) {
             return Some(other);
@@ -552,8 +596,8 @@ fn language_of_interpreter(program: &str) -> Option<&'static str> {
         "swift" => "Swift",
         "kotlin" | "kotlinc" | "kscript" => "Kotlin",
         "runhaskell" | "runghc" => "Haskell",
-        "awk" | "gawk" | "mawk" | "tclsh" | "wish" | "make" | "guile" | "racket" | "sbcl" | "ocaml" | "fish" | "pwsh"
-        | "julia" | "elixir" | "escript" => "Other",
+        "awk" | "gawk" | "mawk" | "tclsh" | "wish" | "make" | "guile" | "racket" | "sbcl" | "ocaml" | "fish"
+        | "pwsh" | "julia" | "elixir" | "escript" => "Other",
         _ => return None,
     })
 }
@@ -564,17 +608,51 @@ fn language_of_interpreter(program: &str) -> Option<&'static str> {
 /// Comment lines are not read.
 pub fn uses_cpp(text: &str) -> bool {
     const HEADERS: [&str; 36] = [
-        "iostream", "istream", "ostream", "fstream", "sstream", "iomanip", "string", "string_view", "vector",
-        "map", "set", "list", "array", "bitset", "queue", "deque", "stack", "forward_list", "unordered_map",
-        "unordered_set", "memory", "algorithm", "functional", "utility", "tuple", "optional", "variant",
-        "thread", "mutex", "atomic", "chrono", "cstdint", "cstdio", "cstdlib", "cstring", "cmath",
+        "iostream",
+        "istream",
+        "ostream",
+        "fstream",
+        "sstream",
+        "iomanip",
+        "string",
+        "string_view",
+        "vector",
+        "map",
+        "set",
+        "list",
+        "array",
+        "bitset",
+        "queue",
+        "deque",
+        "stack",
+        "forward_list",
+        "unordered_map",
+        "unordered_set",
+        "memory",
+        "algorithm",
+        "functional",
+        "utility",
+        "tuple",
+        "optional",
+        "variant",
+        "thread",
+        "mutex",
+        "atomic",
+        "chrono",
+        "cstdint",
+        "cstdio",
+        "cstdlib",
+        "cstring",
+        "cmath",
     ];
     text.lines().any(|line| {
         let t = line.trim();
         if looks_like_comment(t) && !t.starts_with('#') {
             return false;
         }
-        let mut words = t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty());
+        let mut words = t
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty());
         let first = words.next().unwrap_or("");
         let after_first = t[t.find(first).map_or(0, |i| i + first.len())..].trim_start();
         if let Some(rest) = t.strip_prefix('#') {
@@ -634,7 +712,9 @@ pub fn uses_typescript(text: &str) -> bool {
         }
         (t.contains(" implements ") && t.contains("class "))
             || t.contains("): ") && (t.ends_with('{') || t.ends_with(';') || t.contains("=>"))
-            || ["(public ", "(private ", "(protected ", "(readonly "].iter().any(|p| t.contains(p))
+            || ["(public ", "(private ", "(protected ", "(readonly "]
+                .iter()
+                .any(|p| t.contains(p))
     })
 }
 
@@ -726,12 +806,21 @@ impl CodeClassifier {
         if documents.is_empty() {
             return Err(CodeModelError::Data("no text to learn from".into()));
         }
-        let catch_all = labels.iter().position(|l| options.catch_all.as_deref() == Some(l.as_str()));
+        let catch_all = labels
+            .iter()
+            .position(|l| options.catch_all.as_deref() == Some(l.as_str()));
         let mut document_weights = class_weights(&documents, labels.len(), options.class_balance);
         if let Some(c) = catch_all {
             document_weights[c] *= options.catch_all_weight;
         }
-        let document = fit(&documents, options.document_bits, labels.len(), &document_weights, options, &mut rng);
+        let document = fit(
+            &documents,
+            options.document_bits,
+            labels.len(),
+            &document_weights,
+            options,
+            &mut rng,
+        );
         // Code lines outnumber prose lines many times over in the data; the
         // line model sees both sides weighted equally.
         let line_weights = class_weights(&lines, 2, 1.0);
@@ -856,7 +945,8 @@ impl CodeClassifier {
                 });
             }
             self.document.logits(&sums, n, &mut logits);
-            self.code_language(&softmax(&logits), text).map(|(c, p)| (self.labels[c].clone(), p))
+            self.code_language(&softmax(&logits), text)
+                .map(|(c, p)| (self.labels[c].clone(), p))
         } else {
             None
         };
@@ -892,7 +982,13 @@ impl CodeClassifier {
         body.extend_from_slice(&(self.labels.len() as u16).to_le_bytes());
         for (c, label) in self.labels.iter().enumerate() {
             // 0: code, 1: prose, 2: the catch-all code label.
-            body.push(if self.prose[c] { 1 } else if self.catch_all == Some(c) { 2 } else { 0 });
+            body.push(if self.prose[c] {
+                1
+            } else if self.catch_all == Some(c) {
+                2
+            } else {
+                0
+            });
             body.extend_from_slice(&(label.len() as u16).to_le_bytes());
             body.extend_from_slice(label.as_bytes());
         }
@@ -927,7 +1023,8 @@ impl CodeClassifier {
                 catch_all = Some(c);
             }
             let len = usize::from(u16::from_le_bytes(take(&mut rest, 2).map_err(bad)?.try_into().unwrap()));
-            let label = String::from_utf8(take(&mut rest, len).map_err(bad)?.to_vec()).map_err(|e| bad(e.to_string()))?;
+            let label =
+                String::from_utf8(take(&mut rest, len).map_err(bad)?.to_vec()).map_err(|e| bad(e.to_string()))?;
             labels.push(label);
         }
         let document = LinearModel::read(&mut rest).map_err(bad)?;
@@ -1002,8 +1099,12 @@ mod tests {
         assert!(uses_cpp("void Queue::push(int x) {}"));
         assert!(uses_cpp("int *p = nullptr;"));
         // C, including C that uses C++'s words as names or in comments.
-        assert!(!uses_cpp("#include <stdio.h>\n#include <string.h>\nint class = 1;\nint try = 2;"));
-        assert!(!uses_cpp("/* a class of its own; see std::vector */\n// template <T>\nstatic int f(void);"));
+        assert!(!uses_cpp(
+            "#include <stdio.h>\n#include <string.h>\nint class = 1;\nint try = 2;"
+        ));
+        assert!(!uses_cpp(
+            "/* a class of its own; see std::vector */\n// template <T>\nstatic int f(void);"
+        ));
         assert!(!uses_cpp("struct list *head = NULL;\ntypedef struct { int x; } point;"));
     }
 
@@ -1012,27 +1113,40 @@ mod tests {
         assert!(uses_typescript("interface Point {\n  x: number;\n}"));
         assert!(uses_typescript("export type Id = string | number;"));
         assert!(uses_typescript("let total: number = 0;"));
-        assert!(uses_typescript("function area(r: number): number {\n  return r * r;\n}"));
+        assert!(uses_typescript(
+            "function area(r: number): number {\n  return r * r;\n}"
+        ));
         assert!(uses_typescript("class A {\n  constructor(private name: string) {}\n}"));
         assert!(uses_typescript("import type { Foo } from './foo';"));
         // JavaScript: object literals, ternaries, comments.
         assert!(!uses_typescript("const point = { x: 1, y: 2 };\nlet kind = a ? b : c;"));
-        assert!(!uses_typescript("// interface Point { x: number }\nfunction f(a, b) {\n  return a + b;\n}"));
+        assert!(!uses_typescript(
+            "// interface Point { x: number }\nfunction f(a, b) {\n  return a + b;\n}"
+        ));
         assert!(!uses_typescript("var type = 'text';\nmodule.exports = { type: type };"));
     }
 
     #[test]
     fn interpreter_lines_name_languages() {
         assert_eq!(interpreter_language("#!/usr/bin/env ruby\nputs 1"), Some("Ruby"));
-        assert_eq!(interpreter_language("#!/usr/bin/env -vS ruby -w -Ilib:test\n"), Some("Ruby"));
+        assert_eq!(
+            interpreter_language("#!/usr/bin/env -vS ruby -w -Ilib:test\n"),
+            Some("Ruby")
+        );
         assert_eq!(interpreter_language("#! /bin/bash -e\n"), Some("Shell"));
         assert_eq!(interpreter_language("#!/usr/bin/python3.11\n"), Some("Python"));
-        assert_eq!(interpreter_language("#!/usr/bin/env LANG=C perl5.36 -w\n"), Some("Perl"));
+        assert_eq!(
+            interpreter_language("#!/usr/bin/env LANG=C perl5.36 -w\n"),
+            Some("Perl")
+        );
         assert_eq!(interpreter_language("#!/usr/bin/awk -f\n"), Some("Other"));
         assert_eq!(interpreter_language("#![allow(unused)]\nfn main() {}"), None);
         assert_eq!(interpreter_language("#!/usr/bin/unknown-tool\n"), None);
         assert_eq!(interpreter_language("x = 1\n#!/bin/sh\n"), None);
-        assert_eq!(interpreter_language("#!/bin/sh\nexec scala \"$0\" \"$@\"\n!#\n"), Some("Scala"));
+        assert_eq!(
+            interpreter_language("#!/bin/sh\nexec scala \"$0\" \"$@\"\n!#\n"),
+            Some("Scala")
+        );
         assert_eq!(interpreter_language("#!/bin/sh\nexec make -f x\n"), Some("Shell"));
     }
 

@@ -352,12 +352,15 @@ pub fn read_labelled_files(folder: &Path, max_bytes: usize) -> Result<Vec<(Strin
         .collect())
 }
 
+/// A label and its files' paths and texts.
+pub type LabelledPaths = (String, Vec<(std::path::PathBuf, String)>);
+
 /// [`read_labelled_files`] with each text's path, for reports that name
 /// the files.
 pub fn read_labelled_paths(
     folder: &Path,
     max_bytes: usize,
-) -> Result<Vec<(String, Vec<(std::path::PathBuf, String)>)>, NgramError> {
+) -> Result<Vec<LabelledPaths>, NgramError> {
     let err = |path: &Path, message: String| NgramError::Data {
         path: path.display().to_string(),
         message,

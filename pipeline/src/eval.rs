@@ -483,7 +483,11 @@ pub fn evaluate_code(
                     path: path.display().to_string(),
                     truth: truth.to_string(),
                     confidence: judged.confidence,
-                    judged: Some(format!("{} ({})", predicted, if judged.is_code { "code" } else { "prose" })),
+                    judged: Some(format!(
+                        "{} ({})",
+                        predicted,
+                        if judged.is_code { "code" } else { "prose" }
+                    )),
                 });
             }
             let entry = per_label.entry(truth.to_string()).or_default();

@@ -171,7 +171,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&evaluation)?);
             } else {
                 if misjudged {
-                    print!("{}\n", thresher::eval::render_misjudged(&evaluation));
+                    println!("{}", thresher::eval::render_misjudged(&evaluation));
                 }
                 print!("{}", thresher::eval::render_code(&evaluation));
             }

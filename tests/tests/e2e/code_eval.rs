@@ -86,7 +86,11 @@ fn code_classifier_trains_and_is_measured() {
         .inspect(|m| assert!(Path::new(m["path"].as_str().unwrap()).is_file(), "{m}"))
         .count() as f64;
     let files = e["language_files"].as_f64().unwrap();
-    assert_eq!(wrong, (files * (1.0 - e["language_accuracy"].as_f64().unwrap())).round(), "{e}");
+    assert_eq!(
+        wrong,
+        (files * (1.0 - e["language_accuracy"].as_f64().unwrap())).round(),
+        "{e}"
+    );
     let rust = classes.iter().find(|c| c["label"] == "Rust").unwrap();
     assert_eq!(
         e["language_files"].as_u64().unwrap(),
