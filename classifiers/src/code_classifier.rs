@@ -652,8 +652,9 @@ pub fn uses_cpp(text: &str) -> bool {
         }
         let mut words = t
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| !w.is_empty());
-        let first = words.next().unwrap_or("");
+            .filter(|w| !w.is_empty())
+            .peekable();
+        let first = *words.peek().unwrap_or(&"");
         let after_first = t[t.find(first).map_or(0, |i| i + first.len())..].trim_start();
         if let Some(rest) = t.strip_prefix('#') {
             let rest = rest.trim_start();
@@ -672,8 +673,7 @@ pub fn uses_cpp(text: &str) -> bool {
             || (matches!(first, "public" | "private" | "protected") && after_first.starts_with(':'))
             || (first == "try" && (after_first.is_empty() || after_first.starts_with('{')))
             || (first == "catch" && after_first.starts_with('('))
-            || t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .any(|w| matches!(w, "constexpr" | "virtual" | "nullptr"))
+            || words.any(|w| matches!(w, "constexpr" | "virtual" | "nullptr"))
     })
 }
 

@@ -438,12 +438,8 @@ pub fn evaluate_code(
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let model = CodeClassifier::from_bytes(&bytes, &model.display().to_string())?;
     let with_paths = read_labelled_paths(data, sample_bytes)?;
-    let labelled: Vec<(String, Vec<String>)> = with_paths
-        .iter()
-        .map(|(label, files)| (label.clone(), files.iter().map(|(_, text)| text.clone()).collect()))
-        .collect();
     let mut misjudged = Vec::new();
-    let mixed = evaluate_mixed(&model, &labelled, sentences)?;
+    let mixed = evaluate_mixed(&model, &with_paths, sentences)?;
     let is_code = |label: &str| !PROSE_LABELS.contains(&label);
     let (mut tp, mut fp, mut fn_, mut tn) = (0usize, 0usize, 0usize, 0usize);
     let mut per_label: BTreeMap<String, (usize, usize, BTreeMap<String, usize>)> = BTreeMap::new();
@@ -537,7 +533,7 @@ const MIXED_DOCUMENTS: usize = 400;
 
 fn evaluate_mixed(
     model: &thresher_classifiers::code_classifier::CodeClassifier,
-    labelled: &[(String, Vec<String>)],
+    labelled: &[thresher_classifiers::ngram_langid::LabelledPaths],
     sentences: &Path,
 ) -> anyhow::Result<MixedEvaluation> {
     let non_blank = |text: &str| -> Vec<String> {
@@ -555,8 +551,8 @@ fn evaluate_mixed(
         .filter(|lines| lines.len() >= 8)
         .collect();
     let mut code: Vec<(String, Vec<String>)> = Vec::new();
-    for (label, texts) in labelled {
-        for text in texts {
+    for (label, files) in labelled {
+        for (_, text) in files {
             let lines = non_blank(text);
             if PROGRAMMING_LANGUAGES.contains(&code_label(label)) && lines.len() >= 3 {
                 code.push((code_label(label).to_string(), lines));

@@ -109,20 +109,18 @@ fn quickstart_runs_and_inspects_clean() {
     // the line model's known weakness (README, `code` stage), and this
     // guards against a model that judges them code wholesale.
     let (mut lines, mut code_lines, mut documents) = (0.0, 0.0, 0);
-    for path in files_under(&root.join("code")) {
-        for doc in read_zst(&path) {
-            let tag = &doc["metadata"]["code"];
-            assert_eq!(tag["is_code"], false, "{}: {tag}", doc["id"]);
-            let text = doc["text"].as_str().unwrap();
-            let cut = (0..=8192.min(text.len()))
-                .rev()
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap();
-            let n = text[..cut].lines().filter(|l| !l.trim().is_empty()).count() as f64;
-            lines += n;
-            code_lines += n * tag["code_fraction"].as_f64().unwrap();
-            documents += 1;
-        }
+    for doc in stage_documents(&root.join("code")) {
+        let tag = &doc["metadata"]["code"];
+        assert_eq!(tag["is_code"], false, "{}: {tag}", doc["id"]);
+        let text = doc["text"].as_str().unwrap();
+        let cut = (0..=8192.min(text.len()))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap();
+        let n = text[..cut].lines().filter(|l| !l.trim().is_empty()).count() as f64;
+        lines += n;
+        code_lines += n * tag["code_fraction"].as_f64().unwrap();
+        documents += 1;
     }
     assert_eq!(documents, 32);
     // Measured: 18% (165 of 926) with the bundled model (13% with the one before it,
@@ -213,19 +211,4 @@ fn the_error_budget_is_judged_on_the_whole_stage() {
     );
     let out = run_expect(thresher(&dir.path, &["run", strict.to_str().unwrap()]), 2);
     assert!(stderr(&out).contains("1 of 35 records"), "{}", stderr(&out));
-}
-
-/// The output files of a stage folder (not its sidecars or manifest).
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if path.is_dir() && !name.starts_with('_') {
-            out.extend(files_under(&path));
-        } else if name.ends_with(".jsonl.zst") {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -9,34 +9,6 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Every file under `dir`, recursively, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Documents of a stage's data shards (not its `_` sidecars).
-fn stage_documents(stage_dir: &Path) -> Vec<Value> {
-    files_under(stage_dir)
-        .into_iter()
-        .filter(|p| {
-            let rel = p.strip_prefix(stage_dir).unwrap().to_string_lossy().to_string();
-            !rel.starts_with('_') && rel.ends_with(".jsonl.zst") && !rel.starts_with("tokens/")
-        })
-        .flat_map(|p| read_zst(&p))
-        .collect()
-}
-
 fn sidecar_records(stage_dir: &Path, folder: &str) -> Vec<Value> {
     files_under(&stage_dir.join(folder)).iter().flat_map(|p| read_zst(p)).collect()
 }
