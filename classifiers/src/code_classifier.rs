@@ -32,6 +32,7 @@
 
 use std::io::{Read, Write};
 
+use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 8] = b"THRCODE2";
@@ -274,9 +275,11 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeJudgement {
     /// The code labels together are likelier than the prose labels, and at
-    /// least [`MIN_CODE_FRACTION`] of the lines are code.
+    /// least [`MIN_CODE_FRACTION`] of the lines other than comments are
+    /// code.
     pub is_code: bool,
-    /// Share of the non-blank lines judged code, in [0, 1].
+    /// Share of the non-blank lines judged code, in [0, 1]; in a code
+    /// document, its comments count as code.
     pub code_fraction: f64,
     /// The document's label (a programming language, a format such as
     /// `JSON`, or a prose label such as `Text`); None for a text with no
@@ -314,11 +317,13 @@ pub struct CodeClassifier {
     line: LinearModel,
 }
 
-/// A document is code only when at least this share of its lines are code
-/// lines, whatever its tokens say: a tutorial with a snippet is prose. A
-/// third, not a half, because comment lines (licence headers, docstrings)
-/// are mostly judged prose: on linguist's samples, 0.5 gives code recall
-/// 0.918 and 0.3 gives 0.957 at the same precision (0.98).
+/// A document is code only when at least this share of its lines other
+/// than comments are code lines, whatever its tokens say: a tutorial with
+/// a snippet is prose. A third, not a half, because docstrings and other
+/// lines that do not start like comments are mostly judged prose: on
+/// linguist's samples, 0.5 gives code recall 0.918 and 0.3 gives 0.957 at
+/// the same precision (0.98), when comments still counted. Leaving comment
+/// lines out of the count took recall to 0.975 (precision 0.983).
 const MIN_CODE_FRACTION: f64 = 0.3;
 
 /// Training settings.
@@ -348,7 +353,10 @@ pub struct TrainOptions {
     /// and a label fed by hundreds of languages would otherwise take files
     /// of the named ones.
     pub catch_all_weight: f32,
-    pub seed: u64,
+    /// One model is trained per seed (which picks the windows and the order
+    /// of the examples) and their weights are averaged: a single seed's
+    /// top-1 on linguist's samples ranged from 85.8% to 91.2%.
+    pub seeds: Vec<u64>,
 }
 
 impl Default for TrainOptions {
@@ -368,7 +376,7 @@ impl Default for TrainOptions {
             class_balance: 0.5,
             catch_all: Some("Other".into()),
             catch_all_weight: 0.1,
-            seed: 7,
+            seeds: vec![7, 8, 9],
         }
     }
 }
@@ -430,6 +438,33 @@ fn sparse_features(text: &str, bits: u32) -> Vec<(u32, f32)> {
     out
 }
 
+/// The weights and biases of a linear model before quantization.
+struct FloatModel {
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl FloatModel {
+    /// The mean of several models' weights: for linear models, the same as
+    /// averaging their logits.
+    fn mean(models: &[FloatModel]) -> FloatModel {
+        let n = models.len().max(1) as f32;
+        let mean = |pick: fn(&FloatModel) -> &Vec<f32>| -> Vec<f32> {
+            let mut sum = vec![0f32; models.first().map_or(0, |m| pick(m).len())];
+            for m in models {
+                for (s, v) in sum.iter_mut().zip(pick(m)) {
+                    *s += v;
+                }
+            }
+            sum.iter().map(|s| s / n).collect()
+        };
+        FloatModel {
+            weights: mean(|m| &m.weights),
+            bias: mean(|m| &m.bias),
+        }
+    }
+}
+
 /// Fits a softmax (or, with one class, logistic) regression with AdaGrad.
 fn fit(
     examples: &[Example],
@@ -438,7 +473,7 @@ fn fit(
     weights: &[f32],
     options: &TrainOptions,
     rng: &mut Rng,
-) -> LinearModel {
+) -> FloatModel {
     let outputs = classes.max(1);
     let binary = classes == 1;
     let mut w = vec![0f32; (1usize << bits) * outputs];
@@ -521,7 +556,7 @@ fn fit(
             *b = (f64::from(*b) - s / steps) as f32;
         }
     }
-    LinearModel::quantize(bits, outputs, &w, bias)
+    FloatModel { weights: w, bias }
 }
 
 /// Lines that start like a comment in common languages (`//`, `/*`, `*`,
@@ -750,7 +785,43 @@ impl CodeClassifier {
                 "needs both code and prose labels (prose: {prose_labels:?}; labels: {labels:?})"
             )));
         }
-        let mut rng = Rng(options.seed);
+        if options.seeds.is_empty() {
+            return Err(CodeModelError::Data("no training seed".into()));
+        }
+        let catch_all = labels
+            .iter()
+            .position(|l| options.catch_all.as_deref() == Some(l.as_str()));
+        // Seeds train in parallel; each builds its own examples (the
+        // windows are the seed's), so memory grows with the threads.
+        let fitted: Vec<(FloatModel, FloatModel)> = options
+            .seeds
+            .par_iter()
+            .map(|&seed| Self::fit_seed(data, &labels, &prose, catch_all, options, seed))
+            .collect::<Result<_, _>>()?;
+        let (documents, lines): (Vec<FloatModel>, Vec<FloatModel>) = fitted.into_iter().unzip();
+        let (document, line) = (FloatModel::mean(&documents), FloatModel::mean(&lines));
+        let document = LinearModel::quantize(options.document_bits, labels.len(), &document.weights, document.bias);
+        let line = LinearModel::quantize(options.line_bits, 1, &line.weights, line.bias);
+        Ok(Self {
+            labels,
+            prose,
+            catch_all,
+            document,
+            line,
+        })
+    }
+
+    /// The examples of one seed (its windows) and the two models fitted to
+    /// them in its order, unquantized.
+    fn fit_seed(
+        data: &[(String, Vec<String>)],
+        labels: &[String],
+        prose: &[bool],
+        catch_all: Option<usize>,
+        options: &TrainOptions,
+        seed: u64,
+    ) -> Result<(FloatModel, FloatModel), CodeModelError> {
+        let mut rng = Rng(seed);
         let mut documents = Vec::new();
         let mut lines = Vec::new();
         for (class, (_, texts)) in data.iter().enumerate() {
@@ -806,9 +877,6 @@ impl CodeClassifier {
         if documents.is_empty() {
             return Err(CodeModelError::Data("no text to learn from".into()));
         }
-        let catch_all = labels
-            .iter()
-            .position(|l| options.catch_all.as_deref() == Some(l.as_str()));
         let mut document_weights = class_weights(&documents, labels.len(), options.class_balance);
         if let Some(c) = catch_all {
             document_weights[c] *= options.catch_all_weight;
@@ -825,13 +893,7 @@ impl CodeClassifier {
         // line model sees both sides weighted equally.
         let line_weights = class_weights(&lines, 2, 1.0);
         let line = fit(&lines, options.line_bits, 1, &line_weights, options, &mut rng);
-        Ok(Self {
-            labels,
-            prose,
-            catch_all,
-            document,
-            line,
-        })
+        Ok((document, line))
     }
 
     /// The bundled model.
@@ -924,10 +986,34 @@ impl CodeClassifier {
         self.document.logits(&sums, n, &mut logits);
         let probabilities = softmax(&logits);
         let prose_mass: f32 = (0..classes).filter(|&c| self.prose[c]).map(|c| probabilities[c]).sum();
-        let code_lines = code_line_flags(&line_scores);
+        let mut code_lines = code_line_flags(&line_scores);
+        // Comments do not vote on whether a document is code: the line
+        // model reads a licence header or a docstring as the prose it is,
+        // so a header file that is mostly licence would fail
+        // MIN_CODE_FRACTION, and a config file of comments and a few
+        // entries would pass it if comments counted as code. The other
+        // lines decide; in a code document, comments then count as code.
+        let (mut voters, mut code_voters) = (0usize, 0usize);
+        let comments: Vec<bool> = line_spans
+            .iter()
+            .zip(&code_lines)
+            .map(|(&(start, end), &is_code_line)| {
+                let comment = looks_like_comment(&text[start..end]);
+                if !comment {
+                    voters += 1;
+                    code_voters += usize::from(is_code_line);
+                }
+                comment
+            })
+            .collect();
+        let is_code = prose_mass < 0.5 && code_voters as f64 >= MIN_CODE_FRACTION * voters.max(1) as f64 && voters > 0;
+        if is_code {
+            for (flag, comment) in code_lines.iter_mut().zip(comments) {
+                *flag |= comment;
+            }
+        }
         let code_count = code_lines.iter().filter(|&&c| c).count();
         let code_fraction = code_count as f64 / line_scores.len() as f64;
-        let is_code = prose_mass < 0.5 && code_fraction >= MIN_CODE_FRACTION;
         let (best, confidence) = if is_code {
             self.code_language(&probabilities, text).expect("code labels")
         } else {
@@ -1163,5 +1249,73 @@ mod tests {
         assert_eq!(language(&cpp_header).unwrap().0, "C++");
         let script = "#!/usr/bin/env ruby\nputs 'hello'\nexit 0\n";
         assert_eq!(language(script), Some(("Ruby".to_string(), 1.0)));
+    }
+
+    #[test]
+    fn training_averages_its_seeds_and_is_deterministic() {
+        let file = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>().repeat(4);
+        let data = vec![
+            (
+                "Rust".to_string(),
+                vec![file(&[
+                    "fn main() {",
+                    "    let x = vec![1, 2];",
+                    "    println!(\"{x:?}\");",
+                    "}",
+                ])],
+            ),
+            (
+                "Python".to_string(),
+                vec![file(&["def main():", "    x = [1, 2]", "    print(x)", "", "main()"])],
+            ),
+            (
+                "Text".to_string(),
+                vec![file(&[
+                    "This is a sentence about nothing much at all.",
+                    "Another line of plain prose follows it here.",
+                ])],
+            ),
+        ];
+        let options = |seeds: Vec<u64>| TrainOptions {
+            seeds,
+            document_bits: 12,
+            line_bits: 12,
+            ..TrainOptions::default()
+        };
+        let train = |seeds: Vec<u64>| CodeClassifier::train(&data, &["Text"], &options(seeds));
+        // Seeds train in parallel; the result does not depend on which
+        // thread finishes first.
+        let both = train(vec![1, 2]).unwrap();
+        assert_eq!(both, train(vec![1, 2]).unwrap());
+        assert_ne!(both, train(vec![1]).unwrap());
+        assert!(matches!(train(vec![]), Err(CodeModelError::Data(_))));
+        let judged = both.classify("def f(y):\n    return [y, 2]\n\nprint(f(1))\n");
+        assert_eq!(judged.label.as_deref(), Some("Python"), "{judged:?}");
+    }
+
+    #[test]
+    fn comments_do_not_vote_on_whether_a_document_is_code() {
+        let model = CodeClassifier::bundled();
+        // Apache's licence header, as many source files start.
+        let licence =
+            "Copyright 2009-2011 The Authors\n\nLicensed under the Apache License, Version 2.0 (the \"License\");\n\
+            you may not use this file except in compliance with the License.\n\
+            You may obtain a copy of the License at\n\n   http://www.apache.org/licenses/LICENSE-2.0\n\n\
+            Unless required by applicable law or agreed to in writing, software\n\
+            distributed under the License is distributed on an \"AS IS\" BASIS,\n\
+            WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.\n\
+            See the License for the specific language governing permissions and\n\
+            limitations under the License.\n";
+        let header = licence.lines().map(|l| format!("//{}{l}\n", if l.is_empty() { "" } else { " " })).collect::<String>()
+            + "\n#include <stdint.h>\n\nstruct queue;\nint queue_push(struct queue *q, int item);\nint queue_pop(struct queue *q, int *item);\n";
+        // The comments are 3 in 4 lines: as votes they would make this
+        // prose.
+        let judged = model.classify(&header);
+        assert!(judged.is_code, "{judged:?}");
+        assert!(judged.code_fraction > 0.9, "{judged:?}");
+        // The licence as plain prose is not code.
+        let judged = model.classify(licence);
+        assert!(!judged.is_code, "{judged:?}");
+        assert!(judged.code_fraction < 0.2, "{judged:?}");
     }
 }

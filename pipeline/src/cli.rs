@@ -206,9 +206,11 @@ pub enum ClassifierCommand {
         /// snippets are judged as well as whole files.
         #[arg(long, default_value_t = 8)]
         windows_per_file: usize,
-        /// Seed of the shuffles and windows (the output is deterministic for one seed).
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
+        /// Seeds of the shuffles and windows, comma-separated: one model is
+        /// trained per seed, in parallel, and their weights are averaged (the
+        /// output is deterministic for the same seeds).
+        #[arg(long, value_delimiter = ',', default_value = "7,8,9")]
+        seeds: Vec<u64>,
     },
     /// Train the character n-gram language model of the `langid` stage from
     /// a folder of `<language code>.txt` files, one sentence per line.

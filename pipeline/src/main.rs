@@ -130,7 +130,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             catch_all_weight,
             document_bits,
             windows_per_file,
-            seed,
+            seeds,
         }) => {
             use thresher_classifiers::code_classifier::{CodeClassifier, TrainOptions};
             use thresher_classifiers::ngram_langid::read_labelled_files;
@@ -143,7 +143,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 catch_all_weight,
                 document_bits,
                 windows_per_file,
-                seed,
+                seeds,
                 ..TrainOptions::default()
             };
             let model = CodeClassifier::train(&labelled, &prose, &options)?;
