@@ -682,7 +682,9 @@ pub fn uses_cpp(text: &str) -> bool {
     ];
     text.lines().any(|line| {
         let t = line.trim();
-        if looks_like_comment(t) && !t.starts_with('#') {
+        // Objective-C's directives (`@class`, `@protected`) are not C++'s
+        // keywords.
+        if (looks_like_comment(t) && !t.starts_with('#')) || t.starts_with('@') {
             return false;
         }
         let mut words = t
@@ -915,27 +917,39 @@ impl CodeClassifier {
     /// not their language, decide between the two. Within the family, `text`
     /// decides: C++ when it uses something C lacks ([`uses_cpp`], the rule
     /// GitHub linguist applies to `.h` headers), C otherwise; the
-    /// probability is the family's.
+    /// probability is the family's. When the catch-all wins but C or C++
+    /// leads the named labels, C++ syntax still makes it C++: the
+    /// catch-all learnt many C-like languages (Objective-C, CUDA, D), and
+    /// C++ files with unusual style or long comment banners fell into it
+    /// (3 of linguist's 35 C++ samples, and no file of another label is
+    /// judged C++ by this).
     fn code_language(&self, p: &[f32], text: &str) -> Option<(usize, f64)> {
         let code_mass: f32 = (0..p.len()).filter(|&c| !self.prose[c]).map(|c| p[c]).sum();
         let relative = |c: usize| f64::from(p[c] / code_mass.max(1e-12));
-        if let Some(other) = self.catch_all {
-            if relative(other) > 0.5 {
-                return Some((other, relative(other)));
-            }
-        }
         let position = |name: &str| self.labels.iter().position(|l| l == name);
         // A script names its interpreter on its first line, as the system
-        // reads it: that decides, whatever its words suggest.
+        // reads it: that decides, whatever its words suggest (the
+        // catch-all's share included).
         if let Some(c) = interpreter_language(text).and_then(position) {
             return Some((c, 1.0));
         }
         let best = argmax(p, |c| !self.prose[c] && Some(c) != self.catch_all)?;
-        if let (Some(c), Some(cpp)) = (position("C"), position("C++")) {
-            if best == c || best == cpp {
-                let family = relative(c) + relative(cpp);
-                return Some((if uses_cpp(text) { cpp } else { c }, family));
+        // C or C++, when one of them leads the named labels: decided by
+        // the code, with the family's probability.
+        let c_family = match (position("C"), position("C++")) {
+            (Some(c), Some(cpp)) if best == c || best == cpp => {
+                Some((if uses_cpp(text) { cpp } else { c }, relative(c) + relative(cpp)))
             }
+            _ => None,
+        };
+        if let Some(other) = self.catch_all.filter(|&o| relative(o) > 0.5) {
+            return match c_family {
+                Some((c, p)) if self.labels[c] == "C++" => Some((c, p)),
+                _ => Some((other, relative(other))),
+            };
+        }
+        if c_family.is_some() {
+            return c_family;
         }
         // TypeScript is JavaScript with types: a file without them may be
         // either, one with them is TypeScript.
@@ -1249,6 +1263,47 @@ mod tests {
         assert_eq!(language(&cpp_header).unwrap().0, "C++");
         let script = "#!/usr/bin/env ruby\nputs 'hello'\nexit 0\n";
         assert_eq!(language(script), Some(("Ruby".to_string(), 1.0)));
+    }
+
+    #[test]
+    fn an_interpreter_line_outweighs_the_catch_all() {
+        let model = CodeClassifier::bundled();
+        let other = model.catch_all.expect("the bundled model has a catch-all");
+        let mut p = vec![0.0f32; model.labels.len()];
+        p[other] = 0.9;
+        p[model.labels.iter().position(|l| l == "Python").unwrap()] = 0.1;
+        let language = |text: &str| {
+            model
+                .code_language(&p, text)
+                .map(|(c, conf)| (model.labels[c].as_str(), conf))
+        };
+        assert_eq!(language("x = 1\n"), Some(("Other", f64::from(0.9f32))));
+        assert_eq!(language("#!/usr/bin/python\nx = 1\n"), Some(("Python", 1.0)));
+    }
+
+    #[test]
+    fn cpp_syntax_outweighs_the_catch_all_when_c_leads_the_named_labels() {
+        let model = CodeClassifier::bundled();
+        let index = |name: &str| model.labels.iter().position(|l| l == name).unwrap();
+        let mut p = vec![0.0f32; model.labels.len()];
+        p[model.catch_all.unwrap()] = 0.9;
+        p[index("C")] = 0.06;
+        p[index("C++")] = 0.04;
+        let language = |p: &[f32], text: &str| model.code_language(p, text).map(|(c, _)| model.labels[c].as_str());
+        let cpp = "namespace ogl {\nfloat Math::Sqrt(float x) { return x; }\n}\n";
+        assert_eq!(language(&p, cpp), Some("C++"));
+        assert_eq!(language(&p, "float sqrt_fast(float x) { return x; }\n"), Some("Other"));
+        // Objective-C's directives are not C++.
+        assert_eq!(
+            language(
+                &p,
+                "@class NSString;\n@interface A : NSObject {\n@protected\n  int x;\n}\n@end\n"
+            ),
+            Some("Other")
+        );
+        // Only when C or C++ leads the named labels.
+        p[index("Java")] = 0.08;
+        assert_eq!(language(&p, cpp), Some("Other"));
     }
 
     #[test]
