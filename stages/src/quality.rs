@@ -253,19 +253,27 @@ impl BatchStage for Quality {
                     stats.add("quality_histogram", "unscored", 1);
                     return Decision::Keep;
                 };
+                // The histogram and the filter judge the score as it is
+                // written: a later stage (pack's quality buckets) or a user
+                // filtering the output reads only the tag, and must agree.
+                let written = round4(score);
                 let mut tag = Map::new();
-                tag.insert("score".into(), json!(round4(score)));
+                tag.insert("score".into(), json!(written));
                 if let Some(probabilities) = probabilities {
                     let probs: Map<String, Value> =
                         probabilities.into_iter().map(|(l, p)| (l, json!(round4(p)))).collect();
                     tag.insert("probabilities".into(), Value::Object(probs));
                 }
                 doc.metadata.insert("quality".into(), Value::Object(tag));
-                stats.add("quality_histogram", &histogram_bin(score as f64, self.config.histogram_width), 1);
+                stats.add(
+                    "quality_histogram",
+                    &histogram_bin(written, self.config.histogram_width),
+                    1,
+                );
                 match self.config.min_score {
-                    Some(min) if (score as f64) < min => Decision::Drop {
+                    Some(min) if written < min => Decision::Drop {
                         reason: "quality_below_min_score",
-                        detail: json!({ "score": round4(score), "min_score": min }),
+                        detail: json!({ "score": written, "min_score": min }),
                     },
                     _ => Decision::Keep,
                 }
@@ -377,6 +385,35 @@ mod tests {
             })
             .count();
         assert_eq!(dropped, 1);
+    }
+
+    #[test]
+    fn the_histogram_and_the_filter_judge_the_score_as_written() {
+        let text = "one text";
+        let raw = Quality::new(config(tiny_model())).unwrap().score(&[text]).unwrap()[0]
+            .clone()
+            .unwrap()
+            .score;
+        let written = round4(raw);
+        assert_ne!(f64::from(raw), written, "the fixture's score has more than 4 digits");
+        // A threshold between the raw and the written score, and a bin
+        // edge there too: the tag alone must tell which side it is on.
+        let mut cfg = config(tiny_model());
+        cfg.min_score = Some((f64::from(raw) + written) / 2.0);
+        cfg.histogram_width = cfg.min_score.unwrap();
+        let stage = Quality::new(cfg.clone()).unwrap();
+        let mut docs = vec![Document::new("0", text)];
+        let mut stats = StageStats::default();
+        let decision = stage.process_batch(&mut docs, &mut stats).unwrap().remove(0);
+        let tag = docs[0].metadata["quality"]["score"].as_f64().unwrap();
+        assert_eq!(tag, written);
+        assert_eq!(
+            decision == Decision::Keep,
+            tag >= cfg.min_score.unwrap(),
+            "{decision:?}"
+        );
+        let bins: Vec<&String> = stats.0["quality_histogram"].keys().collect();
+        assert_eq!(bins, [&histogram_bin(tag, cfg.histogram_width)]);
     }
 
     #[test]
