@@ -28,7 +28,8 @@
 //! Weights are stored as bytes with one scale per label (a quarter of the
 //! memory, so a judgement's row lookups stay in cache); training runs in
 //! f32 with AdaGrad (the weights averaged over the second half of the
-//! epochs) and the eval measures the quantized model.
+//! epochs, then over the models of several seeds) and the eval measures
+//! the quantized model.
 
 use std::io::{Read, Write};
 
