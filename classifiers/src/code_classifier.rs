@@ -756,6 +756,81 @@ pub fn uses_typescript(text: &str) -> bool {
     })
 }
 
+/// The document model's examples: each file's first `example_bytes`, its
+/// later pieces of that size, and `windows_per_file` windows of 3 to 40 of
+/// its lines, drawn from `rng`.
+fn document_examples(data: &[(String, Vec<String>)], options: &TrainOptions, rng: &mut Rng) -> Vec<Example> {
+    let mut documents = Vec::new();
+    for (class, (_, texts)) in data.iter().enumerate() {
+        for text in texts {
+            let mut add = |piece: &str| {
+                let cut = crate::langid::prefix_at_char_boundary(piece, options.example_bytes);
+                let features = sparse_features(cut, options.document_bits);
+                if !features.is_empty() {
+                    documents.push(Example { features, class });
+                }
+            };
+            add(text);
+            // Longer files: their later parts too, a piece per example_bytes.
+            let mut rest = &text[crate::langid::prefix_at_char_boundary(text, options.example_bytes).len()..];
+            while rest.len() > options.example_bytes / 4 {
+                let next = crate::langid::prefix_at_char_boundary(rest, options.example_bytes).len();
+                add(&rest[..next]);
+                rest = &rest[next..];
+            }
+            let all: Vec<&str> = text.lines().collect();
+            for _ in 0..options.windows_per_file {
+                if all.len() < 6 {
+                    break;
+                }
+                let len = 3 + rng.below(38.min(all.len() - 3));
+                let start = rng.below(all.len() - len + 1);
+                add(&all[start..start + len].join("\n"));
+            }
+        }
+    }
+    documents
+}
+
+/// The line model's examples: every line of a code file is code, every
+/// line of a prose file is prose, except Markdown's code blocks.
+fn line_examples(
+    data: &[(String, Vec<String>)],
+    labels: &[String],
+    prose: &[bool],
+    options: &TrainOptions,
+) -> Vec<Example> {
+    let mut lines = Vec::new();
+    for (class, (_, texts)) in data.iter().enumerate() {
+        for text in texts {
+            let all: Vec<&str> = text.lines().collect();
+            let code_lines = if labels[class] == "Markdown" {
+                markdown_code_lines(text)
+            } else {
+                vec![!prose[class]; all.len()]
+            };
+            for (line, is_code) in all.iter().zip(code_lines) {
+                // A comment is often a sentence of prose: as a code example
+                // it would teach the line model that English is code, as a
+                // prose one that comments are not. Likewise lines of code
+                // files that read as sentences: docstrings, POD, the text of
+                // man pages and HTML.
+                if is_code && (looks_like_comment(line) || reads_as_sentence(line)) {
+                    continue;
+                }
+                let features = sparse_features(line, options.line_bits);
+                if !features.is_empty() {
+                    lines.push(Example {
+                        features,
+                        class: usize::from(is_code),
+                    });
+                }
+            }
+        }
+    }
+    lines
+}
+
 /// Fenced code blocks in Markdown: the lines between ``` (or ~~~) fences.
 fn markdown_code_lines(text: &str) -> Vec<bool> {
     let mut inside = false;
@@ -794,12 +869,39 @@ impl CodeClassifier {
         let catch_all = labels
             .iter()
             .position(|l| options.catch_all.as_deref() == Some(l.as_str()));
-        // Seeds train in parallel; each builds its own examples (the
-        // windows are the seed's), so memory grows with the threads.
+        // The line examples are every line once, whatever the seed (only
+        // their order in `fit` is the seed's): built once, shared by the
+        // seeds. The document examples hold the seed's windows.
+        let lines = line_examples(data, &labels, &prose, options);
+        // Code lines outnumber prose lines many times over in the data; the
+        // line model sees both sides weighted equally.
+        let line_weights = class_weights(&lines, 2, 1.0);
+        // Seeds train in parallel, each on its own document examples, so
+        // memory grows with the threads.
         let fitted: Vec<(FloatModel, FloatModel)> = options
             .seeds
             .par_iter()
-            .map(|&seed| Self::fit_seed(data, &labels, &prose, catch_all, options, seed))
+            .map(|&seed| {
+                let mut rng = Rng(seed);
+                let documents = document_examples(data, options, &mut rng);
+                if documents.is_empty() {
+                    return Err(CodeModelError::Data("no text to learn from".into()));
+                }
+                let mut document_weights = class_weights(&documents, labels.len(), options.class_balance);
+                if let Some(c) = catch_all {
+                    document_weights[c] *= options.catch_all_weight;
+                }
+                let document = fit(
+                    &documents,
+                    options.document_bits,
+                    labels.len(),
+                    &document_weights,
+                    options,
+                    &mut rng,
+                );
+                let line = fit(&lines, options.line_bits, 1, &line_weights, options, &mut rng);
+                Ok((document, line))
+            })
             .collect::<Result<_, _>>()?;
         let (documents, lines): (Vec<FloatModel>, Vec<FloatModel>) = fitted.into_iter().unzip();
         let (document, line) = (FloatModel::mean(&documents), FloatModel::mean(&lines));
@@ -812,91 +914,6 @@ impl CodeClassifier {
             document,
             line,
         })
-    }
-
-    /// The examples of one seed (its windows) and the two models fitted to
-    /// them in its order, unquantized.
-    fn fit_seed(
-        data: &[(String, Vec<String>)],
-        labels: &[String],
-        prose: &[bool],
-        catch_all: Option<usize>,
-        options: &TrainOptions,
-        seed: u64,
-    ) -> Result<(FloatModel, FloatModel), CodeModelError> {
-        let mut rng = Rng(seed);
-        let mut documents = Vec::new();
-        let mut lines = Vec::new();
-        for (class, (_, texts)) in data.iter().enumerate() {
-            for text in texts {
-                let all: Vec<&str> = text.lines().collect();
-                let mut add = |piece: &str| {
-                    let cut = crate::langid::prefix_at_char_boundary(piece, options.example_bytes);
-                    let features = sparse_features(cut, options.document_bits);
-                    if !features.is_empty() {
-                        documents.push(Example { features, class });
-                    }
-                };
-                add(text);
-                // Longer files: their later parts too, a piece per example_bytes.
-                let mut rest = &text[crate::langid::prefix_at_char_boundary(text, options.example_bytes).len()..];
-                while rest.len() > options.example_bytes / 4 {
-                    let next = crate::langid::prefix_at_char_boundary(rest, options.example_bytes).len();
-                    add(&rest[..next]);
-                    rest = &rest[next..];
-                }
-                for _ in 0..options.windows_per_file {
-                    if all.len() < 6 {
-                        break;
-                    }
-                    let len = 3 + rng.below(38.min(all.len() - 3));
-                    let start = rng.below(all.len() - len + 1);
-                    add(&all[start..start + len].join("\n"));
-                }
-                let code_lines = if labels[class] == "Markdown" {
-                    markdown_code_lines(text)
-                } else {
-                    vec![!prose[class]; all.len()]
-                };
-                for (line, is_code) in all.iter().zip(code_lines) {
-                    // A comment is often a sentence of prose: as a code
-                    // example it would teach the line model that English is
-                    // code, as a prose one that comments are not.
-                    // Likewise lines of code files that read as sentences:
-                    // docstrings, POD, the text of man pages and HTML.
-                    if is_code && (looks_like_comment(line) || reads_as_sentence(line)) {
-                        continue;
-                    }
-                    let features = sparse_features(line, options.line_bits);
-                    if !features.is_empty() {
-                        lines.push(Example {
-                            features,
-                            class: usize::from(is_code),
-                        });
-                    }
-                }
-            }
-        }
-        if documents.is_empty() {
-            return Err(CodeModelError::Data("no text to learn from".into()));
-        }
-        let mut document_weights = class_weights(&documents, labels.len(), options.class_balance);
-        if let Some(c) = catch_all {
-            document_weights[c] *= options.catch_all_weight;
-        }
-        let document = fit(
-            &documents,
-            options.document_bits,
-            labels.len(),
-            &document_weights,
-            options,
-            &mut rng,
-        );
-        // Code lines outnumber prose lines many times over in the data; the
-        // line model sees both sides weighted equally.
-        let line_weights = class_weights(&lines, 2, 1.0);
-        let line = fit(&lines, options.line_bits, 1, &line_weights, options, &mut rng);
-        Ok((document, line))
     }
 
     /// The bundled model.
@@ -1021,7 +1038,7 @@ impl CodeClassifier {
                 comment
             })
             .collect();
-        let is_code = prose_mass < 0.5 && code_voters as f64 >= MIN_CODE_FRACTION * voters.max(1) as f64 && voters > 0;
+        let is_code = prose_mass < 0.5 && voters > 0 && code_voters as f64 >= MIN_CODE_FRACTION * voters as f64;
         if is_code {
             for (flag, comment) in code_lines.iter_mut().zip(comments) {
                 *flag |= comment;

@@ -451,8 +451,9 @@ pub fn evaluate_code(
         for (path, text) in files {
             let start = Instant::now();
             let judged = model.classify(text);
-            let language = judged.language().map(|(name, _)| name.to_string());
-            let language_confidence = judged.language().map_or(0.0, |(_, p)| p);
+            let (language, language_confidence) = judged
+                .language()
+                .map_or((None, 0.0), |(name, p)| (Some(name.to_string()), p));
             let predicted = judged.label.unwrap_or_else(|| "Text".into());
             seconds += start.elapsed().as_secs_f64();
             judged_bytes += text.len();
