@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of the `quality` stage (issue 4), in one prepared run:
-#  1. thresher (CUDA, bf16) against transformers (bf16, sdpa) on the same
-#     12,000 real documents, same truncation and batch budget: tokens/s of both
-#     and the largest score difference;
+#  1. thresher (CUDA, bf16; its fused kernels, then candle's plain ops)
+#     against transformers (bf16, sdpa) on the same 12,000 real documents,
+#     same truncation and batch budget: tokens/s of each and the largest score
+#     difference;
 #  2. the profile to choose the next optimisation from: model-only tokens/s of
 #     both at the fixed shapes of ../shared/cuda/README.md, and thresher's
 #     `bench --suite quality` (tokenizer and model apart) on the device.
@@ -14,7 +15,7 @@
 #   ../shared/cuda/build-cuda.sh build --release -p thresher --features cuda --target-dir target-cuda
 #   bash gpu/quality-vs-transformers.sh stage
 # Then on the device (the `run` tool, carry ["gpu-run"]), with a timeout that
-# leaves room for a rerun (expected: 3-4 minutes):
+# leaves room for a rerun (expected: 4-5 minutes):
 #   bash gpu/quality-vs-transformers.sh run
 # Everything it prints also lands in $OUT/quality-vs-transformers.txt.
 #
@@ -65,29 +66,39 @@ run)
         gpu-run/llama3-tokenizer.json.xz "$work/llama3-tokenizer.json"
     python3 gpu/make_classifier.py "$work/llama3-tokenizer.json" "$work/model"
     # thresher reads Meta's tokenizer.model (its own BPE, which stops at
-    # max_tokens); transformers reads tokenizer.json: the same ids.
-    cat > "$work/pipeline.toml" <<TOML
+    # max_tokens); transformers reads tokenizer.json: the same ids. Two runs:
+    # the fused kernels (what `auto` picks on a GPU) and candle's plain ops.
+    for kernels in fused plain; do
+        cat > "$work/pipeline-$kernels.toml" <<TOML
 [input]
 path = "gpu-run/docs.jsonl.zst"
 [output]
-path = "$work/out"
+path = "$work/out-$kernels"
 [[stages]]
 kind = "quality"
 model = "$work/model"
 tokenizer = "gpu-run/testdata/tokenizer/llama3-tokenizer.model"
 device = "cuda"
+kernels = "$kernels"
 max_tokens = $MAX_TOKENS
 batch_tokens = $BATCH_TOKENS
 TOML
+    done
     {
-        echo "== 1. the same documents through thresher and transformers"
-        bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline.toml" 2>&1 | tail -n 3
-        python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl.zst "$work/out/quality" "$MAX_TOKENS" "$BATCH_TOKENS"
+        echo "== 1. the same documents through thresher (fused, then plain kernels) and transformers"
+        for kernels in fused plain; do
+            # A failure of one run must not cost the rest of the report.
+            bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline-$kernels.toml" 2>&1 | tail -n 3 ||
+                echo "thresher with $kernels kernels FAILED (above)"
+        done
+        python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl.zst "$MAX_TOKENS" "$BATCH_TOKENS" \
+            "$work/out-fused/quality" "$work/out-plain/quality"
         echo "== 2. profile: model-only tokens/s at fixed shapes, transformers"
         python3 gpu/shapes_with_transformers.py "$work/model"
         echo "== 2. profile: thresher bench --suite quality on the device"
         bash gpu-run/run-on-device.sh gpu-run/thresher.xz bench --suite quality --model "$work/model" --device cuda \
-            --testdata gpu-run/testdata --size-mb 20 --max-tokens "$MAX_TOKENS" --dir "$work/bench" 2>&1 | grep -v WARN
+            --testdata gpu-run/testdata --size-mb 10 --max-tokens "$MAX_TOKENS" --dir "$work/bench" 2>&1 | grep -v WARN ||
+            echo "bench FAILED (above)"
     } 2>&1 | tee "$report"
     ;;
 rehearse)
@@ -111,7 +122,7 @@ TOML
     sed -e 's/\.cuda()//g' -e 's/torch\.cuda\.synchronize()/pass/g' -e 's/torch\.bfloat16/torch.float32/' \
         gpu/score_with_transformers.py > "$work/score_cpu.py"
     "${TORCH_PYTHON:-python3}" "$work/score_cpu.py" examples/models/demo-quality "$work/docs.jsonl.zst" \
-        "$work/out/quality" 512 "$BATCH_TOKENS"
+        512 "$BATCH_TOKENS" "$work/out/quality"
     ;;
 *)
     echo "usage: $0 stage|run|rehearse" >&2

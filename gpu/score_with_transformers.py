@@ -2,7 +2,8 @@
 scores the same documents with the same truncation and batch budget as
 thresher's `quality` stage, then compares its scores with thresher's output.
 
-usage: score_with_transformers.py MODEL_DIR DOCS_JSONL THRESHER_STAGE_DIR MAX_TOKENS BATCH_TOKENS
+usage: score_with_transformers.py MODEL_DIR DOCS_JSONL MAX_TOKENS BATCH_TOKENS THRESHER_STAGE_DIR...
+(one stage folder per thresher run, e.g. fused and plain kernels)
 """
 
 import glob
@@ -50,7 +51,7 @@ def score_of(logits, values):
     return sum(p.item() * v for p, v in zip(probabilities, values))
 
 
-def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
+def main(model_dir, docs_path, max_tokens, batch_tokens, *stage_dirs):
     max_tokens, batch_tokens = int(max_tokens), int(batch_tokens)
     docs = read_docs(docs_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -87,6 +88,17 @@ def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
 
+    print(f"documents: {len(docs)}, tokens scored by transformers: {tokens}")
+    print(f"transformers (bf16, sdpa): {tokens / seconds:,.0f} tokens/s ({seconds:.2f} s, tokenization included)")
+    for stage_dir in stage_dirs:
+        compare(stage_dir, docs, scores, tokens / seconds)
+
+
+def compare(stage_dir, docs, scores, baseline_rate):
+    """One thresher run (its quality stage folder) against transformers."""
+    if not os.path.exists(os.path.join(stage_dir, "_manifest", "stage.json")):
+        print(f"thresher, {stage_dir}: no manifest (the run failed)")
+        return
     with open(os.path.join(stage_dir, "_manifest", "stage.json")) as f:
         stage = json.load(f)
     ours = {}
@@ -96,12 +108,15 @@ def main(model_dir, docs_path, stage_dir, max_tokens, batch_tokens):
     diffs = [abs(ours[d["id"]] - s) for d, s in zip(docs, scores) if d["id"] in ours]
     thresher_tokens = stage["stats"]["quality"]["tokens_scored"]
     thresher_seconds = stage["timing"]["wall_seconds"]
-    print(f"documents: {len(docs)}, tokens scored: transformers {tokens}, thresher {thresher_tokens}")
-    print(f"transformers (bf16, sdpa): {tokens / seconds:,.0f} tokens/s ({seconds:.2f} s, tokenization included)")
-    print(f"thresher (bf16):           {thresher_tokens / thresher_seconds:,.0f} tokens/s ({thresher_seconds:.2f} s, reading, tokenization and writing included)")
-    print(f"thresher / transformers:   {(thresher_tokens / thresher_seconds) / (tokens / seconds):.2f}x")
-    print(f"scores compared: {len(diffs)}; max |difference| {max(diffs):.4f}; mean {sum(diffs) / len(diffs):.4f} (bf16 on both sides)")
+    rate = thresher_tokens / thresher_seconds
+    print(f"thresher, {stage_dir}:")
+    print(f"  {rate:,.0f} tokens/s ({thresher_tokens} tokens, {thresher_seconds:.2f} s, reading, tokenization and writing included)")
+    print(f"  thresher / transformers: {rate / baseline_rate:.2f}x")
+    if diffs:
+        print(f"  scores compared: {len(diffs)}; max |difference| {max(diffs):.4f}; mean {sum(diffs) / len(diffs):.4f} (bf16 on both sides)")
+    else:
+        print("  no scores to compare: the run wrote no documents")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:])

@@ -1,9 +1,10 @@
 //! Model code for thresher's judgements about documents.
 //!
-//! Today this holds [`LanguageIdentifier`], the language-ID model behind the
-//! `langid` stage (whatlang's script and trigram model). The Llama-class quality
-//! classifier and the code classifier join it here, so that stages stay thin
-//! wrappers that turn a model's verdict into tags and decisions.
+//! It holds [`LanguageIdentifier`] (the `langid` stage), the code classifier
+//! (`code`), the Llama-class quality classifier (`quality`, with its fused GPU
+//! kernels in `fused_ops` and `kernels/`), the tokenizers and head training,
+//! so that stages stay thin wrappers that turn a model's verdict into tags and
+//! decisions.
 //!
 //! ```
 //! use thresher_classifiers::LanguageIdentifier;
@@ -21,8 +22,9 @@ pub mod ngram_langid;
 pub use langid::{Language, LanguageIdentifier};
 pub mod tokenizer;
 pub use tokenizer::TextTokenizer;
+pub mod fused_ops;
 pub mod llama_classifier;
 /// candle, re-exported so that stages name devices and dtypes without their own dependency.
 pub use candle_core;
-pub use llama_classifier::{checkpoint_tokenizer, judge, ClassifierInput, Judgement, LlamaClassifier};
+pub use llama_classifier::{checkpoint_tokenizer, judge, ClassifierInput, Judgement, Kernels, LlamaClassifier};
 pub mod train;

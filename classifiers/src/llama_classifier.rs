@@ -6,13 +6,20 @@
 //! Batches are right-padded. Under a causal mask a real token never attends to
 //! a later position, so padding is invisible to every real token and no
 //! padding mask is needed; the last real token of row `i` is `lengths[i] - 1`.
+//!
+//! Two ways to run a layer ([`Kernels`]): candle's plain ops (matmul, mask,
+//! softmax, matmul), or, on the GPU, fused kernels ([`crate::fused_ops`]):
+//! q/k/v and gate/up each become one stacked projection, attention runs in
+//! one kernel that never writes the t x t scores, and SwiGLU in one pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::fused_ops::{CausalAttention, SwiGlu, FUSED_HEAD_DIMS};
 
 pub type Result<T> = std::result::Result<T, ClassifierError>;
 
@@ -22,6 +29,21 @@ pub enum ClassifierError {
     Checkpoint { path: PathBuf, message: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// Which kernels run the layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Fused on a GPU computing in bf16 when the head size has a kernel
+    /// (64 or 128), plain otherwise.
+    #[default]
+    Auto,
+    /// The fused kernels; on the CPU, their slow reference implementation
+    /// (for tests).
+    Fused,
+    /// candle's own ops.
+    Plain,
 }
 
 /// RoPE settings, from either `rope_scaling` (transformers 4) or
@@ -141,10 +163,25 @@ impl ClassifierConfig {
     }
 }
 
+/// q, k and v as three projections, or stacked into one (fused kernels).
+enum QkvProjection {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Stacked(Linear),
+}
+
+/// Stacks projections of the same input into one (rows concatenated), so one
+/// matmul computes them all.
+fn stack(parts: &[&Linear]) -> candle_core::Result<Linear> {
+    let weights: Vec<Tensor> = parts.iter().map(|l| l.weight().clone()).collect();
+    let bias = match parts.iter().map(|l| l.bias().cloned()).collect::<Option<Vec<_>>>() {
+        Some(biases) => Some(Tensor::cat(&biases, 0)?),
+        None => None,
+    };
+    Ok(Linear::new(Tensor::cat(&weights, 0)?, bias))
+}
+
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv: QkvProjection,
     o_proj: Linear,
     heads: usize,
     kv_heads: usize,
@@ -152,14 +189,19 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig, fused: bool) -> candle_core::Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads());
         let bias = cfg.attention_bias;
+        let q = linear_b(h, heads * hd, bias, vb.pp("q_proj"))?;
+        let k = linear_b(h, kv_heads * hd, bias, vb.pp("k_proj"))?;
+        let v = linear_b(h, kv_heads * hd, bias, vb.pp("v_proj"))?;
         Ok(Self {
-            q_proj: linear_b(h, heads * hd, bias, vb.pp("q_proj"))?,
-            k_proj: linear_b(h, kv_heads * hd, bias, vb.pp("k_proj"))?,
-            v_proj: linear_b(h, kv_heads * hd, bias, vb.pp("v_proj"))?,
+            qkv: if fused {
+                QkvProjection::Stacked(stack(&[&q, &k, &v])?)
+            } else {
+                QkvProjection::Separate { q, k, v }
+            },
             o_proj: linear_b(heads * hd, h, bias, vb.pp("o_proj"))?,
             heads,
             kv_heads,
@@ -167,12 +209,29 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    /// `mask` is the additive causal mask of the plain path (the fused kernel
+    /// masks by position and needs none).
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (q_proj, k_proj, v_proj) = match &self.qkv {
+            QkvProjection::Stacked(qkv) => {
+                let op = CausalAttention {
+                    heads: self.heads,
+                    kv_heads: self.kv_heads,
+                    head_dim: self.head_dim,
+                };
+                let y = qkv.forward(x)?.apply_op3_no_bwd(cos, sin, &op)?;
+                return self.o_proj.forward(&y);
+            }
+            QkvProjection::Separate { q, k, v } => (q, k, v),
+        };
+        let Some(mask) = mask else {
+            candle_core::bail!("the plain attention needs the causal mask")
+        };
         let (b, t, _) = x.dims3()?;
         let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split(self.q_proj.forward(x)?, self.heads)?;
-        let k = split(self.k_proj.forward(x)?, self.kv_heads)?;
-        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let q = split(q_proj.forward(x)?, self.heads)?;
+        let k = split(k_proj.forward(x)?, self.kv_heads)?;
+        let v = split(v_proj.forward(x)?, self.kv_heads)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         // Grouped-query attention: each KV head serves `heads / kv_heads` query heads.
@@ -198,25 +257,38 @@ impl Attention {
     }
 }
 
+/// gate and up as two projections, or stacked into one (fused kernels).
+enum GateUpProjection {
+    Separate { gate: Linear, up: Linear },
+    Stacked(Linear),
+}
+
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    gate_up: GateUpProjection,
     down_proj: Linear,
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig, fused: bool) -> candle_core::Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        let gate = linear_b(h, i, bias, vb.pp("gate_proj"))?;
+        let up = linear_b(h, i, bias, vb.pp("up_proj"))?;
         Ok(Self {
-            gate_proj: linear_b(h, i, bias, vb.pp("gate_proj"))?,
-            up_proj: linear_b(h, i, bias, vb.pp("up_proj"))?,
+            gate_up: if fused {
+                GateUpProjection::Stacked(stack(&[&gate, &up])?)
+            } else {
+                GateUpProjection::Separate { gate, up }
+            },
             down_proj: linear_b(i, h, bias, vb.pp("down_proj"))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let hidden = match &self.gate_up {
+            GateUpProjection::Separate { gate, up } => (candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?,
+            GateUpProjection::Stacked(gate_up) => gate_up.forward(x)?.apply_op1_no_bwd(&SwiGlu)?,
+        };
+        self.down_proj.forward(&hidden)
     }
 }
 
@@ -228,17 +300,17 @@ struct Block {
 }
 
 impl Block {
-    fn load(vb: VarBuilder, cfg: &ClassifierConfig) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ClassifierConfig, fused: bool) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
             input_layernorm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::load(vb.pp("self_attn"), cfg)?,
+            self_attn: Attention::load(vb.pp("self_attn"), cfg, fused)?,
             post_attention_layernorm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg, fused)?,
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let x = (x + self
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, cos, sin, mask)?)?;
@@ -260,6 +332,8 @@ pub struct LlamaClassifier {
     sin: Tensor,
     device: Device,
     dtype: DType,
+    /// Whether the layers run the fused kernels (resolved from [`Kernels`]).
+    fused: bool,
 }
 
 /// The safetensors files of a checkpoint folder: `model.safetensors`, or the
@@ -292,7 +366,13 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl LlamaClassifier {
     /// Loads a checkpoint folder onto `device`, computing in `dtype` (f32 on
     /// CPU, bf16 on GPU); weights stored in any float type are converted.
+    /// Layers run [`Kernels::Auto`].
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_kernels(dir, device, dtype, Kernels::Auto)
+    }
+
+    /// [`Self::load`] with the layers' kernels chosen.
+    pub fn load_with_kernels(dir: &Path, device: &Device, dtype: DType, kernels: Kernels) -> Result<Self> {
         let bad = |message: String| ClassifierError::Checkpoint {
             path: dir.to_path_buf(),
             message,
@@ -306,13 +386,25 @@ impl LlamaClassifier {
             ));
         }
         let inv_freq = config.inv_freq().map_err(bad)?;
+        let has_kernel = device.is_cuda() && dtype == DType::BF16 && FUSED_HEAD_DIMS.contains(&config.head_dim());
+        let fused = match kernels {
+            Kernels::Auto => has_kernel,
+            Kernels::Plain => false,
+            Kernels::Fused if device.is_cpu() || has_kernel => true,
+            Kernels::Fused => {
+                return Err(bad(format!(
+                    "kernels = \"fused\" on a GPU needs bf16 and a head size of 64 or 128 (this model's is {})",
+                    config.head_dim()
+                )))
+            }
+        };
         let files = safetensors_files(dir)?;
         // SAFETY: the files are memory-mapped read-only; thresher never writes
         // checkpoint files while they are loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
         let model = vb.pp("model");
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Block::load(model.pp(format!("layers.{i}")), &config))
+            .map(|i| Block::load(model.pp(format!("layers.{i}")), &config, fused))
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(|e| bad(format!("loading layers: {e}")))?;
         let embed_tokens = embedding(config.vocab_size, config.hidden_size, model.pp("embed_tokens"))
@@ -341,7 +433,17 @@ impl LlamaClassifier {
             score,
             device: device.clone(),
             dtype,
+            fused,
         })
+    }
+
+    /// The kernels the layers run: [`Kernels::Fused`] or [`Kernels::Plain`].
+    pub fn kernels(&self) -> Kernels {
+        if self.fused {
+            Kernels::Fused
+        } else {
+            Kernels::Plain
+        }
     }
 
     /// Whether the checkpoint has a `score` head (else it is a backbone).
@@ -403,18 +505,26 @@ impl LlamaClassifier {
         let mut x = self.embed_tokens.forward(&ids)?;
         let cos = self.cos.narrow(0, 0, width)?;
         let sin = self.sin.narrow(0, 0, width)?;
-        let mask = causal_mask(width, self.dtype, &self.device)?;
+        let mask = if self.fused {
+            None
+        } else {
+            Some(causal_mask(width, self.dtype, &self.device)?)
+        };
         for layer in &self.layers {
-            x = layer.forward(&x, &cos, &sin, &mask)?;
+            x = layer.forward(&x, &cos, &sin, mask.as_ref())?;
         }
-        // Only the last real token of each row matters: gather before the
-        // final norm and head.
-        let last: Vec<Tensor> = sequences
+        // Only the last real token of each row matters: gather it before the
+        // final norm and head, in one op (one per row would be a kernel
+        // launch per document on a GPU).
+        let last: Vec<u32> = sequences
             .iter()
             .enumerate()
-            .map(|(i, s)| x.i((i, s.len() - 1)))
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Some(self.norm.forward(&Tensor::stack(&last, 0)?)?))
+            .map(|(i, s)| (i * width + s.len() - 1) as u32)
+            .collect();
+        let last = Tensor::from_vec(last, sequences.len(), &self.device)?;
+        let hidden = self.config.hidden_size;
+        let x = x.reshape((sequences.len() * width, hidden))?.index_select(&last, 0)?;
+        Ok(Some(self.norm.forward(&x)?))
     }
 
     /// Runs `f` (logits or pooled features) over many sequences in
@@ -539,9 +649,18 @@ mod tests {
     }
 
     /// transformers' logits on padded batches, from `scripts/make_tiny_classifier.py`.
+    /// Both kernel sets: the fused ones run their CPU reference here, which
+    /// checks the stacked projections, head layout and RoPE tables they get.
     fn check_parity(name: &str) {
+        for kernels in [Kernels::Plain, Kernels::Fused] {
+            check_parity_with(name, kernels);
+        }
+    }
+
+    fn check_parity_with(name: &str, kernels: Kernels) {
         let dir = fixture(name);
-        let model = LlamaClassifier::load(&dir, &Device::Cpu, DType::F32).unwrap();
+        let model = LlamaClassifier::load_with_kernels(&dir, &Device::Cpu, DType::F32, kernels).unwrap();
+        assert_eq!(model.kernels(), kernels);
         let expected: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
         let mut worst = 0f32;
@@ -563,7 +682,10 @@ mod tests {
             }
         }
         assert!(checked >= 8, "{checked}");
-        assert!(worst < 1e-4, "{name}: max |rust - transformers| = {worst}");
+        assert!(
+            worst < 1e-4,
+            "{name} ({kernels:?}): max |rust - transformers| = {worst}"
+        );
         let max_logit = expected["cases"][0]["logits"][0][0].as_f64().unwrap().abs();
         assert!(
             max_logit > 1e-2,
@@ -615,6 +737,12 @@ mod tests {
         let input = vec![vec![5, 6, 7, 8], vec![9]];
         assert_eq!(sharded.logits(&input).unwrap(), single.logits(&input).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn auto_kernels_are_plain_on_the_cpu() {
+        let model = LlamaClassifier::load(&fixture("regression"), &Device::Cpu, DType::F32).unwrap();
+        assert_eq!(model.kernels(), Kernels::Plain);
     }
 
     #[test]

@@ -594,12 +594,13 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
     let docs = texts.len() as f64;
     let per_core = tokenize + forward;
     println!(
-        "\nquality ({}: {} layers, hidden {}, max_tokens {}, {dtype:?} on {}): {} documents, {tokens} tokens scored",
+        "\nquality ({}: {} layers, hidden {}, max_tokens {}, {dtype:?} on {}, {:?} kernels): {} documents, {tokens} tokens scored",
         model.display(),
         classifier.config.num_hidden_layers,
         classifier.config.hidden_size,
         input.max_tokens,
         args.device,
+        classifier.kernels(),
         texts.len()
     );
     println!(
@@ -621,7 +622,55 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         docs / whole_seconds,
         whole_seconds / first_seconds
     );
-    shape_bench(&classifier, &one_thread)
+    shape_bench(&classifier, &one_thread)?;
+    if !device.is_cpu() {
+        kernels_bench(
+            &model,
+            &device,
+            dtype,
+            &ids,
+            config.batch_tokens,
+            &logits,
+            forward,
+            &one_thread,
+        )?;
+    }
+    Ok(())
+}
+
+/// On a GPU: candle's plain kernels against the fused ones the stage runs,
+/// on the same documents and at the fixed shapes, in this process.
+#[allow(clippy::too_many_arguments)]
+fn kernels_bench(
+    model: &Path,
+    device: &thresher_classifiers::candle_core::Device,
+    dtype: thresher_classifiers::candle_core::DType,
+    ids: &[Vec<u32>],
+    batch_tokens: usize,
+    fused_logits: &[Vec<f32>],
+    fused_seconds: f64,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<()> {
+    use thresher_classifiers::{Kernels, LlamaClassifier};
+    let plain = LlamaClassifier::load_with_kernels(model, device, dtype, Kernels::Plain)?;
+    pool.install(|| plain.batched(&ids[..ids.len().min(64)], batch_tokens, LlamaClassifier::logits))?;
+    let start = Instant::now();
+    let logits = pool.install(|| plain.batched(ids, batch_tokens, LlamaClassifier::logits))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let worst = logits
+        .iter()
+        .flatten()
+        .zip(fused_logits.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    println!(
+        "  candle's plain kernels on the same documents: model alone {:.0} tokens/s; fused/plain = {:.2}x; max |logit difference| {worst:.4}",
+        tokens as f64 / seconds,
+        seconds / fused_seconds
+    );
+    println!("  plain kernels:");
+    shape_bench(&plain, pool)
 }
 
 /// Model-only throughput at fixed batch shapes (rows × tokens, no padding),

@@ -15,7 +15,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use thresher_classifiers::candle_core::{DType, Device};
-use thresher_classifiers::{checkpoint_tokenizer, judge, ClassifierInput, Judgement, LlamaClassifier, TextTokenizer};
+use thresher_classifiers::{
+    checkpoint_tokenizer, judge, ClassifierInput, Judgement, Kernels, LlamaClassifier, TextTokenizer,
+};
 
 use crate::{BatchStage, Decision, Document, Error, Result, StageStats};
 
@@ -42,6 +44,10 @@ pub struct QualityConfig {
     /// `cuda` or `cuda:N`. GPUs compute in bf16, CPUs in f32.
     #[serde(default = "default_device")]
     pub device: String,
+    /// `auto` (fused kernels on a GPU for head sizes 64 and 128, candle's own
+    /// ops otherwise), `fused` or `plain`.
+    #[serde(default)]
+    pub kernels: Kernels,
     /// Put the tokenizer's BOS token first, as Hugging Face tokenizers do.
     #[serde(default = "default_true")]
     pub add_bos: bool,
@@ -156,7 +162,8 @@ impl Quality {
         };
         let device = parse_device(&config.device)?;
         let dtype = if device.is_cpu() { DType::F32 } else { DType::BF16 };
-        let classifier = LlamaClassifier::load(&config.model, &device, dtype).map_err(|e| invalid(e.to_string()))?;
+        let classifier = LlamaClassifier::load_with_kernels(&config.model, &device, dtype, config.kernels)
+            .map_err(|e| invalid(e.to_string()))?;
         if !classifier.has_head() {
             return Err(invalid(format!(
                 "{} has no `score` head: it is a backbone; train a head with `thresher classifier train`",
@@ -303,6 +310,27 @@ mod tests {
             json!({"model": model, "tokenizer": tokenizer, "device": "cpu", "max_tokens": 64, "batch_tokens": 128}),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_kernels_key_picks_the_kernels_and_both_score_alike() {
+        let texts = ["a text about rivers and bridges", "x", "medium length text here"];
+        let mut scores = Vec::new();
+        for kernels in ["plain", "fused"] {
+            let mut cfg = serde_json::to_value(config(tiny_model())).unwrap();
+            cfg["kernels"] = json!(kernels);
+            let stage = Quality::new(serde_json::from_value(cfg).unwrap()).unwrap();
+            assert_eq!(serde_json::to_value(stage.classifier.kernels()).unwrap(), json!(kernels));
+            scores.push(stage.score(&texts).unwrap());
+        }
+        for (plain, fused) in scores[0].iter().zip(&scores[1]) {
+            let (a, b) = (plain.as_ref().unwrap().score, fused.as_ref().unwrap().score);
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let mut cfg = serde_json::to_value(config(tiny_model())).unwrap();
+        cfg["kernels"] = json!("flash");
+        let err = serde_json::from_value::<QualityConfig>(cfg).unwrap_err().to_string();
+        assert!(err.contains("flash") && err.contains("plain"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,203 @@
+// Fused kernels for the quality classifier's Llama layers on the GPU (bf16).
+//
+// Why: candle's attention is matmul -> mask -> softmax -> matmul, with the
+// b x heads x t x t scores written to and read from memory four times, plus
+// transposes, grouped-query expansion and RoPE as separate passes. Here one
+// kernel reads q, k and v straight from the fused QKV projection, applies
+// RoPE while loading, and keeps scores on chip (flash-attention's online
+// softmax), so memory traffic no longer grows with t^2.
+//
+// The same source is compiled for the host by `fused_test.cpp`, with
+// `emulate_cuda.h` standing in for the CUDA runtime, so CI checks the index
+// arithmetic, masking and online softmax without a GPU.
+#ifdef THRESHER_EMULATE_CUDA
+#include "emulate_cuda.h"
+#else
+#include <cuda_bf16.h>
+#include <mma.h>
+#endif
+
+using namespace nvcuda;
+typedef __nv_bfloat16 bf16;
+
+// Two warps per block, 16 query rows each: small enough for the tiles to fit
+// in 48 KB of static shared memory at head_dim 128 (47.5 KB there).
+#define WARPS 2
+#define BQ (16 * WARPS)
+
+// Causal self-attention of one (batch, head, 32-query) tile.
+//   qkv: (b, t, (hq + 2 * hkv) * D), the output of the fused q/k/v projection:
+//        q heads first, then k heads, then v heads (how the weights are stacked).
+//   cos, sin: (positions, D / 2), RoPE tables (rotate-half layout, as
+//        transformers' Llama uses).
+//   out: (b, t, hq * D), ready for o_proj.
+// Rows are right-padded sequences: under the causal mask a real token never
+// sees a later one, so padding needs no mask of its own.
+template <int D, int BK>
+__device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __restrict__ cos_table,
+                                 const bf16* __restrict__ sin_table, bf16* __restrict__ out, int t, int hq,
+                                 int hkv, float scale_log2) {
+    // bf16 tile rows padded by 16 bytes, so that the 16 rows a WMMA load
+    // reads start in different shared-memory banks.
+    constexpr int LD = D + 8;
+    __shared__ __align__(128) bf16 q_tile[BQ * LD];
+    __shared__ __align__(128) bf16 k_tile[BK * LD];
+    __shared__ __align__(128) bf16 v_tile[BK * LD];
+    __shared__ __align__(128) float scores[WARPS * 16 * BK];
+    __shared__ __align__(128) bf16 probs[WARPS * 16 * BK];
+    __shared__ __align__(128) float acc[WARPS * 16 * D];
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int batch = blockIdx.z, head = blockIdx.y, q0 = blockIdx.x * BQ;
+    const int kv_head = head / (hq / hkv);
+    const long row_stride = (long)(hq + 2 * hkv) * D;
+    const bf16* rows = qkv + (long)batch * t * row_stride;
+    const bf16* q_src = rows + head * D;
+    const bf16* k_src = rows + (long)(hq + kv_head) * D;
+    const bf16* v_src = rows + (long)(hq + hkv + kv_head) * D;
+    const int half = D / 2;
+
+    // Queries with RoPE (rotate-half: pairs i and i + D/2), zero past t.
+    for (int idx = tid; idx < BQ * half; idx += WARPS * 32) {
+        const int r = idx / half, i = idx % half, pos = q0 + r;
+        float a = 0.f, b = 0.f;
+        if (pos < t) {
+            const float x1 = __bfloat162float(q_src[pos * row_stride + i]);
+            const float x2 = __bfloat162float(q_src[pos * row_stride + i + half]);
+            const float c = __bfloat162float(cos_table[pos * half + i]);
+            const float s = __bfloat162float(sin_table[pos * half + i]);
+            a = x1 * c - x2 * s;
+            b = x1 * s + x2 * c;
+        }
+        q_tile[r * LD + i] = __float2bfloat16(a);
+        q_tile[r * LD + i + half] = __float2bfloat16(b);
+    }
+    float* my_scores = scores + warp * 16 * BK;
+    bf16* my_probs = probs + warp * 16 * BK;
+    float* my_acc = acc + warp * 16 * D;
+    for (int idx = lane; idx < 16 * D; idx += 32) my_acc[idx] = 0.f;
+    // Two lanes per query row: lane 2r + j takes every other column of row
+    // r, starting at column 2r + j, so the 32 lanes hit 32 different banks.
+    const int r = lane / 2, j = lane % 2;
+    const int my_query = q0 + warp * 16 + r;
+    float running_max = -INFINITY, running_sum = 0.f;  // the same in both lanes of a row
+    const int warp_last_query = q0 + warp * 16 + 15;
+    const int key_end = min(t, q0 + BQ);
+
+    for (int k0 = 0; k0 < key_end; k0 += BK) {
+        __syncthreads();  // the previous tile is no longer read
+        for (int idx = tid; idx < BK * half; idx += WARPS * 32) {
+            const int kr = idx / half, i = idx % half, pos = k0 + kr;
+            float a = 0.f, b = 0.f, v1 = 0.f, v2 = 0.f;
+            if (pos < t) {
+                const float x1 = __bfloat162float(k_src[pos * row_stride + i]);
+                const float x2 = __bfloat162float(k_src[pos * row_stride + i + half]);
+                const float c = __bfloat162float(cos_table[pos * half + i]);
+                const float s = __bfloat162float(sin_table[pos * half + i]);
+                a = x1 * c - x2 * s;
+                b = x1 * s + x2 * c;
+                v1 = __bfloat162float(v_src[pos * row_stride + i]);
+                v2 = __bfloat162float(v_src[pos * row_stride + i + half]);
+            }
+            k_tile[kr * LD + i] = __float2bfloat16(a);
+            k_tile[kr * LD + i + half] = __float2bfloat16(b);
+            v_tile[kr * LD + i] = __float2bfloat16(v1);
+            v_tile[kr * LD + i + half] = __float2bfloat16(v2);
+        }
+        __syncthreads();
+        // A tile wholly after this warp's last query is masked for all its
+        // rows: skip it (the condition is the same for the whole warp).
+        if (k0 > warp_last_query) continue;
+
+        // scores = q k^T for this warp's 16 rows and the tile's BK keys.
+        for (int n = 0; n < BK / 16; ++n) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_frag;
+            wmma::fill_fragment(s_frag, 0.f);
+            for (int kk = 0; kk < D / 16; ++kk) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> q_frag;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> k_frag;
+                wmma::load_matrix_sync(q_frag, q_tile + warp * 16 * LD + kk * 16, LD);
+                wmma::load_matrix_sync(k_frag, k_tile + n * 16 * LD + kk * 16, LD);
+                wmma::mma_sync(s_frag, q_frag, k_frag, s_frag);
+            }
+            wmma::store_matrix_sync(my_scores + n * 16, s_frag, BK, wmma::mem_row_major);
+        }
+        __syncwarp();
+
+        // Online softmax: rescale what was accumulated by exp(old max - new
+        // max), then add this tile's probabilities.
+        float* s_row = my_scores + r * BK;
+        float tile_max = running_max;
+        for (int m = 0; m < BK / 2; ++m) {
+            const int c = (2 * m + 2 * r + j) % BK, key = k0 + c;
+            const float s = (key <= my_query && key < t) ? s_row[c] * scale_log2 : -INFINITY;
+            s_row[c] = s;
+            tile_max = fmaxf(tile_max, s);
+        }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        const float rescale = tile_max == -INFINITY ? 1.f : exp2f(running_max - tile_max);
+        float tile_sum = 0.f;
+        for (int m = 0; m < BK / 2; ++m) {
+            const int c = (2 * m + 2 * r + j) % BK;
+            const float p = s_row[c] == -INFINITY ? 0.f : exp2f(s_row[c] - tile_max);
+            my_probs[r * BK + c] = __float2bfloat16(p);
+            tile_sum += p;
+        }
+        tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
+        running_sum = running_sum * rescale + tile_sum;
+        running_max = tile_max;
+        for (int m = 0; m < D / 2; ++m) my_acc[r * D + (2 * m + 2 * r + j) % D] *= rescale;
+        __syncwarp();
+
+        // acc += probs v
+        for (int n = 0; n < D / 16; ++n) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> o_frag;
+            wmma::load_matrix_sync(o_frag, my_acc + n * 16, D, wmma::mem_row_major);
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> p_frag;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> v_frag;
+                wmma::load_matrix_sync(p_frag, my_probs + kk * 16, BK);
+                wmma::load_matrix_sync(v_frag, v_tile + kk * 16 * LD + n * 16, LD);
+                wmma::mma_sync(o_frag, p_frag, v_frag, o_frag);
+            }
+            wmma::store_matrix_sync(my_acc + n * 16, o_frag, D, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+
+    // The row sums go where the scores were (no longer read), to leave
+    // shared memory for the tiles.
+    __syncwarp();
+    if (j == 0) my_scores[r] = running_sum;
+    __syncwarp();
+    const long out_stride = (long)hq * D;
+    bf16* out_rows = out + (long)batch * t * out_stride + head * D;
+    for (int idx = lane; idx < 16 * D; idx += 32) {
+        const int row = idx / D, c = idx % D, pos = q0 + warp * 16 + row;
+        if (pos < t) out_rows[pos * out_stride + c] = __float2bfloat16(my_acc[idx] / my_scores[row]);
+    }
+}
+
+// grid (ceil(t / 32), hq, b), block 64 threads.
+extern "C" __global__ void causal_attention_d64(const bf16* qkv, const bf16* cos_table, const bf16* sin_table,
+                                                bf16* out, int t, int hq, int hkv, float scale_log2) {
+    causal_attention<64, 64>(qkv, cos_table, sin_table, out, t, hq, hkv, scale_log2);
+}
+
+extern "C" __global__ void causal_attention_d128(const bf16* qkv, const bf16* cos_table, const bf16* sin_table,
+                                                 bf16* out, int t, int hq, int hkv, float scale_log2) {
+    causal_attention<128, 32>(qkv, cos_table, sin_table, out, t, hq, hkv, scale_log2);
+}
+
+// SwiGLU of the fused gate/up projection: (rows, 2 * width) -> (rows, width),
+// silu(gate) * up in one pass instead of three.
+extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows, int width) {
+    const long n = rows * width;
+    for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
+        const long r = idx / width;
+        const int c = idx % width;
+        const float g = __bfloat162float(gate_up[r * 2 * width + c]);
+        const float u = __bfloat162float(gate_up[r * 2 * width + width + c]);
+        out[idx] = __float2bfloat16(g / (1.f + expf(-g)) * u);
+    }
+}
