@@ -59,6 +59,7 @@ stage)
 run)
     work=${TMPDIR:-/tmp}/quality-gpu
     rm -rf "$work" && mkdir -p "$work"
+    mkdir -p "${OUT:-$work}"
     report=${OUT:-$work}/quality-vs-transformers.txt
     python3 -m pip install -q --no-index --no-deps --target "$work/site" gpu-run/whl/*.whl
     export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -88,8 +89,15 @@ TOML
         echo "== 1. the same documents through thresher (fused, then plain kernels) and transformers"
         for kernels in fused plain; do
             # A failure of one run must not cost the rest of the report.
-            bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline-$kernels.toml" 2>&1 | tail -n 3 ||
-                echo "thresher with $kernels kernels FAILED (above)"
+            log=${OUT:-$work}/thresher-$kernels.log
+            if bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline-$kernels.toml" >"$log" 2>&1; then
+                status=done
+            else
+                status="FAILED (rc $?)"
+            fi
+            # The device, the load-time check of the fused kernels, the end.
+            { grep -E "H100|H200|fused kernels|complete|rror|panick" "$log" || true; } | tail -n 8
+            echo "thresher with $kernels kernels: $status (log: $log)"
         done
         python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl.zst "$MAX_TOKENS" "$BATCH_TOKENS" \
             "$work/out-fused/quality" "$work/out-plain/quality"

@@ -227,34 +227,112 @@ impl Attention {
         let Some(mask) = mask else {
             candle_core::bail!("the plain attention needs the causal mask")
         };
-        let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split(q_proj.forward(x)?, self.heads)?;
-        let k = split(k_proj.forward(x)?, self.kv_heads)?;
-        let v = split(v_proj.forward(x)?, self.kv_heads)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        // Grouped-query attention: each KV head serves `heads / kv_heads` query heads.
-        let repeat = self.heads / self.kv_heads;
-        let (k, v) = if repeat == 1 {
-            (k, v)
-        } else {
-            let expand = |y: Tensor| {
-                y.unsqueeze(2)?
-                    .expand((b, self.kv_heads, repeat, t, self.head_dim))?
-                    .reshape((b, self.heads, t, self.head_dim))
-            };
-            (expand(k)?, expand(v)?)
+        let shape = CausalAttention {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
         };
-        // Scaling q (t × head_dim) instead of the scores (t × t) saves a
-        // pass over the largest tensor of the layer.
-        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = probs.matmul(&v.contiguous()?)?;
-        let y = y.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        let y = plain_attention(
+            &q_proj.forward(x)?,
+            &k_proj.forward(x)?,
+            &v_proj.forward(x)?,
+            cos,
+            sin,
+            mask,
+            &shape,
+        )?;
         self.o_proj.forward(&y)
     }
+}
+
+/// Causal attention with candle's own ops, from the q, k and v projections
+/// (`(b, t, heads * head_dim)` and `(b, t, kv_heads * head_dim)`) to
+/// `(b, t, heads * head_dim)`.
+fn plain_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: &Tensor,
+    shape: &CausalAttention,
+) -> candle_core::Result<Tensor> {
+    let (b, t, _) = q.dims3()?;
+    let hd = shape.head_dim;
+    let split = |y: &Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();
+    let q = candle_nn::rotary_emb::rope(&split(q, shape.heads)?, cos, sin)?;
+    let k = candle_nn::rotary_emb::rope(&split(k, shape.kv_heads)?, cos, sin)?;
+    let v = split(v, shape.kv_heads)?;
+    // Grouped-query attention: each KV head serves `heads / kv_heads` query heads.
+    let repeat = shape.heads / shape.kv_heads;
+    let (k, v) = if repeat == 1 {
+        (k, v)
+    } else {
+        let expand = |y: Tensor| {
+            y.unsqueeze(2)?
+                .expand((b, shape.kv_heads, repeat, t, hd))?
+                .reshape((b, shape.heads, t, hd))
+        };
+        (expand(k)?, expand(v)?)
+    };
+    // Scaling q (t × head_dim) instead of the scores (t × t) saves a
+    // pass over the largest tensor of the layer.
+    let q = (q * (1.0 / (hd as f64).sqrt()))?;
+    let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let y = probs.matmul(&v.contiguous()?)?;
+    y.transpose(1, 2)?.reshape((b, t, shape.heads * hd))
+}
+
+/// How far the fused kernels may stray from candle's ops in the load-time
+/// check ([`relative_difference`]): bf16 rounding gives about 0.01 (0.010 and
+/// 0.013 for the CPU reference against candle's bf16 ops); a wrong head, mask
+/// or RoPE gives 0.3 and more.
+const FUSED_TOLERANCE: f32 = 0.05;
+
+/// The largest [`relative_difference`] between the fused kernels and candle's own ops on
+/// random inputs of a model's attention shape (`cos`/`sin`: its RoPE tables)
+/// and MLP width, on `device` in `dtype`. Loading with [`Kernels::Auto`]
+/// runs it before trusting the fused kernels on a GPU.
+fn fused_kernels_disagreement(
+    shape: &CausalAttention,
+    intermediate: usize,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<f32> {
+    let (device, dtype) = (cos.device(), cos.dtype());
+    // Two rows, longer than one 64-key tile and not a multiple of 32 queries.
+    let (b, t) = (2, 77.min(cos.dim(0)?));
+    let (cos, sin) = (cos.narrow(0, 0, t)?, sin.narrow(0, 0, t)?);
+    let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
+    let qkv = Tensor::randn(0f32, 1.0, (b, t, q_width + 2 * kv_width), device)?.to_dtype(dtype)?;
+    let fused = qkv.apply_op3_no_bwd(&cos, &sin, shape)?;
+    let mask = causal_mask(t, dtype, device)?;
+    let plain = plain_attention(
+        &qkv.narrow(2, 0, q_width)?,
+        &qkv.narrow(2, q_width, kv_width)?,
+        &qkv.narrow(2, q_width + kv_width, kv_width)?,
+        &cos,
+        &sin,
+        &mask,
+        shape,
+    )?;
+    let attention = relative_difference(&fused, &plain)?;
+    let gate_up = Tensor::randn(0f32, 2.0, (b, t, 2 * intermediate), device)?.to_dtype(dtype)?;
+    let fused = gate_up.apply_op1_no_bwd(&SwiGlu)?;
+    let (gate, up) = (
+        gate_up.narrow(2, 0, intermediate)?,
+        gate_up.narrow(2, intermediate, intermediate)?,
+    );
+    let plain = (candle_nn::ops::silu(&gate.contiguous()?)? * up)?;
+    Ok(attention.max(relative_difference(&fused, &plain)?))
+}
+
+/// max |a - b| / (1 + |b|): relative where values are large (bf16's last bit
+/// is 0.016 at 3 and 0.125 at 20), absolute near zero.
+fn relative_difference(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
+    ((a - &b)?.abs()? / (b.abs()? + 1.0)?)?.max_all()?.to_scalar::<f32>()
 }
 
 /// gate and up as two projections, or stacked into one (fused kernels).
@@ -387,7 +465,7 @@ impl LlamaClassifier {
         }
         let inv_freq = config.inv_freq().map_err(bad)?;
         let has_kernel = device.is_cuda() && dtype == DType::BF16 && FUSED_HEAD_DIMS.contains(&config.head_dim());
-        let fused = match kernels {
+        let mut fused = match kernels {
             Kernels::Auto => has_kernel,
             Kernels::Plain => false,
             Kernels::Fused if device.is_cpu() || has_kernel => true,
@@ -398,6 +476,41 @@ impl LlamaClassifier {
                 )))
             }
         };
+        let positions = config.max_position_embeddings;
+        let freqs = Tensor::arange(0u32, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?
+            .matmul(&Tensor::new(inv_freq.as_slice(), device)?.reshape((1, inv_freq.len()))?)?;
+        let (cos, sin) = (freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?);
+        if fused && !device.is_cpu() {
+            // The kernels are checked against candle's ops on this device
+            // before they are trusted: `auto` falls back to the plain ops,
+            // `fused` refuses.
+            let shape = CausalAttention {
+                heads: config.num_attention_heads,
+                kv_heads: config.num_key_value_heads(),
+                head_dim: config.head_dim(),
+            };
+            match fused_kernels_disagreement(&shape, config.intermediate_size, &cos, &sin) {
+                Ok(worst) if worst <= FUSED_TOLERANCE => {
+                    tracing::info!("fused kernels agree with candle's ops on this device (max difference {worst:.4})")
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(worst) => format!("they differ from candle's ops by {worst} (more than {FUSED_TOLERANCE})"),
+                        Err(e) => format!("they failed: {e}"),
+                    };
+                    if kernels == Kernels::Fused {
+                        return Err(bad(format!("the fused kernels cannot be used on this device: {why}")));
+                    }
+                    tracing::warn!(
+                        "{}: fused kernels not used, {why}; running candle's plain ops",
+                        dir.display()
+                    );
+                    fused = false;
+                }
+            }
+        }
         let files = safetensors_files(dir)?;
         // SAFETY: the files are memory-mapped read-only; thresher never writes
         // checkpoint files while they are loaded.
@@ -418,14 +531,9 @@ impl LlamaClassifier {
         } else {
             None
         };
-        let positions = config.max_position_embeddings;
-        let freqs = Tensor::arange(0u32, positions as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((positions, 1))?
-            .matmul(&Tensor::new(inv_freq.as_slice(), device)?.reshape((1, inv_freq.len()))?)?;
         Ok(Self {
-            cos: freqs.cos()?.to_dtype(dtype)?,
-            sin: freqs.sin()?.to_dtype(dtype)?,
+            cos,
+            sin,
             config,
             embed_tokens,
             layers,
@@ -737,6 +845,33 @@ mod tests {
         let input = vec![vec![5, 6, 7, 8], vec![9]];
         assert_eq!(sharded.logits(&input).unwrap(), single.logits(&input).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The load-time check of the fused kernels, on their CPU reference: it
+    /// passes at SmolLM's shape (9 heads over 3 KV heads of 64) and a
+    /// 128-wide one, in f32 and bf16.
+    #[test]
+    fn the_fused_kernel_check_passes_on_the_cpu_reference() {
+        for (heads, kv_heads, head_dim) in [(9, 3, 64), (4, 4, 128)] {
+            for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, FUSED_TOLERANCE)] {
+                let half = head_dim / 2;
+                let freqs: Vec<f32> = (0..100 * half)
+                    .map(|i| (i / half) as f32 * 10_000f32.powf(-2.0 * (i % half) as f32 / head_dim as f32))
+                    .collect();
+                let freqs = Tensor::from_vec(freqs, (100, half), &Device::Cpu).unwrap();
+                let (cos, sin) = (
+                    freqs.cos().unwrap().to_dtype(dtype).unwrap(),
+                    freqs.sin().unwrap().to_dtype(dtype).unwrap(),
+                );
+                let shape = CausalAttention {
+                    heads,
+                    kv_heads,
+                    head_dim,
+                };
+                let worst = fused_kernels_disagreement(&shape, 96, &cos, &sin).unwrap();
+                assert!(worst < tolerance, "{heads}/{kv_heads}x{head_dim} {dtype:?}: {worst}");
+            }
+        }
     }
 
     #[test]

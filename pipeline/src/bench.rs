@@ -624,31 +624,31 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
     );
     shape_bench(&classifier, &one_thread)?;
     if !device.is_cpu() {
+        let stage_kernels = (classifier.kernels(), logits.as_slice(), forward);
         kernels_bench(
             &model,
             &device,
             dtype,
             &ids,
             config.batch_tokens,
-            &logits,
-            forward,
+            stage_kernels,
             &one_thread,
         )?;
     }
     Ok(())
 }
 
-/// On a GPU: candle's plain kernels against the fused ones the stage runs,
-/// on the same documents and at the fixed shapes, in this process.
-#[allow(clippy::too_many_arguments)]
+/// On a GPU: candle's plain kernels against the ones the stage runs (fused
+/// unless their load-time check failed), on the same documents and at the
+/// fixed shapes, in this process.
 fn kernels_bench(
     model: &Path,
     device: &thresher_classifiers::candle_core::Device,
     dtype: thresher_classifiers::candle_core::DType,
     ids: &[Vec<u32>],
     batch_tokens: usize,
-    fused_logits: &[Vec<f32>],
-    fused_seconds: f64,
+    // The kernels the stage ran, their logits and seconds on `ids`.
+    (kernels, fused_logits, fused_seconds): (thresher_classifiers::Kernels, &[Vec<f32>], f64),
     pool: &rayon::ThreadPool,
 ) -> anyhow::Result<()> {
     use thresher_classifiers::{Kernels, LlamaClassifier};
@@ -665,7 +665,7 @@ fn kernels_bench(
         .fold(0.0f32, f32::max);
     let tokens: usize = ids.iter().map(Vec::len).sum();
     println!(
-        "  candle's plain kernels on the same documents: model alone {:.0} tokens/s; fused/plain = {:.2}x; max |logit difference| {worst:.4}",
+        "  candle's plain kernels on the same documents: model alone {:.0} tokens/s; {kernels:?}/plain speed = {:.2}x; max |logit difference| {worst:.4}",
         tokens as f64 / seconds,
         seconds / fused_seconds
     );
