@@ -169,11 +169,7 @@ impl NgramLangid {
         Self::from_parts(languages, unseen, grams)
     }
 
-    fn from_parts(
-        languages: Vec<String>,
-        unseen: Vec<f32>,
-        grams: Vec<(u64, Vec<(u8, u16)>)>,
-    ) -> Self {
+    fn from_parts(languages: Vec<String>, unseen: Vec<f32>, grams: Vec<(u64, Vec<(u8, u16)>)>) -> Self {
         let mut index = FxHashMap::with_capacity_and_hasher(grams.len(), Default::default());
         let mut entries = Vec::new();
         for (h, mut list) in grams {
@@ -357,10 +353,7 @@ pub type LabelledPaths = (String, Vec<(std::path::PathBuf, String)>);
 
 /// [`read_labelled_files`] with each text's path, for reports that name
 /// the files.
-pub fn read_labelled_paths(
-    folder: &Path,
-    max_bytes: usize,
-) -> Result<Vec<LabelledPaths>, NgramError> {
+pub fn read_labelled_paths(folder: &Path, max_bytes: usize) -> Result<Vec<LabelledPaths>, NgramError> {
     let err = |path: &Path, message: String| NgramError::Data {
         path: path.display().to_string(),
         message,

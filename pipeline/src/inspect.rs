@@ -359,9 +359,8 @@ pub fn rejected_samples(root: &str, stage: &str, k: usize) -> Result<Vec<ReasonS
                 .map_err(|e| crate::error::Error::Storage(format!("{url}: cannot decompress: {e}")))?;
             for (n, line) in std::io::BufReader::new(decoder).lines().enumerate() {
                 let line = line.map_err(|e| crate::error::Error::Storage(format!("{url}: line {}: {e}", n + 1)))?;
-                let record: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
-                    crate::error::Error::Input(format!("{url}: line {}: not JSON: {e}", n + 1))
-                })?;
+                let record: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|e| crate::error::Error::Input(format!("{url}: line {}: not JSON: {e}", n + 1)))?;
                 let (reason, id, text, detail) = if prefix == crate::runner::REJECTED_PREFIX {
                     (
                         record["rejection"]["reason"].as_str().unwrap_or("unknown").to_string(),
@@ -410,7 +409,11 @@ pub fn render_samples(stage: &str, reasons: &[ReasonSamples]) -> String {
             out.push_str(&format!(
                 "  {}  {}\n    {}\n",
                 s.id.as_deref().unwrap_or("-"),
-                if s.detail.is_null() { String::new() } else { s.detail.to_string() },
+                if s.detail.is_null() {
+                    String::new()
+                } else {
+                    s.detail.to_string()
+                },
                 s.text_start
             ));
         }

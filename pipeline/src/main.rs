@@ -357,7 +357,10 @@ fn report(root: &str, format: &str, out: Option<&Path>, html: Option<&Path>) -> 
     match format {
         "table" => write_or_print(report::render_terminal(&built)?)?,
         "markdown" => write_or_print(report::render_markdown(&built)?)?,
-        "json" => write_or_print(format!("{}\n", serde_json::to_string_pretty(&report::render_json(&built)?)?))?,
+        "json" => write_or_print(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report::render_json(&built)?)?
+        ))?,
         "csv" | "parquet" => {
             let dir = out.context("--format csv or parquet writes one file per table: give the folder with --out")?;
             for path in report::write_files(&built, dir, format)? {
@@ -367,7 +370,8 @@ fn report(root: &str, format: &str, out: Option<&Path>, html: Option<&Path>) -> 
         other => anyhow::bail!("unknown --format {other:?}: table, csv, parquet, json or markdown"),
     }
     if let Some(path) = html {
-        std::fs::write(path, report::render_html(&built)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, report::render_html(&built)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

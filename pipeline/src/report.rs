@@ -66,7 +66,10 @@ fn read_manifests(storage: &dyn Storage) -> anyhow::Result<(Vec<StageManifest>, 
 
 /// `(key, count)` pairs of a stats group, or of a JSON object of counts.
 fn group(stats: &BTreeMap<String, BTreeMap<String, u64>>, name: &str) -> Vec<(String, u64)> {
-    stats.get(name).map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default()
+    stats
+        .get(name)
+        .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default()
 }
 
 fn json_group(value: &serde_json::Value, name: &str) -> Vec<(String, u64)> {
@@ -134,7 +137,12 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
             rejected_rows.push((s.stage.clone(), reason.clone(), *n, s.counts.documents_in));
         }
         if s.counts.quarantined > 0 {
-            rejected_rows.push((s.stage.clone(), "(quarantined)".into(), s.counts.quarantined, s.counts.documents_in));
+            rejected_rows.push((
+                s.stage.clone(),
+                "(quarantined)".into(),
+                s.counts.quarantined,
+                s.counts.documents_in,
+            ));
         }
     }
     let rejected = df!(
@@ -145,7 +153,12 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
     )?
     .lazy()
     .with_column(percent("documents", "stage_documents_in").alias("percent_of_stage_input"))
-    .select([col("stage"), col("reason"), col("documents"), col("percent_of_stage_input")])
+    .select([
+        col("stage"),
+        col("reason"),
+        col("documents"),
+        col("percent_of_stage_input"),
+    ])
     .collect()?;
     tables.push(("rejected", rejected));
 
@@ -177,12 +190,19 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
             .agg([col("tokens").sum().alias("dimension_tokens")]);
         let tokens = tokens
             .lazy()
-            .join(totals, [col("dimension")], [col("dimension")], JoinArgs::new(JoinType::Left))
+            .join(
+                totals,
+                [col("dimension")],
+                [col("dimension")],
+                JoinArgs::new(JoinType::Left),
+            )
             .with_column(percent("tokens", "dimension_tokens").alias("percent"))
             .select([col("dimension"), col("value"), col("tokens"), col("percent")])
             .sort_by_exprs(
                 [col("dimension"), col("tokens")],
-                SortMultipleOptions::default().with_order_descending_multi([false, true]).with_maintain_order(true),
+                SortMultipleOptions::default()
+                    .with_order_descending_multi([false, true])
+                    .with_maintain_order(true),
             )
             .collect()?;
         tables.push(("tokens", tokens));
@@ -198,7 +218,10 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
             ("fill_percent", metric("fill_percent")),
             ("padding_percent", metric("padding_percent")),
             ("documents_split", metric("documents_split")),
-            ("documents_split_that_fit_a_row", metric("documents_split_that_fit_a_row")),
+            (
+                "documents_split_that_fit_a_row",
+                metric("documents_split_that_fit_a_row"),
+            ),
         ];
         let packing = df!(
             "metric" => packing_rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -245,17 +268,30 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
 
     // `(key, tokens_out)` of one of pack's token counts (empty without pack).
     let output_tokens = |key: &str, group: &str| {
-        pairs(key, "tokens_out", &pack.as_ref().map(|p| json_group(p, group)).unwrap_or_default())
+        pairs(
+            key,
+            "tokens_out",
+            &pack.as_ref().map(|p| json_group(p, group)).unwrap_or_default(),
+        )
     };
 
     // Quality-score histogram (the quality stage's documents per bin) with
     // the final output's tokens per bin.
     if let Some(quality) = stages.iter().rev().find(|s| s.kind == "quality") {
-        let documents = pairs("bucket", "documents_scored", &group(&quality.stats.0, "quality_histogram"))?;
+        let documents = pairs(
+            "bucket",
+            "documents_scored",
+            &group(&quality.stats.0, "quality_histogram"),
+        )?;
         let tokens = output_tokens("bucket", "tokens_by_quality_bucket")?;
         let histogram = documents
             .lazy()
-            .join(tokens.lazy(), [col("bucket")], [col("bucket")], JoinArgs::new(JoinType::Left))
+            .join(
+                tokens.lazy(),
+                [col("bucket")],
+                [col("bucket")],
+                JoinArgs::new(JoinType::Left),
+            )
             .sort(["bucket"], SortMultipleOptions::default())
             .collect()?;
         tables.push(("quality_histogram", histogram));
@@ -265,16 +301,36 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
 
     // Code languages: the code stage's documents and bytes, the output's tokens.
     if let Some(code) = stages.iter().rev().find(|s| s.kind == "code") {
-        let documents = pairs("language", "documents", &group(&code.stats.0, "documents_by_code_language"))?;
-        let bytes = pairs("language", "text_bytes", &group(&code.stats.0, "text_bytes_by_code_language"))?;
+        let documents = pairs(
+            "language",
+            "documents",
+            &group(&code.stats.0, "documents_by_code_language"),
+        )?;
+        let bytes = pairs(
+            "language",
+            "text_bytes",
+            &group(&code.stats.0, "text_bytes_by_code_language"),
+        )?;
         let tokens = output_tokens("language", "tokens_by_code_language")?;
         let languages = documents
             .lazy()
-            .join(bytes.lazy(), [col("language")], [col("language")], JoinArgs::new(JoinType::Left))
-            .join(tokens.lazy(), [col("language")], [col("language")], JoinArgs::new(JoinType::Left))
+            .join(
+                bytes.lazy(),
+                [col("language")],
+                [col("language")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .join(
+                tokens.lazy(),
+                [col("language")],
+                [col("language")],
+                JoinArgs::new(JoinType::Left),
+            )
             .sort(
                 ["documents"],
-                SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true),
+                SortMultipleOptions::default()
+                    .with_order_descending(true)
+                    .with_maintain_order(true),
             )
             .collect()?;
         tables.push(("code_languages", languages));
@@ -295,11 +351,20 @@ pub fn top_n(frame: &DataFrame, label: &str, value: &str, n: usize) -> anyhow::R
         .clone()
         .lazy()
         .select([col(label), col(value).cast(DataType::Float64).fill_null(lit(0.0))])
-        .sort([value], SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true))
+        .sort(
+            [value],
+            SortMultipleOptions::default()
+                .with_order_descending(true)
+                .with_maintain_order(true),
+        )
         .collect()?;
     let mut out = rows_of(&sorted.head(Some(n)), label, value)?;
     if sorted.height() > n {
-        let rest = sorted.slice(n as i64, sorted.height() - n).lazy().select([col(value).sum()]).collect()?;
+        let rest = sorted
+            .slice(n as i64, sorted.height() - n)
+            .lazy()
+            .select([col(value).sum()])
+            .collect()?;
         let other = rest.column(value)?.f64()?.get(0).unwrap_or(0.0);
         out.push((format!("other ({})", sorted.height() - n), other));
     }
@@ -364,7 +429,9 @@ fn with_rounded_floats(frame: &DataFrame) -> anyhow::Result<DataFrame> {
     for column in frame.columns() {
         if column.dtype() == &DataType::Float64 {
             let values = column.f64()?;
-            let text: Vec<Option<String>> = (0..frame.height()).map(|i| values.get(i).map(|v| format!("{v:.2}"))).collect();
+            let text: Vec<Option<String>> = (0..frame.height())
+                .map(|i| values.get(i).map(|v| format!("{v:.2}")))
+                .collect();
             columns.push(Column::new(column.name().clone(), text));
         } else {
             columns.push(column.clone());
@@ -442,7 +509,10 @@ pub fn write_files(report: &Report, dir: &std::path::Path, format: &str) -> anyh
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A horizontal bar chart as inline SVG: one `rect.bar` per row, its
@@ -463,7 +533,11 @@ fn bar_chart(id: &str, title: &str, unit: &str, rows: &[(String, f64)]) -> Strin
     }
     for (i, (label, value)) in rows.iter().enumerate() {
         let y = 10.0 + BAR * i as f64;
-        let width = if max > 0.0 { (WIDTH - LABEL - 140.0) * value / max } else { 0.0 };
+        let width = if max > 0.0 {
+            (WIDTH - LABEL - 140.0) * value / max
+        } else {
+            0.0
+        };
         svg.push_str(&format!(
             "<text x=\"{:.0}\" y=\"{:.0}\" class=\"label\" text-anchor=\"end\">{}</text>\
              <rect class=\"bar\" x=\"{LABEL}\" y=\"{:.0}\" width=\"{width:.1}\" height=\"{:.0}\" data-label=\"{}\" data-value=\"{value}\"><title>{}: {}</title></rect>\

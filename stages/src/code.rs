@@ -105,7 +105,9 @@ impl Code {
             "bundled" => CodeClassifier::bundled(),
             path => {
                 let bytes = std::fs::read(path).map_err(|e| {
-                    invalid(format!("model {path:?}: cannot read it ({e}); use bundled or a model file"))
+                    invalid(format!(
+                        "model {path:?}: cannot read it ({e}); use bundled or a model file"
+                    ))
                 })?;
                 CodeClassifier::from_bytes(&bytes, path).map_err(|e| invalid(e.to_string()))?
             }
@@ -159,11 +161,7 @@ impl DocumentStage for Code {
         let name = language.map_or(NONE, |l| l.0);
         stats.add("documents_by_code_language", name, 1);
         stats.add("text_bytes_by_code_language", name, doc.text.len() as u64);
-        stats.add(
-            "documents_by_kind",
-            if judged.is_code { "code" } else { "prose" },
-            1,
-        );
+        stats.add("documents_by_kind", if judged.is_code { "code" } else { "prose" }, 1);
         let detail = || Value::clone(&doc.metadata["code"]);
         let rejected_kind = match (self.config.keep, judged.is_code) {
             (KeepKind::Code, false) => Some("prose_not_kept"),
@@ -241,7 +239,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(run(&code_only, PYTHON).0, Decision::Keep);
-        assert!(matches!(run(&code_only, PROSE).0, Decision::Drop { reason: "prose_not_kept", .. }));
+        assert!(matches!(
+            run(&code_only, PROSE).0,
+            Decision::Drop {
+                reason: "prose_not_kept",
+                ..
+            }
+        ));
         let go_or_none = Code::new(CodeConfig {
             languages: Some(vec!["go".into(), "None".into()]),
             ..Default::default()

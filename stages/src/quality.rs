@@ -320,7 +320,10 @@ mod tests {
             let mut cfg = serde_json::to_value(config(tiny_model())).unwrap();
             cfg["kernels"] = json!(kernels);
             let stage = Quality::new(serde_json::from_value(cfg).unwrap()).unwrap();
-            assert_eq!(serde_json::to_value(stage.classifier.kernels()).unwrap(), json!(kernels));
+            assert_eq!(
+                serde_json::to_value(stage.classifier.kernels()).unwrap(),
+                json!(kernels)
+            );
             scores.push(stage.score(&texts).unwrap());
         }
         for (plain, fused) in scores[0].iter().zip(&scores[1]) {

@@ -10,17 +10,25 @@ use serde_json::Value;
 use crate::util::*;
 
 fn sidecar_records(stage_dir: &Path, folder: &str) -> Vec<Value> {
-    files_under(&stage_dir.join(folder)).iter().flat_map(|p| read_zst(p)).collect()
+    files_under(&stage_dir.join(folder))
+        .iter()
+        .flat_map(|p| read_zst(p))
+        .collect()
 }
 
 /// The rows of a report table, as JSON objects.
 fn table<'a>(report: &'a Value, name: &str) -> &'a Vec<Value> {
-    report["tables"][name].as_array().unwrap_or_else(|| panic!("no table {name}: {report}"))
+    report["tables"][name]
+        .as_array()
+        .unwrap_or_else(|| panic!("no table {name}: {report}"))
 }
 
 fn quickstart_run(dir: &TestDir) -> PathBuf {
     let mut config = std::fs::read_to_string(repo_root().join("examples/quickstart.toml")).unwrap();
-    config = config.replace("\"out/quickstart\"", &format!("{:?}", dir.join("out").to_string_lossy()));
+    config = config.replace(
+        "\"out/quickstart\"",
+        &format!("{:?}", dir.join("out").to_string_lossy()),
+    );
     let config_path = dir.join("quickstart.toml");
     std::fs::write(&config_path, config).unwrap();
     run_expect(thresher(&repo_root(), &["run", config_path.to_str().unwrap()]), 0);
@@ -43,7 +51,17 @@ fn report_totals_equal_counts_of_the_output_files() {
     let stage_names: Vec<&str> = funnel.iter().map(|r| r["stage"].as_str().unwrap()).collect();
     assert_eq!(
         stage_names,
-        ["ingest", "url_dedup", "exact_dedup", "minhash_dedup", "line_dedup", "langid", "code", "quality", "pack"]
+        [
+            "ingest",
+            "url_dedup",
+            "exact_dedup",
+            "minhash_dedup",
+            "line_dedup",
+            "langid",
+            "code",
+            "quality",
+            "pack"
+        ]
     );
     let mut final_documents = Vec::new();
     for row in funnel {
@@ -67,7 +85,10 @@ fn report_totals_equal_counts_of_the_output_files() {
             let bytes: u64 = documents.iter().map(|d| d["text"].as_str().unwrap().len() as u64).sum();
             assert_eq!(row["text_bytes_out"], bytes, "{name}");
             // Tokens are not known before pack, and the report says so.
-            assert!(row["tokens_out"].is_null() && row["tokens_in"].is_null(), "{name}: {row}");
+            assert!(
+                row["tokens_out"].is_null() && row["tokens_in"].is_null(),
+                "{name}: {row}"
+            );
         }
         assert_eq!(
             row["documents_in"].as_u64().unwrap(),
@@ -75,7 +96,9 @@ fn report_totals_equal_counts_of_the_output_files() {
             "{name}"
         );
     }
-    assert!(report["notes"].to_string().contains("tokens are counted by the pack stage"));
+    assert!(report["notes"]
+        .to_string()
+        .contains("tokens are counted by the pack stage"));
     assert!(!final_documents.is_empty());
 
     // Rejections by reason: each reason's records in the sidecars.
@@ -109,7 +132,11 @@ fn report_totals_equal_counts_of_the_output_files() {
         let meta = &doc["metadata"];
         let language = meta["lang"].as_str().unwrap().to_string();
         let code_language = meta["code"]["language"].as_str().unwrap_or("none").to_string();
-        let kind = if meta["code"]["is_code"].as_bool().unwrap() { "code" } else { "prose" };
+        let kind = if meta["code"]["is_code"].as_bool().unwrap() {
+            "code"
+        } else {
+            "prose"
+        };
         let score = meta["quality"]["score"].as_f64().unwrap();
         let low = (score / 0.1).floor() * 0.1;
         let bucket = format!("[{low:.2}, {:.2})", low + 0.1);
@@ -127,7 +154,10 @@ fn report_totals_equal_counts_of_the_output_files() {
         .iter()
         .map(|r| {
             (
-                (r["dimension"].as_str().unwrap().to_string(), r["value"].as_str().unwrap().to_string()),
+                (
+                    r["dimension"].as_str().unwrap().to_string(),
+                    r["value"].as_str().unwrap().to_string(),
+                ),
                 r["tokens"].as_u64().unwrap(),
             )
         })
@@ -148,17 +178,26 @@ fn report_totals_equal_counts_of_the_output_files() {
     for stage in ["langid", "code", "quality"] {
         let mut out_by_lang: BTreeMap<String, u64> = BTreeMap::new();
         for d in stage_documents(&root.join(stage)) {
-            *out_by_lang.entry(d["metadata"]["lang"].as_str().unwrap().to_string()).or_default() += 1;
+            *out_by_lang
+                .entry(d["metadata"]["lang"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
         let reported: BTreeMap<String, u64> = survival
             .iter()
             .filter(|r| r["stage"] == stage)
             .filter(|r| r["documents_out"].as_u64().unwrap() > 0)
-            .map(|r| (r["lang"].as_str().unwrap().to_string(), r["documents_out"].as_u64().unwrap()))
+            .map(|r| {
+                (
+                    r["lang"].as_str().unwrap().to_string(),
+                    r["documents_out"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(reported, out_by_lang, "{stage}");
     }
-    assert!(report["notes"].to_string().contains("no language before stage 'langid'"));
+    assert!(report["notes"]
+        .to_string()
+        .contains("no language before stage 'langid'"));
 
     // The quality histogram counts every scored document; code languages
     // every document the code stage judged.
@@ -166,7 +205,9 @@ fn report_totals_equal_counts_of_the_output_files() {
         .iter()
         .map(|r| r["documents_scored"].as_u64().unwrap())
         .sum();
-    let quality_in = funnel.iter().find(|r| r["stage"] == "quality").unwrap()["documents_in"].as_u64().unwrap();
+    let quality_in = funnel.iter().find(|r| r["stage"] == "quality").unwrap()["documents_in"]
+        .as_u64()
+        .unwrap();
     assert_eq!(histogram, quality_in);
     let mut code_documents: BTreeMap<String, u64> = BTreeMap::new();
     for d in stage_documents(&root.join("code")) {
@@ -175,7 +216,12 @@ fn report_totals_equal_counts_of_the_output_files() {
     }
     let reported: BTreeMap<String, u64> = table(&report, "code_languages")
         .iter()
-        .map(|r| (r["language"].as_str().unwrap().to_string(), r["documents"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["language"].as_str().unwrap().to_string(),
+                r["documents"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(reported, code_documents);
 
@@ -185,27 +231,57 @@ fn report_totals_equal_counts_of_the_output_files() {
         .iter()
         .map(|r| (r["metric"].as_str().unwrap().to_string(), r["value"].clone()))
         .collect();
-    assert_eq!(packing["rows"].as_f64().unwrap(), pack_manifest["rows"].as_f64().unwrap());
+    assert_eq!(
+        packing["rows"].as_f64().unwrap(),
+        pack_manifest["rows"].as_f64().unwrap()
+    );
     assert_eq!(packing["tokens"].as_f64().unwrap(), total as f64);
 
     // The other formats carry the same tables.
     let markdown = stdout(&run_expect(
-        thresher(&repo_root(), &["report", root.to_str().unwrap(), "--format", "markdown"]),
+        thresher(
+            &repo_root(),
+            &["report", root.to_str().unwrap(), "--format", "markdown"],
+        ),
         0,
     ));
-    assert!(markdown.contains("## funnel") && markdown.contains("| stage | kind | documents_in"), "{markdown}");
-    let terminal = stdout(&run_expect(thresher(&repo_root(), &["report", root.to_str().unwrap()]), 0));
-    assert!(terminal.contains("language_survival") && terminal.contains("pack"), "{terminal}");
+    assert!(
+        markdown.contains("## funnel") && markdown.contains("| stage | kind | documents_in"),
+        "{markdown}"
+    );
+    let terminal = stdout(&run_expect(
+        thresher(&repo_root(), &["report", root.to_str().unwrap()]),
+        0,
+    ));
+    assert!(
+        terminal.contains("language_survival") && terminal.contains("pack"),
+        "{terminal}"
+    );
     for format in ["csv", "parquet"] {
         let folder = dir.join(format);
         run_expect(
             thresher(
                 &repo_root(),
-                &["report", root.to_str().unwrap(), "--format", format, "--out", folder.to_str().unwrap()],
+                &[
+                    "report",
+                    root.to_str().unwrap(),
+                    "--format",
+                    format,
+                    "--out",
+                    folder.to_str().unwrap(),
+                ],
             ),
             0,
         );
-        for name in ["funnel", "rejected", "tokens", "packing", "language_survival", "quality_histogram", "code_languages"] {
+        for name in [
+            "funnel",
+            "rejected",
+            "tokens",
+            "packing",
+            "language_survival",
+            "quality_histogram",
+            "code_languages",
+        ] {
             let path = folder.join(format!("{name}.{format}"));
             assert!(std::fs::metadata(&path).unwrap().len() > 0, "{}", path.display());
         }
@@ -231,12 +307,22 @@ fn html_report_renders_in_chromium_with_its_charts() {
     run_expect(
         thresher(
             &repo_root(),
-            &["report", root.to_str().unwrap(), "--html", html.to_str().unwrap(), "--format", "markdown"],
+            &[
+                "report",
+                root.to_str().unwrap(),
+                "--html",
+                html.to_str().unwrap(),
+                "--format",
+                "markdown",
+            ],
         ),
         0,
     );
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"), "not self-contained");
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
+        "not self-contained"
+    );
     let screenshot = dir.join("report.png");
     let out = std::process::Command::new("bash")
         .arg(repo_root().join("scripts/check-report-html"))
@@ -264,28 +350,56 @@ fn inspect_samples_show_rejected_documents_per_reason() {
     let out = run_expect(
         thresher(
             &repo_root(),
-            &["inspect", root.to_str().unwrap(), "--stage", "url_dedup", "--samples", "1", "--json"],
+            &[
+                "inspect",
+                root.to_str().unwrap(),
+                "--stage",
+                "url_dedup",
+                "--samples",
+                "1",
+                "--json",
+            ],
         ),
         0,
     );
     let reasons: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rejected = sidecar_records(&root.join("url_dedup"), "_rejected");
-    let listed: u64 = reasons.as_array().unwrap().iter().map(|r| r["records"].as_u64().unwrap()).sum();
+    let listed: u64 = reasons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["records"].as_u64().unwrap())
+        .sum();
     assert_eq!(listed, rejected.len() as u64);
     let first = &reasons[0];
     assert_eq!(first["reason"], "duplicate_url");
     let sample = &first["samples"][0];
     let source = rejected.iter().find(|r| r["id"] == sample["id"]).unwrap();
-    assert!(source["text"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ").starts_with(sample["text_start"].as_str().unwrap()));
+    assert!(source["text"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .starts_with(sample["text_start"].as_str().unwrap()));
     assert!(sample["detail"]["kept_id"].is_string());
     // The quarantined record of ingest appears with its reason.
     let text = stdout(&run_expect(
-        thresher(&repo_root(), &["inspect", root.to_str().unwrap(), "--stage", "ingest", "--samples", "2"]),
+        thresher(
+            &repo_root(),
+            &["inspect", root.to_str().unwrap(), "--stage", "ingest", "--samples", "2"],
+        ),
         0,
     ));
-    assert!(text.contains("quarantined: ") && text.contains("duplicate id"), "{text}");
+    assert!(
+        text.contains("quarantined: ") && text.contains("duplicate id"),
+        "{text}"
+    );
     let out = run_expect(
-        thresher(&repo_root(), &["inspect", root.to_str().unwrap(), "--stage", "nope", "--samples", "2"]),
+        thresher(
+            &repo_root(),
+            &["inspect", root.to_str().unwrap(), "--stage", "nope", "--samples", "2"],
+        ),
         2,
     );
     assert!(stderr(&out).contains("no stage 'nope'"), "{}", stderr(&out));

@@ -239,7 +239,10 @@ fn quickstart_s3_to_s3_equals_the_local_run() {
         value
     };
     let remote_report = report_of("s3://thresher-out/quickstart", true);
-    assert!(remote_report["tables"]["funnel"].as_array().unwrap().len() >= 8, "{remote_report}");
+    assert!(
+        remote_report["tables"]["funnel"].as_array().unwrap().len() >= 8,
+        "{remote_report}"
+    );
     assert_eq!(remote_report, report_of(dir.join("local").to_str().unwrap(), false));
 
     // A rerun finds everything done and changes nothing.
