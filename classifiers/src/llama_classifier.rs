@@ -559,6 +559,42 @@ impl LlamaClassifier {
         self.score.is_some()
     }
 
+    /// Seconds per call of one layer's attention alone, from the q/k/v
+    /// projections to the input of `o_proj`, at `rows` × `width` random
+    /// tokens with `kernels`, on this model's device: where a layer's time
+    /// goes, for profiling. Runs at least three calls and half a second.
+    pub fn attention_seconds(&self, rows: usize, width: usize, kernels: Kernels) -> Result<f64> {
+        let shape = CausalAttention {
+            heads: self.config.num_attention_heads,
+            kv_heads: self.config.num_key_value_heads(),
+            head_dim: self.config.head_dim(),
+        };
+        let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
+        let qkv =
+            Tensor::randn(0f32, 1.0, (rows, width, q_width + 2 * kv_width), &self.device)?.to_dtype(self.dtype)?;
+        let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
+        // The plain path gets its projections as separate tensors, as in a layer.
+        let q = qkv.narrow(2, 0, q_width)?.contiguous()?;
+        let k = qkv.narrow(2, q_width, kv_width)?.contiguous()?;
+        let v = qkv.narrow(2, q_width + kv_width, kv_width)?.contiguous()?;
+        let mask = causal_mask(width, self.dtype, &self.device)?;
+        let run = || match kernels {
+            Kernels::Plain => plain_attention(&q, &k, &v, &cos, &sin, &mask, &shape),
+            Kernels::Fused | Kernels::Auto => qkv.apply_op3_no_bwd(&cos, &sin, &shape),
+        };
+        run()?;
+        self.device.synchronize()?;
+        let start = std::time::Instant::now();
+        let mut calls = 0;
+        // Calls queue up on a GPU: the time is taken after waiting for them all.
+        while calls < 3 || start.elapsed().as_secs_f64() < 0.5 {
+            run()?;
+            calls += 1;
+        }
+        self.device.synchronize()?;
+        Ok(start.elapsed().as_secs_f64() / calls as f64)
+    }
+
     /// Logits (f32) of each sequence, in input order: `[batch][num_labels]`.
     /// Sequences are right-padded into one batch; each is scored at its last token.
     pub fn logits(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {

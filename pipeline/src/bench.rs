@@ -670,7 +670,30 @@ fn kernels_bench(
         seconds / fused_seconds
     );
     println!("  plain kernels:");
-    shape_bench(&plain, pool)
+    shape_bench(&plain, pool)?;
+    // Where a layer's time goes: attention alone (q/k/v in, o_proj's input
+    // out) against the whole layer, both kernel sets.
+    println!("  one layer's attention alone, ms per call (whole layer = model time / layers, from the shapes above):");
+    for (rows, width) in [(256usize, 128usize), (64, 512), (32, 1024), (16, 2048)] {
+        if width > plain.config.max_position_embeddings {
+            continue;
+        }
+        let fused = plain.attention_seconds(rows, width, Kernels::Fused);
+        let plain_seconds = plain.attention_seconds(rows, width, Kernels::Plain)?;
+        match fused {
+            Ok(fused) => println!(
+                "    {rows:>3} x {width:<4}: fused {:.3}, plain {:.3} ({:.1}x)",
+                fused * 1e3,
+                plain_seconds * 1e3,
+                plain_seconds / fused
+            ),
+            Err(e) => println!(
+                "    {rows:>3} x {width:<4}: fused failed ({e}), plain {:.3}",
+                plain_seconds * 1e3
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Model-only throughput at fixed batch shapes (rows × tokens, no padding),
@@ -699,8 +722,9 @@ fn shape_bench(classifier: &thresher_classifiers::LlamaClassifier, pool: &rayon:
         }
         let seconds = start.elapsed().as_secs_f64();
         println!(
-            "    {rows:>3} x {width:<4}: {:>10.0} tokens/s",
-            (rows * width * calls) as f64 / seconds
+            "    {rows:>3} x {width:<4}: {:>10.0} tokens/s ({:.3} ms per layer)",
+            (rows * width * calls) as f64 / seconds,
+            seconds / calls as f64 / classifier.config.num_hidden_layers as f64 * 1e3
         );
     }
     Ok(())
