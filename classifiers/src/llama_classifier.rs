@@ -98,6 +98,15 @@ impl ClassifierConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// Heads, KV heads and head size, as the attention op takes them.
+    fn attention_shape(&self) -> CausalAttention {
+        CausalAttention {
+            heads: self.num_attention_heads,
+            kv_heads: self.num_key_value_heads(),
+            head_dim: self.head_dim(),
+        }
+    }
+
     /// Labels in index order (`LABEL_i` where the config has none).
     pub fn labels(&self) -> Vec<String> {
         (0..self.num_labels())
@@ -183,9 +192,8 @@ fn stack(parts: &[&Linear]) -> candle_core::Result<Linear> {
 struct Attention {
     qkv: QkvProjection,
     o_proj: Linear,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    /// Heads, KV heads and head size: also the fused kernel's op.
+    shape: CausalAttention,
 }
 
 impl Attention {
@@ -203,44 +211,26 @@ impl Attention {
                 QkvProjection::Separate { q, k, v }
             },
             o_proj: linear_b(heads * hd, h, bias, vb.pp("o_proj"))?,
-            heads,
-            kv_heads,
-            head_dim: hd,
+            shape: cfg.attention_shape(),
         })
     }
 
     /// `mask` is the additive causal mask of the plain path (the fused kernel
     /// masks by position and needs none).
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let (q_proj, k_proj, v_proj) = match &self.qkv {
-            QkvProjection::Stacked(qkv) => {
-                let op = CausalAttention {
-                    heads: self.heads,
-                    kv_heads: self.kv_heads,
-                    head_dim: self.head_dim,
-                };
-                let y = qkv.forward(x)?.apply_op3_no_bwd(cos, sin, &op)?;
-                return self.o_proj.forward(&y);
-            }
-            QkvProjection::Separate { q, k, v } => (q, k, v),
+        let y = match (&self.qkv, mask) {
+            (QkvProjection::Stacked(qkv), _) => qkv.forward(x)?.apply_op3_no_bwd(cos, sin, &self.shape)?,
+            (QkvProjection::Separate { q, k, v }, Some(mask)) => plain_attention(
+                &q.forward(x)?,
+                &k.forward(x)?,
+                &v.forward(x)?,
+                cos,
+                sin,
+                mask,
+                &self.shape,
+            )?,
+            (QkvProjection::Separate { .. }, None) => candle_core::bail!("the plain attention needs the causal mask"),
         };
-        let Some(mask) = mask else {
-            candle_core::bail!("the plain attention needs the causal mask")
-        };
-        let shape = CausalAttention {
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-        };
-        let y = plain_attention(
-            &q_proj.forward(x)?,
-            &k_proj.forward(x)?,
-            &v_proj.forward(x)?,
-            cos,
-            sin,
-            mask,
-            &shape,
-        )?;
         self.o_proj.forward(&y)
     }
 }
@@ -291,9 +281,9 @@ fn plain_attention(
 const FUSED_TOLERANCE: f32 = 0.05;
 
 /// The largest [`relative_difference`] between the fused kernels and candle's own ops on
-/// random inputs of a model's attention shape (`cos`/`sin`: its RoPE tables)
-/// and MLP width, on `device` in `dtype`. Loading with [`Kernels::Auto`]
-/// runs it before trusting the fused kernels on a GPU.
+/// random inputs of a model's attention shape and MLP width, on the device
+/// and in the dtype of its RoPE tables `cos`/`sin`. Loading onto a GPU runs
+/// it before trusting the fused kernels.
 fn fused_kernels_disagreement(
     shape: &CausalAttention,
     intermediate: usize,
@@ -486,11 +476,7 @@ impl LlamaClassifier {
             // The kernels are checked against candle's ops on this device
             // before they are trusted: `auto` falls back to the plain ops,
             // `fused` refuses.
-            let shape = CausalAttention {
-                heads: config.num_attention_heads,
-                kv_heads: config.num_key_value_heads(),
-                head_dim: config.head_dim(),
-            };
+            let shape = config.attention_shape();
             match fused_kernels_disagreement(&shape, config.intermediate_size, &cos, &sin) {
                 Ok(worst) if worst <= FUSED_TOLERANCE => {
                     tracing::info!("fused kernels agree with candle's ops on this device (max difference {worst:.4})")
@@ -564,11 +550,7 @@ impl LlamaClassifier {
     /// tokens with `kernels`, on this model's device: where a layer's time
     /// goes, for profiling. Runs at least three calls and half a second.
     pub fn attention_seconds(&self, rows: usize, width: usize, kernels: Kernels) -> Result<f64> {
-        let shape = CausalAttention {
-            heads: self.config.num_attention_heads,
-            kv_heads: self.config.num_key_value_heads(),
-            head_dim: self.config.head_dim(),
-        };
+        let shape = self.config.attention_shape();
         let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
         let qkv =
             Tensor::randn(0f32, 1.0, (rows, width, q_width + 2 * kv_width), &self.device)?.to_dtype(self.dtype)?;
