@@ -126,27 +126,32 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
 
         // Online softmax: rescale what was accumulated by exp(old max - new
         // max), then add this tile's probabilities.
-        float* s_row = my_scores + r * BK;
+        // This lane's half row stays in registers between the two passes.
+        const float* s_row = my_scores + r * BK;
+        float s[BK / 2];
         float tile_max = running_max;
+#pragma unroll
         for (int m = 0; m < BK / 2; ++m) {
             const int c = (2 * m + 2 * r + j) % BK, key = k0 + c;
-            const float s = (key <= my_query && key < t) ? s_row[c] * scale_log2 : -INFINITY;
-            s_row[c] = s;
-            tile_max = fmaxf(tile_max, s);
+            s[m] = (key <= my_query && key < t) ? s_row[c] * scale_log2 : -INFINITY;
+            tile_max = fmaxf(tile_max, s[m]);
         }
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
         const float rescale = tile_max == -INFINITY ? 1.f : exp2f(running_max - tile_max);
         float tile_sum = 0.f;
+#pragma unroll
         for (int m = 0; m < BK / 2; ++m) {
             const int c = (2 * m + 2 * r + j) % BK;
-            const float p = s_row[c] == -INFINITY ? 0.f : exp2f(s_row[c] - tile_max);
+            const float p = s[m] == -INFINITY ? 0.f : exp2f(s[m] - tile_max);
             my_probs[r * BK + c] = __float2bfloat16(p);
             tile_sum += p;
         }
         tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
         running_sum = running_sum * rescale + tile_sum;
         running_max = tile_max;
-        for (int m = 0; m < D / 2; ++m) my_acc[r * D + (2 * m + 2 * r + j) % D] *= rescale;
+        // Both lanes of a row see the same rescale; 1 (the max held) needs no pass.
+        if (rescale != 1.f)
+            for (int m = 0; m < D / 2; ++m) my_acc[r * D + (2 * m + 2 * r + j) % D] *= rescale;
         __syncwarp();
 
         // acc += probs v
