@@ -5,7 +5,7 @@
 // transposes, grouped-query expansion and RoPE as separate passes. Here one
 // kernel reads q, k and v straight from the fused QKV projection, applies
 // RoPE while loading, and keeps scores on chip (flash-attention's online
-// softmax), so memory traffic no longer grows with t^2.
+// softmax), so nothing of size t^2 is written to memory.
 //
 // The same source is compiled for the host by `fused_test.cpp`, with
 // `emulate_cuda.h` standing in for the CUDA runtime, so CI checks the index
