@@ -25,6 +25,27 @@ typedef __nv_bfloat16 bf16;
 #define WARPS 2
 #define BQ (16 * WARPS)
 
+// One RoPE pair (rotate-half: elements i and i + D/2) of the head vector of
+// token `pos` in `src` (rows `row_stride` apart), rotated and rounded to bf16
+// into `tile_row`; zeros past the sequence end `t`.
+template <int D>
+__device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict__ cos_table,
+                            const bf16* __restrict__ sin_table, long row_stride, int pos, int t, int i,
+                            bf16* tile_row) {
+    constexpr int half = D / 2;
+    float a = 0.f, b = 0.f;
+    if (pos < t) {
+        const float x1 = __bfloat162float(src[pos * row_stride + i]);
+        const float x2 = __bfloat162float(src[pos * row_stride + i + half]);
+        const float c = __bfloat162float(cos_table[pos * half + i]);
+        const float s = __bfloat162float(sin_table[pos * half + i]);
+        a = x1 * c - x2 * s;
+        b = x1 * s + x2 * c;
+    }
+    tile_row[i] = __float2bfloat16(a);
+    tile_row[i + half] = __float2bfloat16(b);
+}
+
 // Causal self-attention of one (batch, head, 32-query) tile.
 //   qkv: (b, t, (hq + 2 * hkv) * D), the output of the fused q/k/v projection:
 //        q heads first, then k heads, then v heads (how the weights are stacked).
@@ -57,20 +78,9 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
     const bf16* v_src = rows + (long)(hq + hkv + kv_head) * D;
     const int half = D / 2;
 
-    // Queries with RoPE (rotate-half: pairs i and i + D/2), zero past t.
     for (int idx = tid; idx < BQ * half; idx += WARPS * 32) {
-        const int r = idx / half, i = idx % half, pos = q0 + r;
-        float a = 0.f, b = 0.f;
-        if (pos < t) {
-            const float x1 = __bfloat162float(q_src[pos * row_stride + i]);
-            const float x2 = __bfloat162float(q_src[pos * row_stride + i + half]);
-            const float c = __bfloat162float(cos_table[pos * half + i]);
-            const float s = __bfloat162float(sin_table[pos * half + i]);
-            a = x1 * c - x2 * s;
-            b = x1 * s + x2 * c;
-        }
-        q_tile[r * LD + i] = __float2bfloat16(a);
-        q_tile[r * LD + i + half] = __float2bfloat16(b);
+        const int r = idx / half, i = idx % half;
+        store_roped<D>(q_src, cos_table, sin_table, row_stride, q0 + r, t, i, q_tile + r * LD);
     }
     float* my_scores = scores + warp * 16 * BK;
     bf16* my_probs = probs + warp * 16 * BK;
@@ -88,21 +98,10 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
         __syncthreads();  // the previous tile is no longer read
         for (int idx = tid; idx < BK * half; idx += WARPS * 32) {
             const int kr = idx / half, i = idx % half, pos = k0 + kr;
-            float a = 0.f, b = 0.f, v1 = 0.f, v2 = 0.f;
-            if (pos < t) {
-                const float x1 = __bfloat162float(k_src[pos * row_stride + i]);
-                const float x2 = __bfloat162float(k_src[pos * row_stride + i + half]);
-                const float c = __bfloat162float(cos_table[pos * half + i]);
-                const float s = __bfloat162float(sin_table[pos * half + i]);
-                a = x1 * c - x2 * s;
-                b = x1 * s + x2 * c;
-                v1 = __bfloat162float(v_src[pos * row_stride + i]);
-                v2 = __bfloat162float(v_src[pos * row_stride + i + half]);
-            }
-            k_tile[kr * LD + i] = __float2bfloat16(a);
-            k_tile[kr * LD + i + half] = __float2bfloat16(b);
-            v_tile[kr * LD + i] = __float2bfloat16(v1);
-            v_tile[kr * LD + i + half] = __float2bfloat16(v2);
+            store_roped<D>(k_src, cos_table, sin_table, row_stride, pos, t, i, k_tile + kr * LD);
+            const bf16 zero = __float2bfloat16(0.f);
+            v_tile[kr * LD + i] = pos < t ? v_src[pos * row_stride + i] : zero;
+            v_tile[kr * LD + i + half] = pos < t ? v_src[pos * row_stride + i + half] : zero;
         }
         __syncthreads();
         // A tile wholly after this warp's last query is masked for all its

@@ -294,19 +294,10 @@ fn fused_kernels_disagreement(
     // Two rows, longer than one 64-key tile and not a multiple of 32 queries.
     let (b, t) = (2, 77.min(cos.dim(0)?));
     let (cos, sin) = (cos.narrow(0, 0, t)?, sin.narrow(0, 0, t)?);
-    let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
-    let qkv = Tensor::randn(0f32, 1.0, (b, t, q_width + 2 * kv_width), device)?.to_dtype(dtype)?;
+    let (qkv, [q, k, v]) = random_qkv(shape, b, t, device, dtype)?;
     let fused = qkv.apply_op3_no_bwd(&cos, &sin, shape)?;
     let mask = causal_mask(t, dtype, device)?;
-    let plain = plain_attention(
-        &qkv.narrow(2, 0, q_width)?,
-        &qkv.narrow(2, q_width, kv_width)?,
-        &qkv.narrow(2, q_width + kv_width, kv_width)?,
-        &cos,
-        &sin,
-        &mask,
-        shape,
-    )?;
+    let plain = plain_attention(&q, &k, &v, &cos, &sin, &mask, shape)?;
     let attention = relative_difference(&fused, &plain)?;
     let gate_up = Tensor::randn(0f32, 2.0, (b, t, 2 * intermediate), device)?.to_dtype(dtype)?;
     let fused = gate_up.apply_op1_no_bwd(&SwiGlu)?;
@@ -316,6 +307,24 @@ fn fused_kernels_disagreement(
     );
     let plain = (candle_nn::ops::silu(&gate.contiguous()?)? * up)?;
     Ok(attention.max(relative_difference(&fused, &plain)?))
+}
+
+/// A random stacked q/k/v projection output `(b, t, (heads + 2 kv_heads) *
+/// head_dim)` for the fused op, and its q, k and v as separate contiguous
+/// tensors, as the plain path gets them from its three projections.
+fn random_qkv(
+    shape: &CausalAttention,
+    b: usize,
+    t: usize,
+    device: &Device,
+    dtype: DType,
+) -> candle_core::Result<(Tensor, [Tensor; 3])> {
+    let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
+    let qkv = Tensor::randn(0f32, 1.0, (b, t, q_width + 2 * kv_width), device)?.to_dtype(dtype)?;
+    let q = qkv.narrow(2, 0, q_width)?.contiguous()?;
+    let k = qkv.narrow(2, q_width, kv_width)?.contiguous()?;
+    let v = qkv.narrow(2, q_width + kv_width, kv_width)?.contiguous()?;
+    Ok((qkv, [q, k, v]))
 }
 
 /// max |a - b| / (1 + |b|): relative where values are large (bf16's last bit
@@ -551,14 +560,8 @@ impl LlamaClassifier {
     /// goes, for profiling. Runs at least three calls and half a second.
     pub fn attention_seconds(&self, rows: usize, width: usize, kernels: Kernels) -> Result<f64> {
         let shape = self.config.attention_shape();
-        let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
-        let qkv =
-            Tensor::randn(0f32, 1.0, (rows, width, q_width + 2 * kv_width), &self.device)?.to_dtype(self.dtype)?;
+        let (qkv, [q, k, v]) = random_qkv(&shape, rows, width, &self.device, self.dtype)?;
         let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
-        // The plain path gets its projections as separate tensors, as in a layer.
-        let q = qkv.narrow(2, 0, q_width)?.contiguous()?;
-        let k = qkv.narrow(2, q_width, kv_width)?.contiguous()?;
-        let v = qkv.narrow(2, q_width + kv_width, kv_width)?.contiguous()?;
         let mask = causal_mask(width, self.dtype, &self.device)?;
         let run = || match kernels {
             Kernels::Plain => plain_attention(&q, &k, &v, &cos, &sin, &mask, &shape),

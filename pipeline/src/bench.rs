@@ -648,7 +648,7 @@ fn kernels_bench(
     ids: &[Vec<u32>],
     batch_tokens: usize,
     // The kernels the stage ran, their logits and seconds on `ids`.
-    (kernels, fused_logits, fused_seconds): (thresher_classifiers::Kernels, &[Vec<f32>], f64),
+    (kernels, stage_logits, stage_seconds): (thresher_classifiers::Kernels, &[Vec<f32>], f64),
     pool: &rayon::ThreadPool,
 ) -> anyhow::Result<()> {
     use thresher_classifiers::{Kernels, LlamaClassifier};
@@ -660,21 +660,21 @@ fn kernels_bench(
     let worst = logits
         .iter()
         .flatten()
-        .zip(fused_logits.iter().flatten())
+        .zip(stage_logits.iter().flatten())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     let tokens: usize = ids.iter().map(Vec::len).sum();
     println!(
         "  candle's plain kernels on the same documents: model alone {:.0} tokens/s; {kernels:?}/plain speed = {:.2}x; max |logit difference| {worst:.4}",
         tokens as f64 / seconds,
-        seconds / fused_seconds
+        seconds / stage_seconds
     );
     println!("  plain kernels:");
     shape_bench(&plain, pool)?;
     // Where a layer's time goes: attention alone (q/k/v in, o_proj's input
     // out) against the whole layer, both kernel sets.
     println!("  one layer's attention alone, ms per call (whole layer = model time / layers, from the shapes above):");
-    for (rows, width) in [(256usize, 128usize), (64, 512), (32, 1024), (16, 2048)] {
+    for (rows, width) in FIXED_SHAPES {
         if width > plain.config.max_position_embeddings {
             continue;
         }
@@ -696,6 +696,10 @@ fn kernels_bench(
     Ok(())
 }
 
+/// The batch shapes (rows × tokens) of the GPU baseline in
+/// ../shared/cuda/README.md.
+const FIXED_SHAPES: [(usize, usize); 4] = [(256, 128), (64, 512), (32, 1024), (16, 2048)];
+
 /// Model-only throughput at fixed batch shapes (rows × tokens, no padding),
 /// the shapes of the GPU baseline in ../shared/cuda/README.md; shapes longer
 /// than the model's context are skipped.
@@ -703,7 +707,7 @@ fn shape_bench(classifier: &thresher_classifiers::LlamaClassifier, pool: &rayon:
     let mut rng = Rng(7);
     let vocab = classifier.config.vocab_size;
     println!("  model only, random ids, fixed shapes:");
-    for (rows, width) in [(256usize, 128usize), (64, 512), (32, 1024), (16, 2048)] {
+    for (rows, width) in FIXED_SHAPES {
         if width > classifier.config.max_position_embeddings {
             continue;
         }
