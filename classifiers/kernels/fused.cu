@@ -2,10 +2,13 @@
 //
 // Why: candle's attention is matmul -> mask -> softmax -> matmul, with the
 // b x heads x t x t scores written to and read from memory four times, plus
-// transposes, grouped-query expansion and RoPE as separate passes. Here one
-// kernel reads q, k and v straight from the fused QKV projection, applies
-// RoPE while loading, and keeps scores on chip (flash-attention's online
-// softmax), so nothing of size t^2 is written to memory.
+// transposes, grouped-query expansion and RoPE as separate passes, all over
+// right-padded rows. Here one kernel reads q, k and v straight from the fused
+// QKV projection, applies RoPE while loading, and keeps scores on chip
+// (flash-attention's online softmax), so nothing of size t^2 is written to
+// memory. Documents are packed end to end with no padding (flash-attention's
+// "varlen"): a table of tiles says where each document starts, and attention
+// stops at its boundaries, as the pack stage's masks do.
 //
 // The same source is compiled for the host by `fused_test.cpp`, with
 // `emulate_cuda.h` standing in for the CUDA runtime, so CI checks the index
@@ -26,19 +29,19 @@ typedef __nv_bfloat16 bf16;
 #define BQ (16 * WARPS)
 
 // One RoPE pair (rotate-half: elements i and i + D/2) of the head vector of
-// token `pos` in `src` (rows `row_stride` apart), rotated and rounded to bf16
-// into `tile_row`; zeros past the sequence end `t`.
+// token `pos` of a document in `src` (rows `row_stride` apart), rotated and
+// rounded to bf16 into `tile_row`; zeros past the document's end `t`.
+// `rope` row `pos` holds D/2 cosines, then D/2 sines.
 template <int D>
-__device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict__ cos_table,
-                            const bf16* __restrict__ sin_table, long row_stride, int pos, int t, int i,
-                            bf16* tile_row) {
+__device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict__ rope, long row_stride, int pos,
+                            int t, int i, bf16* tile_row) {
     constexpr int half = D / 2;
     float a = 0.f, b = 0.f;
     if (pos < t) {
         const float x1 = __bfloat162float(src[pos * row_stride + i]);
         const float x2 = __bfloat162float(src[pos * row_stride + i + half]);
-        const float c = __bfloat162float(cos_table[pos * half + i]);
-        const float s = __bfloat162float(sin_table[pos * half + i]);
+        const float c = __bfloat162float(rope[pos * D + i]);
+        const float s = __bfloat162float(rope[pos * D + half + i]);
         a = x1 * c - x2 * s;
         b = x1 * s + x2 * c;
     }
@@ -46,18 +49,22 @@ __device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict
     tile_row[i + half] = __float2bfloat16(b);
 }
 
-// Causal self-attention of one (batch, head, 32-query) tile.
-//   qkv: (b, t, (hq + 2 * hkv) * D), the output of the fused q/k/v projection:
-//        q heads first, then k heads, then v heads (how the weights are stacked).
-//   cos, sin: (positions, D / 2), RoPE tables (rotate-half layout, as
-//        transformers' Llama uses).
-//   out: (b, t, hq * D), ready for o_proj.
-// Rows are right-padded sequences: under the causal mask a real token never
-// sees a later one, so padding needs no mask of its own.
+// Causal self-attention of one (tile, head): 32 queries of one document.
+//   qkv: (tokens, (hq + 2 * hkv) * D), the output of the fused q/k/v
+//        projection for documents packed end to end: q heads first, then k
+//        heads, then v heads (how the weights are stacked).
+//   rope: (positions, D), RoPE cosines then sines per position (rotate-half
+//        layout, as transformers' Llama uses); positions count from each
+//        document's start.
+//   tiles: 3 ints per tile: the document's first token, its length, and the
+//        tile's first query within it. Every query of every document is in
+//        exactly one tile; their order is free (the longest first is best).
+//   out: (tokens, hq * D), ready for o_proj.
+// A query sees the keys of its own document up to itself, nothing else.
 template <int D, int BK>
-__device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __restrict__ cos_table,
-                                 const bf16* __restrict__ sin_table, bf16* __restrict__ out, int t, int hq,
-                                 int hkv, float scale_log2) {
+__device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __restrict__ rope,
+                                 const unsigned* __restrict__ tiles, bf16* __restrict__ out, int hq, int hkv,
+                                 float scale_log2) {
     // bf16 tile rows padded by 16 bytes, so that the 16 rows a WMMA load
     // reads start in different shared-memory banks.
     constexpr int LD = D + 8;
@@ -69,10 +76,12 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
     __shared__ __align__(128) float acc[WARPS * 16 * D];
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int batch = blockIdx.z, head = blockIdx.y, q0 = blockIdx.x * BQ;
+    const unsigned* tile = tiles + 3 * blockIdx.x;
+    const long doc_start = tile[0];
+    const int t = tile[1], q0 = tile[2], head = blockIdx.y;
     const int kv_head = head / (hq / hkv);
     const long row_stride = (long)(hq + 2 * hkv) * D;
-    const bf16* rows = qkv + (long)batch * t * row_stride;
+    const bf16* rows = qkv + doc_start * row_stride;
     const bf16* q_src = rows + head * D;
     const bf16* k_src = rows + (long)(hq + kv_head) * D;
     const bf16* v_src = rows + (long)(hq + hkv + kv_head) * D;
@@ -80,7 +89,7 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
 
     for (int idx = tid; idx < BQ * half; idx += WARPS * 32) {
         const int r = idx / half, i = idx % half;
-        store_roped<D>(q_src, cos_table, sin_table, row_stride, q0 + r, t, i, q_tile + r * LD);
+        store_roped<D>(q_src, rope, row_stride, q0 + r, t, i, q_tile + r * LD);
     }
     float* my_scores = scores + warp * 16 * BK;
     bf16* my_probs = probs + warp * 16 * BK;
@@ -98,7 +107,7 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
         __syncthreads();  // the previous tile is no longer read
         for (int idx = tid; idx < BK * half; idx += WARPS * 32) {
             const int kr = idx / half, i = idx % half, pos = k0 + kr;
-            store_roped<D>(k_src, cos_table, sin_table, row_stride, pos, t, i, k_tile + kr * LD);
+            store_roped<D>(k_src, rope, row_stride, pos, t, i, k_tile + kr * LD);
             const bf16 zero = __float2bfloat16(0.f);
             v_tile[kr * LD + i] = pos < t ? v_src[pos * row_stride + i] : zero;
             v_tile[kr * LD + i + half] = pos < t ? v_src[pos * row_stride + i + half] : zero;
@@ -175,22 +184,22 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
     if (j == 0) my_scores[r] = running_sum;
     __syncwarp();
     const long out_stride = (long)hq * D;
-    bf16* out_rows = out + (long)batch * t * out_stride + head * D;
+    bf16* out_rows = out + doc_start * out_stride + head * D;
     for (int idx = lane; idx < 16 * D; idx += 32) {
         const int row = idx / D, c = idx % D, pos = q0 + warp * 16 + row;
         if (pos < t) out_rows[pos * out_stride + c] = __float2bfloat16(my_acc[idx] / my_scores[row]);
     }
 }
 
-// grid (ceil(t / 32), hq, b), block 64 threads.
-extern "C" __global__ void causal_attention_d64(const bf16* qkv, const bf16* cos_table, const bf16* sin_table,
-                                                bf16* out, int t, int hq, int hkv, float scale_log2) {
-    causal_attention<64, 64>(qkv, cos_table, sin_table, out, t, hq, hkv, scale_log2);
+// grid (tiles, hq), block 64 threads.
+extern "C" __global__ void causal_attention_d64(const bf16* qkv, const bf16* rope, const unsigned* tiles, bf16* out,
+                                                int hq, int hkv, float scale_log2) {
+    causal_attention<64, 64>(qkv, rope, tiles, out, hq, hkv, scale_log2);
 }
 
-extern "C" __global__ void causal_attention_d128(const bf16* qkv, const bf16* cos_table, const bf16* sin_table,
-                                                 bf16* out, int t, int hq, int hkv, float scale_log2) {
-    causal_attention<128, 32>(qkv, cos_table, sin_table, out, t, hq, hkv, scale_log2);
+extern "C" __global__ void causal_attention_d128(const bf16* qkv, const bf16* rope, const unsigned* tiles,
+                                                 bf16* out, int hq, int hkv, float scale_log2) {
+    causal_attention<128, 32>(qkv, rope, tiles, out, hq, hkv, scale_log2);
 }
 
 // SwiGLU of the fused gate/up projection: (rows, 2 * width) -> (rows, width),

@@ -9,7 +9,7 @@
 //! transformers, while `kernels/fused_test.cpp` checks the CUDA source itself
 //! on the host.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Tensor, WithDType};
 
 /// Head sizes the CUDA attention kernel is compiled for.
 pub const FUSED_HEAD_DIMS: [usize; 2] = [64, 128];
@@ -17,36 +17,133 @@ pub const FUSED_HEAD_DIMS: [usize; 2] = [64, 128];
 #[cfg(feature = "cuda")]
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 
-/// Causal self-attention over `(qkv, cos, sin)`: `qkv` is `(b, t, (hq + 2 hkv)
-/// * head_dim)` (query heads, then key heads, then value heads), `cos` and
-/// `sin` are `(positions, head_dim / 2)` RoPE tables (rotate-half). The result
-/// is `(b, t, hq * head_dim)`, ready for `o_proj`.
+/// Documents packed end to end for the fused attention, with no padding
+/// (flash-attention's "varlen"): where each starts, and the kernel's tiles
+/// (32 queries of one document each) on the device.
+pub struct PackedDocuments {
+    /// First token of each document in the packed stream, then the total.
+    pub starts: Vec<usize>,
+    /// 3 × u32 per tile: the document's first token, its length, the tile's
+    /// first query within it; on the device of the model.
+    tiles: Tensor,
+    longest: usize,
+}
+
+/// Queries per tile of the attention kernel (`BQ` in kernels/fused.cu).
+const TILE_QUERIES: usize = 32;
+
+impl PackedDocuments {
+    /// Packs documents of `lengths` tokens (each at least 1) in this order.
+    pub fn new(lengths: &[usize], device: &Device) -> candle_core::Result<Self> {
+        let mut starts = Vec::with_capacity(lengths.len() + 1);
+        let mut tiles: Vec<[u32; 3]> = Vec::new();
+        let mut total = 0usize;
+        for &len in lengths {
+            if len == 0 {
+                candle_core::bail!("fused attention: a document of no tokens");
+            }
+            starts.push(total);
+            for q0 in (0..len).step_by(TILE_QUERIES) {
+                tiles.push([total as u32, len as u32, q0 as u32]);
+            }
+            total += len;
+        }
+        if u32::try_from(total).is_err() {
+            candle_core::bail!("fused attention: {total} tokens in one batch");
+        }
+        starts.push(total);
+        // The tiles that see the most keys first: the GPU starts the long
+        // blocks early instead of finishing on them.
+        tiles.sort_by_key(|&[_, len, q0]| std::cmp::Reverse(len.min(q0 + TILE_QUERIES as u32)));
+        let count = tiles.len();
+        Ok(Self {
+            tiles: Tensor::from_vec(tiles.concat(), (count, 3), device)?,
+            longest: lengths.iter().copied().max().unwrap_or(0),
+            starts,
+        })
+    }
+
+    /// Tokens in all documents.
+    pub fn tokens(&self) -> usize {
+        *self.starts.last().unwrap_or(&0)
+    }
+
+    /// Tokens of the longest document.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+}
+
+/// Causal self-attention of packed documents ([`PackedDocuments`]) from the
+/// fused q/k/v projection: `qkv` is `(tokens, (heads + 2 kv_heads) *
+/// head_dim)` (query heads, then key heads, then value heads); `rope` is
+/// `(positions, head_dim)`, each row `head_dim / 2` cosines then as many
+/// sines (rotate-half RoPE), positions counting from each document's start.
+/// The result is `(tokens, heads * head_dim)`, ready for `o_proj`; a query
+/// sees the keys of its own document up to itself.
+pub fn causal_attention(
+    qkv: &Tensor,
+    rope: &Tensor,
+    documents: &PackedDocuments,
+    shape: &CausalAttention,
+) -> candle_core::Result<Tensor> {
+    let (tokens, _) = qkv.dims2()?;
+    if tokens != documents.tokens() {
+        candle_core::bail!(
+            "fused attention: {tokens} tokens of q/k/v for {} packed tokens",
+            documents.tokens()
+        );
+    }
+    if rope.dim(0)? < documents.longest {
+        candle_core::bail!(
+            "fused attention: RoPE table of {} positions for a document of {}",
+            rope.dim(0)?,
+            documents.longest
+        );
+    }
+    qkv.apply_op3_no_bwd(rope, &documents.tiles, &TiledAttention(*shape))
+}
+
+/// The shape of one model's attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CausalAttention {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
 }
 
-impl CausalAttention {
-    fn check(&self, qkv: &Layout, cos: &Layout, sin: &Layout) -> candle_core::Result<(usize, usize)> {
-        let (b, t, width) = qkv.shape().dims3()?;
-        let want = (self.heads + 2 * self.kv_heads) * self.head_dim;
+/// The attention kernel as a candle op over `(qkv, rope, tiles)`. Private:
+/// only [`causal_attention`] applies it, after checking that the tiles stay
+/// inside `qkv` and `rope` (the GPU kernel trusts them).
+struct TiledAttention(CausalAttention);
+
+impl TiledAttention {
+    /// Tokens and tiles, after checking the inputs' shapes.
+    fn check(&self, qkv: &Layout, rope: &Layout, tiles: &Layout) -> candle_core::Result<(usize, usize)> {
+        let (tokens, width) = qkv.shape().dims2()?;
+        let want = (self.0.heads + 2 * self.0.kv_heads) * self.0.head_dim;
         if width != want {
             candle_core::bail!("fused attention: qkv has width {width}, expected {want}");
         }
-        let (positions, half) = cos.shape().dims2()?;
-        if sin.shape() != cos.shape() || half * 2 != self.head_dim || positions < t {
+        if rope.shape().dims2()?.1 != self.0.head_dim {
             candle_core::bail!(
-                "fused attention: RoPE tables {:?}/{:?} do not fit {t} positions of head_dim {}",
-                cos.shape(),
-                sin.shape(),
-                self.head_dim
+                "fused attention: RoPE table {:?} for head_dim {}",
+                rope.shape(),
+                self.0.head_dim
             );
         }
-        if !self.heads.is_multiple_of(self.kv_heads) {
-            candle_core::bail!("fused attention: {} heads over {} kv heads", self.heads, self.kv_heads);
+        let (count, three) = tiles.shape().dims2()?;
+        if three != 3 {
+            candle_core::bail!("fused attention: tiles {:?}, expected (n, 3)", tiles.shape());
         }
-        Ok((b, t))
+        if !self.0.heads.is_multiple_of(self.0.kv_heads) {
+            candle_core::bail!(
+                "fused attention: {} heads over {} kv heads",
+                self.0.heads,
+                self.0.kv_heads
+            );
+        }
+        Ok((tokens, count))
     }
 }
 
@@ -78,7 +175,7 @@ fn cpu_like(storage: &CpuStorage, values: Vec<f32>) -> CpuStorage {
     }
 }
 
-impl CustomOp3 for CausalAttention {
+impl CustomOp3 for TiledAttention {
     fn name(&self) -> &'static str {
         "thresher-causal-attention"
     }
@@ -87,20 +184,24 @@ impl CustomOp3 for CausalAttention {
         &self,
         s_qkv: &CpuStorage,
         l_qkv: &Layout,
-        s_cos: &CpuStorage,
-        l_cos: &Layout,
-        s_sin: &CpuStorage,
-        l_sin: &Layout,
+        s_rope: &CpuStorage,
+        l_rope: &Layout,
+        s_tiles: &CpuStorage,
+        l_tiles: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, t) = self.check(l_qkv, l_cos, l_sin)?;
-        let (qkv, cos, sin) = (cpu_f32(s_qkv, l_qkv)?, cpu_f32(s_cos, l_cos)?, cpu_f32(s_sin, l_sin)?);
-        let (hq, hkv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let (tokens, _) = self.check(l_qkv, l_rope, l_tiles)?;
+        let (qkv, rope) = (cpu_f32(s_qkv, l_qkv)?, cpu_f32(s_rope, l_rope)?);
+        let tiles = match (s_tiles, l_tiles.contiguous_offsets()) {
+            (CpuStorage::U32(t), Some((start, end))) => &t[start..end],
+            _ => candle_core::bail!("fused attention: tiles must be contiguous u32"),
+        };
+        let (hq, hkv, d) = (self.0.heads, self.0.kv_heads, self.0.head_dim);
         let (half, row) = (d / 2, (hq + 2 * hkv) * d);
         let scale = 1.0 / (d as f32).sqrt();
-        // The head vector at `col` of token `pos`, rotated by RoPE.
-        let roped = |batch: usize, pos: usize, col: usize| -> Vec<f32> {
-            let x = &qkv[(batch * t + pos) * row + col..][..d];
-            let (c, s) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
+        // The head vector at `col` of token `token`, rotated by RoPE for position `pos`.
+        let roped = |token: usize, pos: usize, col: usize| -> Vec<f32> {
+            let x = &qkv[token * row + col..][..d];
+            let (c, s) = (&rope[pos * d..][..half], &rope[pos * d + half..][..half]);
             let mut y = vec![0f32; d];
             for i in 0..half {
                 y[i] = x[i] * c[i] - x[i + half] * s[i];
@@ -108,13 +209,16 @@ impl CustomOp3 for CausalAttention {
             }
             y
         };
-        let mut out = vec![0f32; b * t * hq * d];
-        for batch in 0..b {
+        // Queries no tile covers stay zero (a broken tile table shows).
+        let mut out = vec![0f32; tokens * hq * d];
+        for tile in tiles.chunks_exact(3) {
+            let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
+            let queries = q0..(q0 + TILE_QUERIES).min(len);
             for kvh in 0..hkv {
-                let keys: Vec<Vec<f32>> = (0..t).map(|p| roped(batch, p, (hq + kvh) * d)).collect();
+                let keys: Vec<Vec<f32>> = (0..queries.end).map(|p| roped(start + p, p, (hq + kvh) * d)).collect();
                 for h in kvh * (hq / hkv)..(kvh + 1) * (hq / hkv) {
-                    for qi in 0..t {
-                        let q = roped(batch, qi, h * d);
+                    for qi in queries.clone() {
+                        let q = roped(start + qi, qi, h * d);
                         let scores: Vec<f32> = keys[..=qi]
                             .iter()
                             .map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale)
@@ -122,9 +226,9 @@ impl CustomOp3 for CausalAttention {
                         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                         let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
                         let sum: f32 = weights.iter().sum();
-                        let o = &mut out[((batch * t + qi) * hq + h) * d..][..d];
+                        let o = &mut out[((start + qi) * hq + h) * d..][..d];
                         for (kj, w) in weights.iter().enumerate() {
-                            let v = &qkv[(batch * t + kj) * row + (hq + hkv + kvh) * d..][..d];
+                            let v = &qkv[(start + kj) * row + (hq + hkv + kvh) * d..][..d];
                             for (o, v) in o.iter_mut().zip(v) {
                                 *o += w / sum * v;
                             }
@@ -133,7 +237,7 @@ impl CustomOp3 for CausalAttention {
                 }
             }
         }
-        Ok((cpu_like(s_qkv, out), Shape::from((b, t, hq * d))))
+        Ok((cpu_like(s_qkv, out), Shape::from((tokens, hq * d))))
     }
 
     #[cfg(feature = "cuda")]
@@ -141,49 +245,53 @@ impl CustomOp3 for CausalAttention {
         &self,
         s_qkv: &candle_core::CudaStorage,
         l_qkv: &Layout,
-        s_cos: &candle_core::CudaStorage,
-        l_cos: &Layout,
-        s_sin: &candle_core::CudaStorage,
-        l_sin: &Layout,
+        s_rope: &candle_core::CudaStorage,
+        l_rope: &Layout,
+        s_tiles: &candle_core::CudaStorage,
+        l_tiles: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::backend::BackendStorage;
         use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
         use candle_core::cuda_backend::WrapErr;
-        let (b, t) = self.check(l_qkv, l_cos, l_sin)?;
-        let name = match self.head_dim {
+        let (tokens, tile_count) = self.check(l_qkv, l_rope, l_tiles)?;
+        let name = match self.0.head_dim {
             64 => "causal_attention_d64",
             128 => "causal_attention_d128",
             d => candle_core::bail!("fused attention: no kernel for head_dim {d} (64 and 128 have one)"),
         };
         let dev = s_qkv.device().clone();
         let qkv = cuda_bf16(s_qkv, l_qkv)?;
-        let cos = cuda_bf16(s_cos, l_cos)?;
-        let sin = cuda_bf16(s_sin, l_sin)?;
+        let rope = cuda_bf16(s_rope, l_rope)?;
+        let (start, end) = l_tiles
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("fused attention: tiles are not contiguous".into()))?;
+        let tiles = s_tiles.as_cuda_slice::<u32>()?.slice(start..end);
         let func = dev.get_or_load_custom_func(name, "thresher_fused", PTX)?;
-        // SAFETY: every element is written by the kernel below.
-        let out = unsafe { dev.alloc::<half::bf16>(b * t * self.heads * self.head_dim)? };
-        let (t_arg, hq, hkv) = (t as i32, self.heads as i32, self.kv_heads as i32);
-        let scale_log2 = std::f32::consts::LOG2_E / (self.head_dim as f32).sqrt();
+        // SAFETY: every element is written by the kernel below (the tiles
+        // cover every query of every document: PackedDocuments).
+        let out = unsafe { dev.alloc::<half::bf16>(tokens * self.0.heads * self.0.head_dim)? };
+        let (hq, hkv) = (self.0.heads as i32, self.0.kv_heads as i32);
+        let scale_log2 = std::f32::consts::LOG2_E / (self.0.head_dim as f32).sqrt();
         let mut builder = func.builder();
         builder.arg(&qkv);
-        builder.arg(&cos);
-        builder.arg(&sin);
+        builder.arg(&rope);
+        builder.arg(&tiles);
         builder.arg(&out);
-        builder.arg(&t_arg);
         builder.arg(&hq);
         builder.arg(&hkv);
         builder.arg(&scale_log2);
-        // 32 queries (two warps) per block; see kernels/fused.cu.
+        // One block (two warps, 32 queries) per tile and head; see kernels/fused.cu.
         let config = LaunchConfig {
-            grid_dim: (t.div_ceil(32) as u32, self.heads as u32, b as u32),
+            grid_dim: (tile_count as u32, self.0.heads as u32, 1),
             block_dim: (64, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: the arguments match the kernel's signature; sizes were checked.
+        // SAFETY: the arguments match the kernel's signature; shapes were
+        // checked here and the tiles against them in `causal_attention`.
         unsafe { builder.launch(config) }.w()?;
         Ok((
             candle_core::CudaStorage::wrap_cuda_slice(out, dev),
-            Shape::from((b, t, self.heads * self.head_dim)),
+            Shape::from((tokens, self.0.heads * self.0.head_dim)),
         ))
     }
 }
@@ -273,8 +381,56 @@ impl CustomOp1 for SwiGlu {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::path::Path;
     use std::process::Command;
+
+    #[test]
+    fn packed_documents_tile_every_query_once_longest_first() {
+        let lengths = [70, 1, 32, 33];
+        let packed = PackedDocuments::new(&lengths, &Device::Cpu).unwrap();
+        assert_eq!(packed.starts, [0, 70, 71, 103, 136]);
+        assert_eq!((packed.tokens(), packed.longest()), (136, 70));
+        let tiles = packed.tiles.to_vec2::<u32>().unwrap();
+        let mut covered = vec![0; packed.tokens()];
+        for tile in &tiles {
+            let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
+            let doc = packed.starts.iter().position(|&s| s == start).unwrap();
+            assert_eq!(len, lengths[doc], "{tile:?}");
+            for q in q0..(q0 + TILE_QUERIES).min(len) {
+                covered[start + q] += 1;
+            }
+        }
+        assert!(covered.iter().all(|&c| c == 1), "{covered:?}");
+        // Keys each tile sees, in launch order: never increasing.
+        let keys: Vec<u32> = tiles.iter().map(|t| t[1].min(t[2] + TILE_QUERIES as u32)).collect();
+        assert!(keys.windows(2).all(|w| w[0] >= w[1]), "{keys:?}");
+        assert_eq!(keys[0], 70);
+        assert!(PackedDocuments::new(&[3, 0], &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn causal_attention_refuses_tiles_that_do_not_fit() {
+        let shape = CausalAttention {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 64,
+        };
+        let qkv = Tensor::zeros((10, 4 * 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let rope = Tensor::zeros((8, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let fits = PackedDocuments::new(&[6, 4], &Device::Cpu).unwrap();
+        assert_eq!(causal_attention(&qkv, &rope, &fits, &shape).unwrap().dims(), [10, 128]);
+        let too_many = PackedDocuments::new(&[6, 5], &Device::Cpu).unwrap();
+        let err = causal_attention(&qkv, &rope, &too_many, &shape)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("11 packed tokens"), "{err}");
+        let too_long = PackedDocuments::new(&[9, 1], &Device::Cpu).unwrap();
+        let err = causal_attention(&qkv, &rope, &too_long, &shape)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RoPE table of 8 positions"), "{err}");
+    }
 
     /// Compiles `kernels/fused_test.cpp` (fused.cu under emulate_cuda.h) with
     /// the host's C++ compiler and runs it: the CUDA source's arithmetic,

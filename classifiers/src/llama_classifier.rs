@@ -3,14 +3,15 @@
 //! (or a sharded index), the `score` head applied to the hidden state of each
 //! sequence's last real token.
 //!
-//! Batches are right-padded. Under a causal mask a real token never attends to
-//! a later position, so padding is invisible to every real token and no
-//! padding mask is needed; the last real token of row `i` is `lengths[i] - 1`.
-//!
-//! Two ways to run a layer ([`Kernels`]): candle's plain ops (matmul, mask,
-//! softmax, matmul), or, on the GPU, fused kernels ([`crate::fused_ops`]):
-//! q/k/v and gate/up each become one stacked projection, attention runs in
-//! one kernel that never writes the t x t scores, and SwiGLU in one pass.
+//! Two ways to run a layer ([`Kernels`]):
+//! - candle's plain ops (matmul, mask, softmax, matmul) over right-padded
+//!   batches. Under a causal mask a real token never attends to a later
+//!   position, so padding is invisible to every real token and needs no mask
+//!   of its own; the last real token of row `i` is `lengths[i] - 1`.
+//! - on the GPU, fused kernels ([`crate::fused_ops`]) over documents packed
+//!   end to end with no padding at all: q/k/v and gate/up each become one
+//!   stacked projection, attention runs in one kernel that stops at document
+//!   boundaries and never writes the t x t scores, and SwiGLU in one pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::fused_ops::{CausalAttention, SwiGlu, FUSED_HEAD_DIMS};
+use crate::fused_ops::{causal_attention, CausalAttention, PackedDocuments, SwiGlu, FUSED_HEAD_DIMS};
 
 pub type Result<T> = std::result::Result<T, ClassifierError>;
 
@@ -215,12 +216,12 @@ impl Attention {
         })
     }
 
-    /// `mask` is the additive causal mask of the plain path (the fused kernel
-    /// masks by position and needs none).
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let y = match (&self.qkv, mask) {
-            (QkvProjection::Stacked(qkv), _) => qkv.forward(x)?.apply_op3_no_bwd(cos, sin, &self.shape)?,
-            (QkvProjection::Separate { q, k, v }, Some(mask)) => plain_attention(
+    fn forward(&self, x: &Tensor, layout: &TokenLayout) -> candle_core::Result<Tensor> {
+        let y = match (&self.qkv, layout) {
+            (QkvProjection::Stacked(qkv), TokenLayout::Packed { rope, documents }) => {
+                causal_attention(&qkv.forward(x)?, rope, documents, &self.shape)?
+            }
+            (QkvProjection::Separate { q, k, v }, TokenLayout::Padded { cos, sin, mask }) => plain_attention(
                 &q.forward(x)?,
                 &k.forward(x)?,
                 &v.forward(x)?,
@@ -229,10 +230,27 @@ impl Attention {
                 mask,
                 &self.shape,
             )?,
-            (QkvProjection::Separate { .. }, None) => candle_core::bail!("the plain attention needs the causal mask"),
+            _ => candle_core::bail!("the fused kernels take packed documents, candle's ops padded rows"),
         };
         self.o_proj.forward(&y)
     }
+}
+
+/// How a batch's tokens are laid out, and what attention needs to know of it.
+enum TokenLayout<'a> {
+    /// Right-padded rows `(b, t, hidden)` (candle's ops): RoPE tables of `t`
+    /// positions and the additive causal mask `(t, t)`.
+    Padded {
+        cos: &'a Tensor,
+        sin: &'a Tensor,
+        mask: &'a Tensor,
+    },
+    /// Documents packed end to end, `(tokens, hidden)` (fused kernels):
+    /// RoPE rows of cosines then sines, and where each document starts.
+    Packed {
+        rope: &'a Tensor,
+        documents: &'a PackedDocuments,
+    },
 }
 
 /// Causal attention with candle's own ops, from the q, k and v projections
@@ -291,15 +309,22 @@ fn fused_kernels_disagreement(
     sin: &Tensor,
 ) -> candle_core::Result<f32> {
     let (device, dtype) = (cos.device(), cos.dtype());
-    // Two rows, longer than one 64-key tile and not a multiple of 32 queries.
-    let (b, t) = (2, 77.min(cos.dim(0)?));
-    let (cos, sin) = (cos.narrow(0, 0, t)?, sin.narrow(0, 0, t)?);
-    let (qkv, [q, k, v]) = random_qkv(shape, b, t, device, dtype)?;
-    let fused = qkv.apply_op3_no_bwd(&cos, &sin, shape)?;
-    let mask = causal_mask(t, dtype, device)?;
-    let plain = plain_attention(&q, &k, &v, &cos, &sin, &mask, shape)?;
-    let attention = relative_difference(&fused, &plain)?;
-    let gate_up = Tensor::randn(0f32, 2.0, (b, t, 2 * intermediate), device)?.to_dtype(dtype)?;
+    // Two documents packed: the first longer than one 64-key tile, neither a
+    // multiple of 32 queries, the second starting inside a tile's span.
+    let lengths = [77.min(cos.dim(0)?), 30.min(cos.dim(0)?)];
+    let (qkv, [q, k, v]) = random_qkv(shape, lengths.iter().sum(), device, dtype)?;
+    let documents = PackedDocuments::new(&lengths, device)?;
+    let fused = causal_attention(&qkv, &Tensor::cat(&[cos, sin], 1)?, &documents, shape)?;
+    // candle's ops, one document at a time.
+    let mut plain = Vec::new();
+    for (&start, &len) in documents.starts.iter().zip(&lengths) {
+        let row = |y: &Tensor| y.narrow(0, start, len)?.unsqueeze(0);
+        let (cos, sin) = (cos.narrow(0, 0, len)?, sin.narrow(0, 0, len)?);
+        let mask = causal_mask(len, dtype, device)?;
+        plain.push(plain_attention(&row(&q)?, &row(&k)?, &row(&v)?, &cos, &sin, &mask, shape)?.squeeze(0)?);
+    }
+    let attention = relative_difference(&fused, &Tensor::cat(&plain, 0)?)?;
+    let gate_up = Tensor::randn(0f32, 2.0, (2, 7, 2 * intermediate), device)?.to_dtype(dtype)?;
     let fused = gate_up.apply_op1_no_bwd(&SwiGlu)?;
     let (gate, up) = (
         gate_up.narrow(2, 0, intermediate)?,
@@ -309,21 +334,20 @@ fn fused_kernels_disagreement(
     Ok(attention.max(relative_difference(&fused, &plain)?))
 }
 
-/// A random stacked q/k/v projection output `(b, t, (heads + 2 kv_heads) *
+/// A random stacked q/k/v projection output `(tokens, (heads + 2 kv_heads) *
 /// head_dim)` for the fused op, and its q, k and v as separate contiguous
 /// tensors, as the plain path gets them from its three projections.
 fn random_qkv(
     shape: &CausalAttention,
-    b: usize,
-    t: usize,
+    tokens: usize,
     device: &Device,
     dtype: DType,
 ) -> candle_core::Result<(Tensor, [Tensor; 3])> {
     let (q_width, kv_width) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
-    let qkv = Tensor::randn(0f32, 1.0, (b, t, q_width + 2 * kv_width), device)?.to_dtype(dtype)?;
-    let q = qkv.narrow(2, 0, q_width)?.contiguous()?;
-    let k = qkv.narrow(2, q_width, kv_width)?.contiguous()?;
-    let v = qkv.narrow(2, q_width + kv_width, kv_width)?.contiguous()?;
+    let qkv = Tensor::randn(0f32, 1.0, (tokens, q_width + 2 * kv_width), device)?.to_dtype(dtype)?;
+    let q = qkv.narrow(1, 0, q_width)?.contiguous()?;
+    let k = qkv.narrow(1, q_width, kv_width)?.contiguous()?;
+    let v = qkv.narrow(1, q_width + kv_width, kv_width)?.contiguous()?;
     Ok((qkv, [q, k, v]))
 }
 
@@ -387,10 +411,8 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let x = (x + self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask)?)?;
+    fn forward(&self, x: &Tensor, layout: &TokenLayout) -> candle_core::Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, layout)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
 }
@@ -407,10 +429,12 @@ pub struct LlamaClassifier {
     /// RoPE tables for every position up to `max_position_embeddings`.
     cos: Tensor,
     sin: Tensor,
+    /// The same as the fused kernel reads them, each row `cos` then `sin`;
+    /// `Some` exactly when the layers run the fused kernels (resolved from
+    /// [`Kernels`]).
+    rope: Option<Tensor>,
     device: Device,
     dtype: DType,
-    /// Whether the layers run the fused kernels (resolved from [`Kernels`]).
-    fused: bool,
 }
 
 /// The safetensors files of a checkpoint folder: `model.safetensors`, or the
@@ -526,7 +550,12 @@ impl LlamaClassifier {
         } else {
             None
         };
-        Ok(Self {
+        let model = Self {
+            rope: if fused {
+                Some(Tensor::cat(&[&cos, &sin], 1)?)
+            } else {
+                None
+            },
             cos,
             sin,
             config,
@@ -536,13 +565,19 @@ impl LlamaClassifier {
             score,
             device: device.clone(),
             dtype,
-            fused,
-        })
+        };
+        if !device.is_cpu() {
+            // A GPU loads (and JIT-compiles) each of candle's kernel modules
+            // on first use: do it now, not inside the first batch scored.
+            model.pooled_tensor(&[vec![0, 0, 0], vec![0]])?;
+            device.synchronize()?;
+        }
+        Ok(model)
     }
 
     /// The kernels the layers run: [`Kernels::Fused`] or [`Kernels::Plain`].
     pub fn kernels(&self) -> Kernels {
-        if self.fused {
+        if self.rope.is_some() {
             Kernels::Fused
         } else {
             Kernels::Plain
@@ -560,12 +595,16 @@ impl LlamaClassifier {
     /// goes, for profiling. Runs at least three calls and half a second.
     pub fn attention_seconds(&self, rows: usize, width: usize, kernels: Kernels) -> Result<f64> {
         let shape = self.config.attention_shape();
-        let (qkv, [q, k, v]) = random_qkv(&shape, rows, width, &self.device, self.dtype)?;
+        let (qkv, qkv_apart) = random_qkv(&shape, rows * width, &self.device, self.dtype)?;
+        let [q, k, v] = qkv_apart.map(|y| y.reshape((rows, width, ())));
+        let (q, k, v) = (q?, k?, v?);
         let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
         let mask = causal_mask(width, self.dtype, &self.device)?;
+        let rope = Tensor::cat(&[&cos, &sin], 1)?;
+        let documents = PackedDocuments::new(&vec![width; rows], &self.device)?;
         let run = || match kernels {
             Kernels::Plain => plain_attention(&q, &k, &v, &cos, &sin, &mask, &shape),
-            Kernels::Fused | Kernels::Auto => qkv.apply_op3_no_bwd(&cos, &sin, &shape),
+            Kernels::Fused | Kernels::Auto => causal_attention(&qkv, &rope, &documents, &shape),
         };
         run()?;
         self.device.synchronize()?;
@@ -624,6 +663,39 @@ impl LlamaClassifier {
                 ),
             });
         }
+        let (x, last) = match &self.rope {
+            Some(rope) => self.packed_hidden_states(sequences, rope)?,
+            None => self.padded_hidden_states(sequences, width)?,
+        };
+        // Only the last real token of each sequence matters: gather it before
+        // the final norm and head, in one op (one per sequence would be a
+        // kernel launch per document on a GPU).
+        let last = Tensor::from_vec(last, sequences.len(), &self.device)?;
+        Ok(Some(self.norm.forward(&x.index_select(&last, 0)?)?))
+    }
+
+    /// The last layer's hidden states `(tokens, hidden)` of sequences packed
+    /// end to end (fused kernels), and where each sequence's last token is.
+    fn packed_hidden_states(&self, sequences: &[Vec<u32>], rope: &Tensor) -> Result<(Tensor, Vec<u32>)> {
+        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let documents = PackedDocuments::new(&lengths, &self.device)?;
+        let ids = Tensor::from_vec(sequences.concat(), documents.tokens(), &self.device)?;
+        let layout = TokenLayout::Packed {
+            rope,
+            documents: &documents,
+        };
+        let mut x = self.embed_tokens.forward(&ids)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &layout)?;
+        }
+        let last = documents.starts[1..].iter().map(|&end| end as u32 - 1).collect();
+        Ok((x, last))
+    }
+
+    /// The last layer's hidden states of sequences right-padded to `width`
+    /// (candle's ops), as `(rows * width, hidden)`, and where each
+    /// sequence's last real token is.
+    fn padded_hidden_states(&self, sequences: &[Vec<u32>], width: usize) -> Result<(Tensor, Vec<u32>)> {
         let pad = self.config.pad_token_id.unwrap_or(0);
         let mut ids = Vec::with_capacity(sequences.len() * width);
         for s in sequences {
@@ -631,34 +703,31 @@ impl LlamaClassifier {
             ids.extend(std::iter::repeat_n(pad, width - s.len()));
         }
         let ids = Tensor::from_vec(ids, (sequences.len(), width), &self.device)?;
-        let mut x = self.embed_tokens.forward(&ids)?;
-        let cos = self.cos.narrow(0, 0, width)?;
-        let sin = self.sin.narrow(0, 0, width)?;
-        let mask = if self.fused {
-            None
-        } else {
-            Some(causal_mask(width, self.dtype, &self.device)?)
+        let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
+        let mask = causal_mask(width, self.dtype, &self.device)?;
+        let layout = TokenLayout::Padded {
+            cos: &cos,
+            sin: &sin,
+            mask: &mask,
         };
+        let mut x = self.embed_tokens.forward(&ids)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &cos, &sin, mask.as_ref())?;
+            x = layer.forward(&x, &layout)?;
         }
-        // Only the last real token of each row matters: gather it before the
-        // final norm and head, in one op (one per row would be a kernel
-        // launch per document on a GPU).
-        let last: Vec<u32> = sequences
+        let last = sequences
             .iter()
             .enumerate()
             .map(|(i, s)| (i * width + s.len() - 1) as u32)
             .collect();
-        let last = Tensor::from_vec(last, sequences.len(), &self.device)?;
-        let hidden = self.config.hidden_size;
-        let x = x.reshape((sequences.len() * width, hidden))?.index_select(&last, 0)?;
-        Ok(Some(self.norm.forward(&x)?))
+        Ok((x.reshape((sequences.len() * width, self.config.hidden_size))?, last))
     }
 
-    /// Runs `f` (logits or pooled features) over many sequences in
-    /// length-sorted batches of at most `batch_tokens` padded tokens, and
-    /// returns the rows in input order. Empty sequences give empty rows.
+    /// Runs `f` (logits or pooled features) over many sequences in batches
+    /// of at most `batch_tokens` tokens, and returns the rows in input order.
+    /// Empty sequences give empty rows. With the fused kernels, sequences are
+    /// packed end to end in input order (no padding to avoid); with
+    /// candle's ops, they are sorted by length so that each right-padded
+    /// batch wastes little, and `batch_tokens` counts the padding too.
     pub fn batched(
         &self,
         sequences: &[Vec<u32>],
@@ -666,18 +735,31 @@ impl LlamaClassifier {
         f: impl Fn(&Self, &[Vec<u32>]) -> Result<Vec<Vec<f32>>>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..sequences.len()).filter(|&i| !sequences[i].is_empty()).collect();
-        // Longest first: each batch is as wide as its first sequence.
-        order.sort_by(|&a, &b| sequences[b].len().cmp(&sequences[a].len()).then(a.cmp(&b)));
+        let packed = self.rope.is_some();
+        if !packed {
+            // Longest first: each batch is as wide as its first sequence.
+            order.sort_by(|&a, &b| sequences[b].len().cmp(&sequences[a].len()).then(a.cmp(&b)));
+        }
         let mut rows = vec![Vec::new(); sequences.len()];
         let mut start = 0;
         while start < order.len() {
-            let width = sequences[order[start]].len();
-            let batch = &order[start..(start + (batch_tokens / width).max(1)).min(order.len())];
+            let mut end = start + 1;
+            if packed {
+                let mut tokens = sequences[order[start]].len();
+                while end < order.len() && tokens + sequences[order[end]].len() <= batch_tokens {
+                    tokens += sequences[order[end]].len();
+                    end += 1;
+                }
+            } else {
+                let width = sequences[order[start]].len();
+                end = (start + (batch_tokens / width).max(1)).min(order.len());
+            }
+            let batch = &order[start..end];
             let input: Vec<Vec<u32>> = batch.iter().map(|&i| sequences[i].clone()).collect();
             for (&i, row) in batch.iter().zip(f(self, &input)?) {
                 rows[i] = row;
             }
-            start += batch.len();
+            start = end;
         }
         Ok(rows)
     }
@@ -891,6 +973,39 @@ mod tests {
                 };
                 let worst = fused_kernels_disagreement(&shape, 96, &cos, &sin).unwrap();
                 assert!(worst < tolerance, "{heads}/{kv_heads}x{head_dim} {dtype:?}: {worst}");
+            }
+        }
+    }
+
+    /// With the fused kernels, `batched` packs sequences in input order up
+    /// to the token budget (no padding counted), and each scores as alone.
+    #[test]
+    fn fused_batches_pack_documents_up_to_the_budget() {
+        let model =
+            LlamaClassifier::load_with_kernels(&fixture("regression"), &Device::Cpu, DType::F32, Kernels::Fused)
+                .unwrap();
+        let sequences: Vec<Vec<u32>> = [5, 1, 9, 0, 3, 7, 2, 4]
+            .iter()
+            .map(|&n| (0..n).map(|i| 3 + i as u32 * 7 % 50).collect())
+            .collect();
+        let batches = std::cell::RefCell::new(Vec::new());
+        let rows = model
+            .batched(&sequences, 10, |m, batch| {
+                batches
+                    .borrow_mut()
+                    .push(batch.iter().map(Vec::len).collect::<Vec<_>>());
+                m.logits(batch)
+            })
+            .unwrap();
+        assert_eq!(*batches.borrow(), [vec![5, 1], vec![9], vec![3, 7], vec![2, 4]]);
+        for (s, row) in sequences.iter().zip(&rows) {
+            if s.is_empty() {
+                assert!(row.is_empty());
+                continue;
+            }
+            let alone = &model.logits(std::slice::from_ref(s)).unwrap()[0];
+            for (a, b) in row.iter().zip(alone) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
         }
     }

@@ -3,10 +3,10 @@
 //! optionally keeps only documents scoring at least `min_score`.
 //!
 //! Tags `metadata.quality = {"score": s}` plus `"probabilities": {label: p}`
-//! for classification heads. Documents are truncated to `max_tokens`, sorted by
-//! length and scored in batches of at most `batch_tokens` padded tokens
-//! (length-sorted batches waste little on padding); results return in input
-//! order. Manifest stats: `quality_histogram` (bins of `histogram_width`) and
+//! for classification heads. Documents are truncated to `max_tokens` and
+//! scored in batches of at most `batch_tokens` tokens (see
+//! `LlamaClassifier::batched`: length-sorted and padded, or packed with no
+//! padding for the fused kernels); results return in input order. Manifest stats: `quality_histogram` (bins of `histogram_width`) and
 //! `quality.tokens_scored`.
 
 use std::path::PathBuf;
@@ -34,7 +34,8 @@ pub struct QualityConfig {
     /// Tokens scored per document (BOS included); the rest is cut.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
-    /// Padded tokens per forward batch.
+    /// Tokens per forward batch: padding included where candle's ops pad;
+    /// the fused kernels pack documents with none.
     #[serde(default = "default_batch_tokens")]
     pub batch_tokens: usize,
     /// When set, documents scoring below go to the rejected sidecar.
