@@ -746,6 +746,27 @@ type Decide<'a> = dyn Fn(&mut [Document], &[DocContext<'_>], &mut StageStats) ->
 const BATCH_RECORDS: usize = 1024;
 const BATCH_TEXT_BYTES: usize = 64 << 20;
 
+/// Sends `records` in batches of [`BATCH_RECORDS`] (or [`BATCH_TEXT_BYTES`])
+/// until they end or the receiver hangs up (the shard failed); returns the
+/// CPU seconds this took.
+fn read_batches(mut records: ShardRecords, sender: std::sync::mpsc::SyncSender<Vec<(u64, Item)>>) -> f64 {
+    let start = thread_cpu_seconds();
+    loop {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        while batch.len() < BATCH_RECORDS && batch_bytes < BATCH_TEXT_BYTES {
+            let Some((index, item)) = records.next() else { break };
+            if let Item::Document(doc) | Item::Empty(doc) = &item {
+                batch_bytes += doc.text.len();
+            }
+            batch.push((index, item));
+        }
+        if batch.is_empty() || sender.send(batch).is_err() {
+            return thread_cpu_seconds() - start;
+        }
+    }
+}
+
 impl Pipeline {
     fn apply_step(
         &self,
@@ -813,7 +834,8 @@ impl Pipeline {
         let out = stage.output.as_ref();
         let level = self.config.output.compression_level;
         let input_url = input.url_of(&shard.key);
-        let mut records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
+        let records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
+        let digest = records.digest.clone();
         let mut rejected: Option<JsonlZstWriter> = None;
         let mut quarantine: Option<JsonlZstWriter> = None;
         let mut counts = Counts::default();
@@ -832,95 +854,92 @@ impl Pipeline {
                 .unwrap()
                 .write_value(&rejected_line(doc, &stage.name, reason, detail))
         };
-        loop {
-            // Read a batch of records (bounded in count and text bytes), let
-            // the stage decide about its documents at once, write in order.
-            let mut batch: Vec<(u64, Item)> = Vec::new();
-            let mut batch_bytes = 0;
-            while batch.len() < BATCH_RECORDS && batch_bytes < BATCH_TEXT_BYTES {
-                let Some((index, item)) = records.next() else { break };
-                if let Item::Document(doc) | Item::Empty(doc) = &item {
-                    batch_bytes += doc.text.len();
-                }
-                batch.push((index, item));
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let mut docs = Vec::new();
-            let mut contexts = Vec::new();
-            for (index, item) in &mut batch {
-                if let Item::Document(doc) = item {
-                    contexts.push(DocContext {
-                        position: Position {
-                            shard: shard.index,
-                            record: *index,
-                        },
-                        verdicts: verdicts.get(index).map(Vec::as_slice).unwrap_or(&[]),
-                    });
-                    docs.push(std::mem::take(doc));
-                }
-            }
-            let decisions = decide(&mut docs, &contexts, &mut stats)?;
-            assert_eq!(
-                decisions.len(),
-                docs.len(),
-                "a stage must decide about every document of a batch"
-            );
-            let mut decided = docs.into_iter().zip(decisions);
-            for (index, item) in batch {
-                counts.documents_in += 1;
-                match item {
-                    Item::Bad(bad) => {
-                        if quarantine.is_none() {
-                            quarantine = Some(JsonlZstWriter::create(
-                                out,
-                                &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
-                                level,
-                            )?);
-                        }
-                        counts.quarantined += 1;
-                        counts.quarantined_bytes += bad.raw.len() as u64;
-                        tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
-                        quarantine
-                            .as_mut()
-                            .unwrap()
-                            .write_value(&quarantine_line(&input_url, index, &bad))?;
+        // Batches of records (bounded in count and text bytes) are read on
+        // their own thread, one batch ahead: decompressing and parsing the
+        // next batch overlaps the stage's work on this one (for `quality`,
+        // the GPU's). The stage decides about a batch's documents at once;
+        // they are written in order.
+        let (batch_sender, batches) = std::sync::mpsc::sync_channel::<Vec<(u64, Item)>>(1);
+        let reading_cpu_seconds = std::thread::scope(|scope| -> Result<f64> {
+            let reader = scope.spawn(move || read_batches(records, batch_sender));
+            for mut batch in batches {
+                let mut docs = Vec::new();
+                let mut contexts = Vec::new();
+                for (index, item) in &mut batch {
+                    if let Item::Document(doc) = item {
+                        contexts.push(DocContext {
+                            position: Position {
+                                shard: shard.index,
+                                record: *index,
+                            },
+                            verdicts: verdicts.get(index).map(Vec::as_slice).unwrap_or(&[]),
+                        });
+                        docs.push(std::mem::take(doc));
                     }
-                    Item::Empty(doc) => {
-                        counts.text_bytes_in += doc.text.len() as u64;
-                        reject(&doc, "empty_text", &Value::Null, &mut counts)?;
-                    }
-                    Item::Document(_) => {
-                        let (doc, decision) = decided.next().expect("one decision per document");
-                        counts.text_bytes_in += doc.text.len() as u64;
-                        // Per-language counts for every stage once documents
-                        // carry a language: what `thresher report` shows as
-                        // survival per language.
-                        let lang = doc.metadata.get("lang").and_then(Value::as_str);
-                        if let Some(lang) = lang {
-                            stats.add("documents_in_by_lang", lang, 1);
-                            stats.add("text_bytes_in_by_lang", lang, doc.text.len() as u64);
-                        }
-                        match decision {
-                            Decision::Keep => {
-                                counts.documents_out += 1;
-                                counts.text_bytes_out += doc.text.len() as u64;
-                                if let Some(lang) = lang {
-                                    stats.add("documents_out_by_lang", lang, 1);
-                                    stats.add("text_bytes_out_by_lang", lang, doc.text.len() as u64);
-                                }
-                                output.keep(&doc, &mut stats)?;
+                }
+                let decisions = decide(&mut docs, &contexts, &mut stats)?;
+                assert_eq!(
+                    decisions.len(),
+                    docs.len(),
+                    "a stage must decide about every document of a batch"
+                );
+                let mut decided = docs.into_iter().zip(decisions);
+                for (index, item) in batch {
+                    counts.documents_in += 1;
+                    match item {
+                        Item::Bad(bad) => {
+                            if quarantine.is_none() {
+                                quarantine = Some(JsonlZstWriter::create(
+                                    out,
+                                    &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
+                                    level,
+                                )?);
                             }
-                            Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
+                            counts.quarantined += 1;
+                            counts.quarantined_bytes += bad.raw.len() as u64;
+                            tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
+                            quarantine
+                                .as_mut()
+                                .unwrap()
+                                .write_value(&quarantine_line(&input_url, index, &bad))?;
+                        }
+                        Item::Empty(doc) => {
+                            counts.text_bytes_in += doc.text.len() as u64;
+                            reject(&doc, "empty_text", &Value::Null, &mut counts)?;
+                        }
+                        Item::Document(_) => {
+                            let (doc, decision) = decided.next().expect("one decision per document");
+                            counts.text_bytes_in += doc.text.len() as u64;
+                            // Per-language counts for every stage once documents
+                            // carry a language: what `thresher report` shows as
+                            // survival per language.
+                            let lang = doc.metadata.get("lang").and_then(Value::as_str);
+                            if let Some(lang) = lang {
+                                stats.add("documents_in_by_lang", lang, 1);
+                                stats.add("text_bytes_in_by_lang", lang, doc.text.len() as u64);
+                            }
+                            match decision {
+                                Decision::Keep => {
+                                    counts.documents_out += 1;
+                                    counts.text_bytes_out += doc.text.len() as u64;
+                                    if let Some(lang) = lang {
+                                        stats.add("documents_out_by_lang", lang, 1);
+                                        stats.add("text_bytes_out_by_lang", lang, doc.text.len() as u64);
+                                    }
+                                    output.keep(&doc, &mut stats)?;
+                                }
+                                Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
+                            }
                         }
                     }
-                }
-                if index % 1024 == 1023 {
-                    progress.add_documents(1024);
+                    if index % 1024 == 1023 {
+                        progress.add_documents(1024);
+                    }
                 }
             }
-        }
+            // The reader's CPU time belongs to the shard's too.
+            Ok(reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })?;
         if counts.quarantined > 0 {
             tracing::warn!(
                 "{input_url}: {} record(s) quarantined to {}",
@@ -932,6 +951,8 @@ impl Pipeline {
         for sidecar in [rejected, quarantine].into_iter().flatten() {
             outputs.push(sidecar.commit()?);
         }
+        let mut timing = clock.stop();
+        timing.cpu_seconds += reading_cpu_seconds;
         let manifest = ShardManifest {
             stage: stage.name.clone(),
             config_hash: stage.config_hash.clone(),
@@ -939,13 +960,13 @@ impl Pipeline {
             shard: shard.output_name.clone(),
             inputs: vec![ObjectInfo {
                 name: shard.key.clone(),
-                size: records.digest.bytes(),
-                xxh3: records.digest.xxh3_hex(),
+                size: digest.bytes(),
+                xxh3: digest.xxh3_hex(),
             }],
             outputs,
             counts,
             stats,
-            timing: clock.stop(),
+            timing,
         };
         out.write_all(
             &shard_manifest_key(&shard.output_name),
