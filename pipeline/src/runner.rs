@@ -746,6 +746,92 @@ type Decide<'a> = dyn Fn(&mut [Document], &[DocContext<'_>], &mut StageStats) ->
 const BATCH_RECORDS: usize = 1024;
 const BATCH_TEXT_BYTES: usize = 64 << 20;
 
+/// A batch of records with the stage's decisions about its documents (in
+/// order) and the stage's stats for them.
+type DecidedBatch = (Vec<(u64, Item)>, Vec<Document>, Vec<Decision>, StageStats);
+
+/// Writes one shard's batches as the stage decided about them: kept
+/// documents to the output, rejected ones and bad records to their sidecars,
+/// counting everything.
+struct ShardWriter<'a> {
+    out: &'a dyn Storage,
+    stage_name: &'a str,
+    output_name: &'a str,
+    level: i32,
+    input_url: &'a str,
+    progress: &'a Progress,
+    output: Box<dyn KeptSink + Send + 'a>,
+    rejected: Option<JsonlZstWriter>,
+    quarantine: Option<JsonlZstWriter>,
+    counts: Counts,
+    stats: StageStats,
+}
+
+impl ShardWriter<'_> {
+    fn write_batch(&mut self, (batch, docs, decisions, stage_stats): DecidedBatch) -> Result<()> {
+        self.stats += &stage_stats;
+        let mut decided = docs.into_iter().zip(decisions);
+        for (index, item) in batch {
+            self.counts.documents_in += 1;
+            match item {
+                Item::Bad(bad) => {
+                    if self.quarantine.is_none() {
+                        let key = format!("{QUARANTINE_PREFIX}{}", self.output_name);
+                        self.quarantine = Some(JsonlZstWriter::create(self.out, &key, self.level)?);
+                    }
+                    self.counts.quarantined += 1;
+                    self.counts.quarantined_bytes += bad.raw.len() as u64;
+                    tracing::debug!("{}: record {index} quarantined: {}", self.input_url, bad.reason);
+                    let line = quarantine_line(self.input_url, index, &bad);
+                    self.quarantine.as_mut().unwrap().write_value(&line)?;
+                }
+                Item::Empty(doc) => {
+                    self.counts.text_bytes_in += doc.text.len() as u64;
+                    self.reject(&doc, "empty_text", &Value::Null)?;
+                }
+                Item::Document(_) => {
+                    let (doc, decision) = decided.next().expect("one decision per document");
+                    self.counts.text_bytes_in += doc.text.len() as u64;
+                    // Per-language counts for every stage once documents
+                    // carry a language: what `thresher report` shows as
+                    // survival per language.
+                    let lang = doc.metadata.get("lang").and_then(Value::as_str);
+                    if let Some(lang) = lang {
+                        self.stats.add("documents_in_by_lang", lang, 1);
+                        self.stats.add("text_bytes_in_by_lang", lang, doc.text.len() as u64);
+                    }
+                    match decision {
+                        Decision::Keep => {
+                            self.counts.documents_out += 1;
+                            self.counts.text_bytes_out += doc.text.len() as u64;
+                            if let Some(lang) = lang {
+                                self.stats.add("documents_out_by_lang", lang, 1);
+                                self.stats.add("text_bytes_out_by_lang", lang, doc.text.len() as u64);
+                            }
+                            self.output.keep(&doc, &mut self.stats)?;
+                        }
+                        Decision::Drop { reason, detail } => self.reject(&doc, reason, &detail)?,
+                    }
+                }
+            }
+            if index % 1024 == 1023 {
+                self.progress.add_documents(1024);
+            }
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, doc: &Document, reason: &'static str, detail: &Value) -> Result<()> {
+        if self.rejected.is_none() {
+            let key = format!("{REJECTED_PREFIX}{}", self.output_name);
+            self.rejected = Some(JsonlZstWriter::create(self.out, &key, self.level)?);
+        }
+        self.counts.reject(reason, 1, doc.text.len() as u64);
+        let line = rejected_line(doc, self.stage_name, reason, detail);
+        self.rejected.as_mut().unwrap().write_value(&line)
+    }
+}
+
 /// Sends `records` in batches of [`BATCH_RECORDS`] (or [`BATCH_TEXT_BYTES`])
 /// until they end or the receiver hangs up (the shard failed); returns the
 /// CPU seconds this took.
@@ -789,7 +875,7 @@ impl Pipeline {
                     None => HashMap::new(),
                 };
                 let level = self.config.output.compression_level;
-                let output: Box<dyn KeptSink> = match &stage.partition_by {
+                let output: Box<dyn KeptSink + Send> = match &stage.partition_by {
                     None => Box::new(JsonlZstWriter::create(
                         stage.output.as_ref(),
                         &shard.output_name,
@@ -827,41 +913,43 @@ impl Pipeline {
         shard: &InputShard,
         verdicts: &HashMap<u64, Vec<Vec<u8>>>,
         decide: &Decide,
-        mut output: Box<dyn KeptSink + '_>,
+        output: Box<dyn KeptSink + Send + '_>,
         progress: &Progress,
     ) -> Result<()> {
         let clock = Stopwatch::start();
         let out = stage.output.as_ref();
-        let level = self.config.output.compression_level;
         let input_url = input.url_of(&shard.key);
         let records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
         let digest = records.digest.clone();
-        let mut rejected: Option<JsonlZstWriter> = None;
-        let mut quarantine: Option<JsonlZstWriter> = None;
-        let mut counts = Counts::default();
-        let mut stats = StageStats::default();
-        let mut reject = |doc: &Document, reason: &'static str, detail: &Value, counts: &mut Counts| -> Result<()> {
-            if rejected.is_none() {
-                rejected = Some(JsonlZstWriter::create(
-                    out,
-                    &format!("{REJECTED_PREFIX}{}", shard.output_name),
-                    level,
-                )?);
-            }
-            counts.reject(reason, 1, doc.text.len() as u64);
-            rejected
-                .as_mut()
-                .unwrap()
-                .write_value(&rejected_line(doc, &stage.name, reason, detail))
+        let mut writer = ShardWriter {
+            out,
+            stage_name: &stage.name,
+            output_name: &shard.output_name,
+            level: self.config.output.compression_level,
+            input_url: &input_url,
+            progress,
+            output,
+            rejected: None,
+            quarantine: None,
+            counts: Counts::default(),
+            stats: StageStats::default(),
         };
-        // Batches of records (bounded in count and text bytes) are read on
-        // their own thread, one batch ahead: decompressing and parsing the
-        // next batch overlaps the stage's work on this one (for `quality`,
-        // the GPU's). The stage decides about a batch's documents at once;
-        // they are written in order.
+        // Three threads per shard, one batch of records (bounded in count and
+        // text bytes) apart: one reads and parses, this one has the stage
+        // decide about a batch's documents at once, one writes them in order.
+        // Reading and writing overlap the stage's work (for `quality`, the
+        // GPU's).
         let (batch_sender, batches) = std::sync::mpsc::sync_channel::<Vec<(u64, Item)>>(1);
-        let reading_cpu_seconds = std::thread::scope(|scope| -> Result<f64> {
+        let (decided_sender, decided_batches) = std::sync::mpsc::sync_channel::<DecidedBatch>(1);
+        let (mut writer, helpers_cpu_seconds) = std::thread::scope(|scope| -> Result<(ShardWriter, f64)> {
             let reader = scope.spawn(move || read_batches(records, batch_sender));
+            let writing = scope.spawn(move || -> Result<(ShardWriter, f64)> {
+                let start = thread_cpu_seconds();
+                for decided in decided_batches {
+                    writer.write_batch(decided)?;
+                }
+                Ok((writer, thread_cpu_seconds() - start))
+            });
             for mut batch in batches {
                 let mut docs = Vec::new();
                 let mut contexts = Vec::new();
@@ -877,69 +965,26 @@ impl Pipeline {
                         docs.push(std::mem::take(doc));
                     }
                 }
+                let mut stats = StageStats::default();
                 let decisions = decide(&mut docs, &contexts, &mut stats)?;
                 assert_eq!(
                     decisions.len(),
                     docs.len(),
                     "a stage must decide about every document of a batch"
                 );
-                let mut decided = docs.into_iter().zip(decisions);
-                for (index, item) in batch {
-                    counts.documents_in += 1;
-                    match item {
-                        Item::Bad(bad) => {
-                            if quarantine.is_none() {
-                                quarantine = Some(JsonlZstWriter::create(
-                                    out,
-                                    &format!("{QUARANTINE_PREFIX}{}", shard.output_name),
-                                    level,
-                                )?);
-                            }
-                            counts.quarantined += 1;
-                            counts.quarantined_bytes += bad.raw.len() as u64;
-                            tracing::debug!("{input_url}: record {index} quarantined: {}", bad.reason);
-                            quarantine
-                                .as_mut()
-                                .unwrap()
-                                .write_value(&quarantine_line(&input_url, index, &bad))?;
-                        }
-                        Item::Empty(doc) => {
-                            counts.text_bytes_in += doc.text.len() as u64;
-                            reject(&doc, "empty_text", &Value::Null, &mut counts)?;
-                        }
-                        Item::Document(_) => {
-                            let (doc, decision) = decided.next().expect("one decision per document");
-                            counts.text_bytes_in += doc.text.len() as u64;
-                            // Per-language counts for every stage once documents
-                            // carry a language: what `thresher report` shows as
-                            // survival per language.
-                            let lang = doc.metadata.get("lang").and_then(Value::as_str);
-                            if let Some(lang) = lang {
-                                stats.add("documents_in_by_lang", lang, 1);
-                                stats.add("text_bytes_in_by_lang", lang, doc.text.len() as u64);
-                            }
-                            match decision {
-                                Decision::Keep => {
-                                    counts.documents_out += 1;
-                                    counts.text_bytes_out += doc.text.len() as u64;
-                                    if let Some(lang) = lang {
-                                        stats.add("documents_out_by_lang", lang, 1);
-                                        stats.add("text_bytes_out_by_lang", lang, doc.text.len() as u64);
-                                    }
-                                    output.keep(&doc, &mut stats)?;
-                                }
-                                Decision::Drop { reason, detail } => reject(&doc, reason, &detail, &mut counts)?,
-                            }
-                        }
-                    }
-                    if index % 1024 == 1023 {
-                        progress.add_documents(1024);
-                    }
+                // A closed channel means the writer stopped on an error, which
+                // its join below returns.
+                if decided_sender.send((batch, docs, decisions, stats)).is_err() {
+                    break;
                 }
             }
-            // The reader's CPU time belongs to the shard's too.
-            Ok(reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            drop(decided_sender);
+            let (writer, writing_cpu) = writing.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            let reading_cpu = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // The reader's and writer's CPU time belong to the shard's too.
+            Ok((writer, writing_cpu + reading_cpu))
         })?;
+        let (counts, stats) = (std::mem::take(&mut writer.counts), std::mem::take(&mut writer.stats));
         if counts.quarantined > 0 {
             tracing::warn!(
                 "{input_url}: {} record(s) quarantined to {}",
@@ -947,12 +992,12 @@ impl Pipeline {
                 out.url_of(&format!("{QUARANTINE_PREFIX}{}", shard.output_name))
             );
         }
-        let mut outputs = output.commit()?;
-        for sidecar in [rejected, quarantine].into_iter().flatten() {
+        let mut outputs = writer.output.commit()?;
+        for sidecar in [writer.rejected, writer.quarantine].into_iter().flatten() {
             outputs.push(sidecar.commit()?);
         }
         let mut timing = clock.stop();
-        timing.cpu_seconds += reading_cpu_seconds;
+        timing.cpu_seconds += helpers_cpu_seconds;
         let manifest = ShardManifest {
             stage: stage.name.clone(),
             config_hash: stage.config_hash.clone(),
