@@ -135,9 +135,13 @@ impl LocalStorage {
             let entry = entry.map_err(|e| Error::io("cannot list", dir.display(), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            let meta = entry
-                .metadata()
-                .map_err(|e| Error::io("cannot stat", entry.path().display(), e))?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed between `read_dir` and its stat (another task
+                // cleaning the same scratch folder): not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot stat", entry.path().display(), e)),
+            };
             if meta.is_dir() {
                 self.walk(&entry.path(), &key, out)?;
             } else {
@@ -304,6 +308,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("thresher-storage-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Tasks finishing a stage at the same moment each remove its scratch
+    /// files: a listing must pass over files another task removes under it
+    /// (seen by `read_dir`, gone before their stat).
+    #[test]
+    fn listing_passes_over_files_deleted_under_it() {
+        let dir = temp_dir("concurrent-delete");
+        let s = LocalStorage::new(&dir);
+        for i in 0..3000 {
+            s.write_all(&format!("_work/scan/{i:05}.bin"), b"x").unwrap();
+        }
+        let listings = std::thread::scope(|scope| {
+            let deleting = scope.spawn(|| s.delete_prefix("_work/"));
+            let mut listings = 0;
+            while !deleting.is_finished() {
+                s.list("_work/").unwrap();
+                listings += 1;
+            }
+            deleting.join().unwrap().unwrap();
+            listings
+        });
+        assert!(listings > 0);
+        assert!(s.list("_work/").unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
