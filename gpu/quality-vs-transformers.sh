@@ -34,6 +34,8 @@ stage)
     # Stripped (no line tables) and xz'd: the tree that travels must stay under 64 MiB.
     strip -o gpu-run/thresher target-cuda/release/thresher
     xz -T0 -9 gpu-run/thresher
+    # Which code the binary is: the report prints it.
+    git describe --always --dirty > gpu-run/staged-from
     cp ../shared/cuda/run-on-device.sh gpu-run/
     # What `thresher bench` builds its corpus from, and the Llama 3 tokenizer
     # in both forms (they give identical ids; the .json is for transformers).
@@ -86,6 +88,7 @@ batch_tokens = $BATCH_TOKENS
 TOML
     done
     {
+        echo "thresher binary staged from commit $(cat gpu-run/staged-from 2>/dev/null || echo unknown)"
         echo "== 1. the same documents through thresher (fused, then plain kernels) and transformers"
         for kernels in fused plain; do
             # A failure of one run must not cost the rest of the report.
