@@ -36,12 +36,11 @@ pub enum ClassifierError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernels {
-    /// Fused on a GPU computing in bf16 when the head size has a kernel
-    /// (64 or 128), plain otherwise.
+    /// Fused on the CPU, and on a GPU computing in bf16 when the head size
+    /// has a kernel (64 or 128); plain otherwise.
     #[default]
     Auto,
-    /// The fused kernels; on the CPU, their slow reference implementation
-    /// (for tests).
+    /// The fused kernels (on the CPU, their CPU implementation).
     Fused,
     /// candle's own ops.
     Plain,
@@ -489,7 +488,7 @@ impl LlamaClassifier {
         let inv_freq = config.inv_freq().map_err(bad)?;
         let has_kernel = device.is_cuda() && dtype == DType::BF16 && FUSED_HEAD_DIMS.contains(&config.head_dim());
         let mut fused = match kernels {
-            Kernels::Auto => has_kernel,
+            Kernels::Auto => device.is_cpu() || has_kernel,
             Kernels::Plain => false,
             Kernels::Fused if device.is_cpu() || has_kernel => true,
             Kernels::Fused => {
@@ -589,34 +588,99 @@ impl LlamaClassifier {
         self.score.is_some()
     }
 
-    /// Seconds per call of one layer's attention alone, from the q/k/v
-    /// projections to the input of `o_proj`, at `rows` × `width` random
-    /// tokens with `kernels`, on this model's device: where a layer's time
-    /// goes, for profiling. Runs at least three calls and half a second.
-    pub fn attention_seconds(&self, rows: usize, width: usize, kernels: Kernels) -> Result<f64> {
-        let shape = self.config.attention_shape();
-        let (qkv, qkv_apart) = random_qkv(&shape, rows * width, &self.device, self.dtype)?;
-        let [q, k, v] = qkv_apart.map(|y| y.reshape((rows, width, ())));
-        let (q, k, v) = (q?, k?, v?);
-        let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
-        let mask = causal_mask(width, self.dtype, &self.device)?;
-        let rope = Tensor::cat(&[&cos, &sin], 1)?;
-        let documents = PackedDocuments::new(&vec![width; rows], &self.device)?;
-        let run = || match kernels {
-            Kernels::Plain => plain_attention(&q, &k, &v, &cos, &sin, &mask, &shape),
-            Kernels::Fused | Kernels::Auto => causal_attention(&qkv, &rope, &documents, &shape),
+    /// Where one layer's time goes with this model's kernels: seconds per
+    /// call of each op of its first layer, in order, then of the whole layer
+    /// (`"layer"`), on `rows` × `width` random tokens on its device. The
+    /// profile to choose the next optimisation from.
+    pub fn layer_profile(&self, rows: usize, width: usize) -> Result<Vec<(&'static str, f64)>> {
+        let Some(layer) = self.layers.first() else {
+            return Ok(Vec::new());
         };
-        run()?;
-        self.device.synchronize()?;
-        let start = std::time::Instant::now();
-        let mut calls = 0;
-        // Calls queue up on a GPU: the time is taken after waiting for them all.
-        while calls < 3 || start.elapsed().as_secs_f64() < 0.5 {
-            run()?;
-            calls += 1;
+        let (device, dtype) = (&self.device, self.dtype);
+        let (tokens, hidden) = (rows * width, self.config.hidden_size);
+        let shape = self.config.attention_shape();
+        let random = |dims: (usize, usize)| Tensor::randn(0f32, 1.0, dims, device)?.to_dtype(dtype);
+        let x = random((tokens, hidden))?;
+        let time = |run: &dyn Fn() -> candle_core::Result<Tensor>| seconds_per_call(device, run);
+        let mut ops = vec![("input norm", time(&|| layer.input_layernorm.forward(&x))?)];
+        let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
+        let mask = causal_mask(width, dtype, device)?;
+        let documents = PackedDocuments::new(&vec![width; rows], device)?;
+        let layout = match (&layer.self_attn.qkv, &self.rope) {
+            (QkvProjection::Stacked(qkv), Some(rope)) => {
+                ops.push(("q/k/v projection", time(&|| qkv.forward(&x))?));
+                let qkv_out = qkv.forward(&x)?;
+                ops.push((
+                    "attention",
+                    time(&|| causal_attention(&qkv_out, rope, &documents, &shape))?,
+                ));
+                TokenLayout::Packed {
+                    rope,
+                    documents: &documents,
+                }
+            }
+            (QkvProjection::Separate { q, k, v }, _) => {
+                ops.push((
+                    "q/k/v projection",
+                    time(&|| {
+                        q.forward(&x)?;
+                        k.forward(&x)?;
+                        v.forward(&x)
+                    })?,
+                ));
+                let rows_of = |y: Tensor| y.reshape((rows, width, ()));
+                let (q, k, v) = (
+                    rows_of(q.forward(&x)?)?,
+                    rows_of(k.forward(&x)?)?,
+                    rows_of(v.forward(&x)?)?,
+                );
+                ops.push((
+                    "attention",
+                    time(&|| plain_attention(&q, &k, &v, &cos, &sin, &mask, &shape))?,
+                ));
+                TokenLayout::Padded {
+                    cos: &cos,
+                    sin: &sin,
+                    mask: &mask,
+                }
+            }
+            (QkvProjection::Stacked(_), None) => unreachable!("stacked projections come with the fused kernels' table"),
+        };
+        let attention_out = random((tokens, shape.heads * shape.head_dim))?;
+        ops.push(("o_proj", time(&|| layer.self_attn.o_proj.forward(&attention_out))?));
+        ops.push(("residual add", time(&|| &x + &x)?));
+        ops.push((
+            "post-attention norm",
+            time(&|| layer.post_attention_layernorm.forward(&x))?,
+        ));
+        let intermediate = self.config.intermediate_size;
+        match &layer.mlp.gate_up {
+            GateUpProjection::Stacked(gate_up) => {
+                ops.push(("gate/up projection", time(&|| gate_up.forward(&x))?));
+                let both = gate_up.forward(&x)?;
+                ops.push(("SwiGLU", time(&|| both.apply_op1_no_bwd(&SwiGlu))?));
+            }
+            GateUpProjection::Separate { gate, up } => {
+                ops.push((
+                    "gate/up projection",
+                    time(&|| {
+                        gate.forward(&x)?;
+                        up.forward(&x)
+                    })?,
+                ));
+                let (g, u) = (gate.forward(&x)?, up.forward(&x)?);
+                ops.push(("SwiGLU", time(&|| candle_nn::ops::silu(&g)? * &u)?));
+            }
         }
-        self.device.synchronize()?;
-        Ok(start.elapsed().as_secs_f64() / calls as f64)
+        let activation = random((tokens, intermediate))?;
+        ops.push(("down_proj", time(&|| layer.mlp.down_proj.forward(&activation))?));
+        ops.push(("residual add", time(&|| &x + &x)?));
+        let x_layer = match layout {
+            TokenLayout::Packed { .. } => x.clone(),
+            TokenLayout::Padded { .. } => x.reshape((rows, width, hidden))?,
+        };
+        ops.push(("layer", time(&|| layer.forward(&x_layer, &layout))?));
+        Ok(ops)
     }
 
     /// Logits (f32) of each sequence, in input order: `[batch][num_labels]`.
@@ -763,6 +827,22 @@ impl LlamaClassifier {
         }
         Ok(rows)
     }
+}
+
+/// Seconds per call of `run` on `device`: one call to warm up, then at least
+/// three calls and 0.2 s. Calls queue up on a GPU: the time is taken after
+/// waiting for them all.
+fn seconds_per_call(device: &Device, run: &dyn Fn() -> candle_core::Result<Tensor>) -> Result<f64> {
+    run()?;
+    device.synchronize()?;
+    let start = std::time::Instant::now();
+    let mut calls = 0;
+    while calls < 3 || start.elapsed().as_secs_f64() < 0.2 {
+        run()?;
+        calls += 1;
+    }
+    device.synchronize()?;
+    Ok(start.elapsed().as_secs_f64() / calls as f64)
 }
 
 fn causal_mask(t: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
@@ -1010,10 +1090,43 @@ mod tests {
         }
     }
 
+    /// The profile times every op of a layer with the model's own kernels,
+    /// then the whole layer.
     #[test]
-    fn auto_kernels_are_plain_on_the_cpu() {
+    fn layer_profile_times_each_op_of_both_kernel_sets() {
+        for kernels in [Kernels::Plain, Kernels::Fused] {
+            let model =
+                LlamaClassifier::load_with_kernels(&fixture("regression"), &Device::Cpu, DType::F32, kernels).unwrap();
+            let profile = model.layer_profile(2, 40).unwrap();
+            let names: Vec<&str> = profile.iter().map(|op| op.0).collect();
+            assert_eq!(
+                names,
+                [
+                    "input norm",
+                    "q/k/v projection",
+                    "attention",
+                    "o_proj",
+                    "residual add",
+                    "post-attention norm",
+                    "gate/up projection",
+                    "SwiGLU",
+                    "down_proj",
+                    "residual add",
+                    "layer"
+                ],
+                "{kernels:?}"
+            );
+            assert!(
+                profile.iter().all(|op| op.1 > 0.0 && op.1 < 1.0),
+                "{kernels:?}: {profile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_kernels_are_fused_on_the_cpu() {
         let model = LlamaClassifier::load(&fixture("regression"), &Device::Cpu, DType::F32).unwrap();
-        assert_eq!(model.kernels(), Kernels::Plain);
+        assert_eq!(model.kernels(), Kernels::Fused);
     }
 
     #[test]

@@ -527,11 +527,11 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("examples/models/demo-quality"));
     let config: QualityConfig = serde_json::from_value(serde_json::json!({
         "model": model, "device": args.device, "max_tokens": args.max_tokens,
-        "batch_tokens": 16384.max(args.max_tokens),
+        "batch_tokens": 16384.max(args.max_tokens), "kernels": args.kernels,
     }))?;
     let stage = Quality::new(config.clone()).with_context(|| format!("loading {}", model.display()))?;
     // The same model and input rule, driven step by step.
-    let classifier = LlamaClassifier::load(&model, &device, dtype)?;
+    let classifier = LlamaClassifier::load_with_kernels(&model, &device, dtype, config.kernels)?;
     let tokenizer_path = checkpoint_tokenizer(&model).context("no tokenizer beside the model")?;
     let tokenizer = TextTokenizer::load(&tokenizer_path)?;
     let input = ClassifierInput::new(&tokenizer, &classifier.config, true, args.max_tokens);
@@ -671,28 +671,6 @@ fn kernels_bench(
     );
     println!("  plain kernels:");
     shape_bench(&plain, pool)?;
-    // Where a layer's time goes: attention alone (q/k/v in, o_proj's input
-    // out) against the whole layer, both kernel sets.
-    println!("  one layer's attention alone, ms per call (whole layer = model time / layers, from the shapes above):");
-    for (rows, width) in FIXED_SHAPES {
-        if width > plain.config.max_position_embeddings {
-            continue;
-        }
-        let fused = plain.attention_seconds(rows, width, Kernels::Fused);
-        let plain_seconds = plain.attention_seconds(rows, width, Kernels::Plain)?;
-        match fused {
-            Ok(fused) => println!(
-                "    {rows:>3} x {width:<4}: fused {:.3}, plain {:.3} ({:.1}x)",
-                fused * 1e3,
-                plain_seconds * 1e3,
-                plain_seconds / fused
-            ),
-            Err(e) => println!(
-                "    {rows:>3} x {width:<4}: fused failed ({e}), plain {:.3}",
-                plain_seconds * 1e3
-            ),
-        }
-    }
     Ok(())
 }
 
@@ -729,6 +707,23 @@ fn shape_bench(classifier: &thresher_classifiers::LlamaClassifier, pool: &rayon:
             "    {rows:>3} x {width:<4}: {:>10.0} tokens/s ({:.3} ms per layer)",
             (rows * width * calls) as f64 / seconds,
             seconds / calls as f64 / classifier.config.num_hidden_layers as f64 * 1e3
+        );
+    }
+    // Where a layer's time goes, op by op (the ops' sum against the whole
+    // layer shows what launching and allocating cost between them).
+    println!("  one layer, ms per op ({:?} kernels):", classifier.kernels());
+    for (rows, width) in FIXED_SHAPES {
+        if width > classifier.config.max_position_embeddings {
+            continue;
+        }
+        let profile = pool.install(|| classifier.layer_profile(rows, width))?;
+        let (ops, layer) = profile.split_at(profile.len().saturating_sub(1));
+        let listed: Vec<String> = ops.iter().map(|(name, s)| format!("{name} {:.3}", s * 1e3)).collect();
+        println!(
+            "    {rows:>3} x {width:<4}: {} = {:.3}; whole layer {:.3}",
+            listed.join(" | "),
+            ops.iter().map(|op| op.1).sum::<f64>() * 1e3,
+            layer.first().map_or(0.0, |op| op.1) * 1e3
         );
     }
     Ok(())

@@ -321,6 +321,10 @@ pub struct BenchArgs {
     /// Device of the quality suite: cpu, cuda or cuda:N (GPUs compute in bf16).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Kernels of the quality suite's classifier: auto, fused or plain (the
+    /// stage's `kernels` key).
+    #[arg(long, default_value = "auto")]
+    pub kernels: String,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
