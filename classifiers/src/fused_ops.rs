@@ -170,6 +170,7 @@ fn fast_exp(x: f32) -> f32 {
 }
 
 /// The sum of `x` in eight lanes, so that the compiler vectorizes it.
+#[inline(always)]
 fn sum8(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -182,7 +183,23 @@ fn sum8(x: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
+/// The largest of `x` (at least one element) in eight lanes, so that the
+/// compiler vectorizes it.
+#[inline(always)]
+fn max8(x: &[f32]) -> f32 {
+    let mut lanes = [x[0]; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder().iter().fold(x[0], |m, &v| if v > m { v } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = if c[i] > lanes[i] { c[i] } else { lanes[i] };
+        }
+    }
+    lanes.iter().fold(rest, |m, &v| if v > m { v } else { m })
+}
+
 /// `a · b` in eight lanes, so that the compiler vectorizes it.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -195,23 +212,181 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
-/// The contiguous elements of a CPU tensor as f32.
-fn cpu_f32(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Vec<f32>> {
-    fn take<T: WithDType>(data: &[T], layout: &Layout) -> candle_core::Result<Vec<f32>> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("fused op: input is not contiguous".into()))?;
-        Ok(data[start..end].iter().map(|x| x.to_f64() as f32).collect())
+/// The attention kernel on the CPU, over the same tiles as the GPU's:
+/// q/k/v RoPE'd once per token (one pass over `qkv`, in parallel over
+/// tokens and documents), then the tiles in parallel, each query's scores in
+/// a buffer of its document's length (never t × t). Keys and values are
+/// transposed within each document, `[kv head][d][its tokens]`, so that the
+/// loops over a document's keys run along contiguous memory and vectorize
+/// (head sizes are short: 16 to 128); on x86 with AVX2 they are compiled
+/// for it too, chosen at run time.
+fn cpu_attention(
+    shape: &CausalAttention,
+    tokens: usize,
+    qkv: &[f32],
+    rope: &[f32],
+    tiles: &[u32],
+) -> candle_core::Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let (hq, hkv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
+    let (half, row) = (d / 2, (hq + 2 * hkv) * d);
+    // The documents (first token, length), from their first tiles.
+    let mut documents: Vec<(usize, usize)> = Vec::new();
+    let mut covered = 0;
+    for tile in tiles.chunks_exact(3) {
+        let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
+        if start + len > tokens || q0 >= len || len * d > rope.len() {
+            candle_core::bail!("fused attention: tile {tile:?} outside {tokens} tokens or the RoPE table");
+        }
+        covered += (q0 + TILE_QUERIES).min(len) - q0;
+        if q0 == 0 {
+            documents.push((start, len));
+        }
     }
-    match storage {
-        CpuStorage::F32(d) => take(d, layout),
-        CpuStorage::BF16(d) => take(d, layout),
-        CpuStorage::F16(d) => take(d, layout),
+    documents.sort_unstable();
+    let contiguous = documents.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0);
+    if covered != tokens || documents.first().is_some_and(|d| d.0 != 0) || !contiguous {
+        candle_core::bail!("fused attention: the tiles do not cover the {tokens} tokens once each");
+    }
+    // One head vector of token `token` at `col`, RoPE'd for `pos` and scaled.
+    let roped = |token: usize, pos: usize, col: usize, scale: f32, y: &mut [f32]| {
+        let x = &qkv[token * row + col..][..d];
+        let (c, s) = (&rope[pos * d..][..half], &rope[pos * d + half..][..half]);
+        for i in 0..half {
+            y[i] = (x[i] * c[i] - x[i + half] * s[i]) * scale;
+            y[i + half] = (x[i] * s[i] + x[i + half] * c[i]) * scale;
+        }
+    };
+    // Queries, scaled, `[token][head][d]`.
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut queries = vec![0f32; tokens * hq * d];
+    let mut position = vec![0usize; tokens];
+    for &(start, len) in &documents {
+        position[start..start + len]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(p, slot)| *slot = p);
+    }
+    queries.par_chunks_mut(hq * d).enumerate().for_each(|(token, heads)| {
+        for (h, y) in heads.chunks_exact_mut(d).enumerate() {
+            roped(token, position[token], h * d, scale, y);
+        }
+    });
+    // Keys and values, each document's block `[kv head][d][its tokens]`.
+    let mut keys = vec![0f32; tokens * hkv * d];
+    let mut values = vec![0f32; tokens * hkv * d];
+    let mut blocks = Vec::with_capacity(documents.len());
+    let (mut keys_rest, mut values_rest) = (keys.as_mut_slice(), values.as_mut_slice());
+    for &(start, len) in &documents {
+        let (k, k_rest) = keys_rest.split_at_mut(len * hkv * d);
+        let (v, v_rest) = values_rest.split_at_mut(len * hkv * d);
+        blocks.push((start, len, k, v));
+        (keys_rest, values_rest) = (k_rest, v_rest);
+    }
+    blocks.into_par_iter().for_each(|(start, len, k_block, v_block)| {
+        let mut y = vec![0f32; d];
+        for pos in 0..len {
+            for kv_head in 0..hkv {
+                roped(start + pos, pos, (hq + kv_head) * d, 1.0, &mut y);
+                let x = &qkv[(start + pos) * row + (hq + hkv + kv_head) * d..][..d];
+                for i in 0..d {
+                    k_block[(kv_head * d + i) * len + pos] = y[i];
+                    v_block[(kv_head * d + i) * len + pos] = x[i];
+                }
+            }
+        }
+    });
+    let inputs = TileInputs {
+        shape,
+        queries: &queries,
+        keys: &keys,
+        values: &values,
+    };
+    let outputs: Vec<(usize, Vec<f32>)> = tiles.par_chunks_exact(3).map(|tile| inputs.attend(tile)).collect();
+    let mut out = vec![0f32; tokens * hq * d];
+    for (first, rows) in outputs {
+        out[first * hq * d..][..rows.len()].copy_from_slice(&rows);
+    }
+    Ok(out)
+}
+
+/// What every tile of [`cpu_attention`] reads.
+struct TileInputs<'a> {
+    shape: &'a CausalAttention,
+    queries: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+}
+
+impl TileInputs<'_> {
+    /// One tile's output rows `[query][head][d]`, and its first token.
+    fn attend(&self, tile: &[u32]) -> (usize, Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.attend_avx2(tile) };
+        }
+        self.attend_portable(tile)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn attend_avx2(&self, tile: &[u32]) -> (usize, Vec<f32>) {
+        self.attend_portable(tile)
+    }
+
+    #[inline(always)]
+    fn attend_portable(&self, tile: &[u32]) -> (usize, Vec<f32>) {
+        let (hq, hkv, d) = (self.shape.heads, self.shape.kv_heads, self.shape.head_dim);
+        let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
+        let q_end = (q0 + TILE_QUERIES).min(len);
+        let mut out = vec![0f32; (q_end - q0) * hq * d];
+        let mut weights = vec![0f32; q_end];
+        let (k_block, v_block) = (&self.keys[start * hkv * d..], &self.values[start * hkv * d..]);
+        for h in 0..hq {
+            let kv_head = h / (hq / hkv);
+            // Row i of the document's transposed keys (values): element i of
+            // each of its tokens' vectors.
+            let key_row = |i: usize| &k_block[(kv_head * d + i) * len..][..len];
+            let value_row = |i: usize| &v_block[(kv_head * d + i) * len..][..len];
+            for qi in q0..q_end {
+                let q = &self.queries[((start + qi) * hq + h) * d..][..d];
+                let w = &mut weights[..=qi];
+                w.fill(0.0);
+                for (i, &q) in q.iter().enumerate() {
+                    w.iter_mut().zip(key_row(i)).for_each(|(w, k)| *w += q * k);
+                }
+                let max = max8(w);
+                w.iter_mut().for_each(|w| *w = fast_exp(*w - max));
+                let sum = sum8(w);
+                let o = &mut out[((qi - q0) * hq + h) * d..][..d];
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o = dot(w, &value_row(i)[..=qi]) / sum;
+                }
+            }
+        }
+        (start + q0, out)
+    }
+}
+
+/// The contiguous elements of a CPU tensor as f32: borrowed when they are
+/// f32 already (no copy of a large activation), converted otherwise.
+fn cpu_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<std::borrow::Cow<'a, [f32]>> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused op: input is not contiguous".into()))?;
+    fn convert<T: WithDType>(data: &[T]) -> std::borrow::Cow<'static, [f32]> {
+        data.iter().map(|x| x.to_f64() as f32).collect::<Vec<f32>>().into()
+    }
+    Ok(match storage {
+        CpuStorage::F32(d) => d[start..end].into(),
+        CpuStorage::BF16(d) => convert(&d[start..end]),
+        CpuStorage::F16(d) => convert(&d[start..end]),
         other => candle_core::bail!(
             "fused op: unsupported dtype {:?}",
             candle_core::backend::BackendStorage::dtype(other)
         ),
-    }
+    })
 }
 
 /// `values` back in the storage's dtype.
@@ -228,9 +403,6 @@ impl CustomOp3 for TiledAttention {
         "thresher-causal-attention"
     }
 
-    /// The CPU kernel: the same tiles, in parallel (rayon), scores of one
-    /// query at a time in a buffer of the document's length (never t × t),
-    /// keys and values RoPE'd once and laid out per head.
     fn cpu_fwd(
         &self,
         s_qkv: &CpuStorage,
@@ -240,92 +412,17 @@ impl CustomOp3 for TiledAttention {
         s_tiles: &CpuStorage,
         l_tiles: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
         let (tokens, _) = self.check(l_qkv, l_rope, l_tiles)?;
         let (qkv, rope) = (cpu_f32(s_qkv, l_qkv)?, cpu_f32(s_rope, l_rope)?);
         let tiles = match (s_tiles, l_tiles.contiguous_offsets()) {
             (CpuStorage::U32(t), Some((start, end))) => &t[start..end],
             _ => candle_core::bail!("fused attention: tiles must be contiguous u32"),
         };
-        let (hq, hkv, d) = (self.0.heads, self.0.kv_heads, self.0.head_dim);
-        let (half, row, group) = (d / 2, (hq + 2 * hkv) * d, hq / hkv);
-        // Each token's position in its document, from the tiles.
-        let mut position = vec![usize::MAX; tokens];
-        for tile in tiles.chunks_exact(3) {
-            let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
-            if start + len > tokens || q0 >= len || len * d > rope.len() {
-                candle_core::bail!("fused attention: tile {tile:?} outside {tokens} tokens or the RoPE table");
-            }
-            for q in q0..(q0 + TILE_QUERIES).min(len) {
-                position[start + q] = q;
-            }
-        }
-        // q (scaled), k and v of every head, `[head][token][d]`: each head's
-        // rows contiguous, RoPE'd once.
-        let scale = 1.0 / (d as f32).sqrt();
-        let per_head = |heads: usize, first_col: usize, roped: bool, scale: f32| -> Vec<f32> {
-            let mut out = vec![0f32; heads * tokens * d];
-            out.par_chunks_mut(tokens * d).enumerate().for_each(|(h, head)| {
-                for (token, y) in head.chunks_exact_mut(d).enumerate() {
-                    let x = &qkv[token * row + first_col + h * d..][..d];
-                    let pos = position[token];
-                    if !roped || pos == usize::MAX {
-                        y.iter_mut().zip(x).for_each(|(y, x)| *y = x * scale);
-                        continue;
-                    }
-                    let (c, s) = (&rope[pos * d..][..half], &rope[pos * d + half..][..half]);
-                    for i in 0..half {
-                        y[i] = (x[i] * c[i] - x[i + half] * s[i]) * scale;
-                        y[i + half] = (x[i] * s[i] + x[i + half] * c[i]) * scale;
-                    }
-                }
-            });
-            out
-        };
-        let queries = per_head(hq, 0, true, scale);
-        let keys = per_head(hkv, hq * d, true, 1.0);
-        let values = per_head(hkv, (hq + hkv) * d, false, 1.0);
-        let outputs: Vec<(usize, Vec<f32>)> = tiles
-            .par_chunks_exact(3)
-            .map(|tile| {
-                let [start, len, q0] = [tile[0] as usize, tile[1] as usize, tile[2] as usize];
-                let q_end = (q0 + TILE_QUERIES).min(len);
-                let mut out = vec![0f32; (q_end - q0) * hq * d];
-                let mut weights = vec![0f32; q_end];
-                // The document's rows of one head.
-                fn doc(y: &[f32], head: usize, tokens: usize, start: usize, len: usize, d: usize) -> &[f32] {
-                    &y[(head * tokens + start) * d..][..len * d]
-                }
-                for h in 0..hq {
-                    let k = doc(&keys, h / group, tokens, start, len, d);
-                    let v = doc(&values, h / group, tokens, start, len, d);
-                    for qi in q0..q_end {
-                        let q = &doc(&queries, h, tokens, start, len, d)[qi * d..][..d];
-                        let mut max = f32::NEG_INFINITY;
-                        for (w, k) in weights[..=qi].iter_mut().zip(k.chunks_exact(d)) {
-                            *w = dot(q, k);
-                            max = max.max(*w);
-                        }
-                        for w in &mut weights[..=qi] {
-                            *w = fast_exp(*w - max);
-                        }
-                        let sum = sum8(&weights[..=qi]);
-                        let o = &mut out[((qi - q0) * hq + h) * d..][..d];
-                        for (w, v) in weights[..=qi].iter().zip(v.chunks_exact(d)) {
-                            o.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
-                        }
-                        o.iter_mut().for_each(|o| *o /= sum);
-                    }
-                }
-                (start + q0, out)
-            })
-            .collect();
-        // Queries no tile covers stay zero (a broken tile table shows).
-        let mut out = vec![0f32; tokens * hq * d];
-        for (first, rows) in outputs {
-            out[first * hq * d..][..rows.len()].copy_from_slice(&rows);
-        }
-        Ok((cpu_like(s_qkv, out), Shape::from((tokens, hq * d))))
+        let out = cpu_attention(&self.0, tokens, &qkv, &rope, tiles)?;
+        Ok((
+            cpu_like(s_qkv, out),
+            Shape::from((tokens, self.0.heads * self.0.head_dim)),
+        ))
     }
 
     #[cfg(feature = "cuda")]
@@ -424,12 +521,10 @@ impl CustomOp1 for SwiGlu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, width, shape) = Self::split(layout)?;
         let x = cpu_f32(storage, layout)?;
-        let mut out = vec![0f32; x.len() / 2];
-        for (row, y) in x.chunks_exact(2 * width).zip(out.chunks_exact_mut(width)) {
+        let mut out = Vec::with_capacity(x.len() / 2);
+        for row in x.chunks_exact(2 * width) {
             let (gate, up) = row.split_at(width);
-            for ((y, g), u) in y.iter_mut().zip(gate).zip(up) {
-                *y = g / (1.0 + fast_exp(-g)) * u;
-            }
+            out.extend(gate.iter().zip(up).map(|(g, u)| g / (1.0 + fast_exp(-g)) * u));
         }
         Ok((cpu_like(storage, out), shape))
     }
@@ -487,6 +582,11 @@ mod tests {
         assert!(fast_exp(1e9).is_finite());
         let x: Vec<f32> = (0..21).map(|i| i as f32).collect();
         assert_eq!(sum8(&x), 210.0);
+        assert_eq!(max8(&x), 20.0);
+        assert_eq!(max8(&[-3.0]), -3.0);
+        let mut shuffled = x.clone();
+        shuffled.swap(3, 20);
+        assert_eq!(max8(&shuffled), 20.0);
         assert_eq!(dot(&x, &x), (0..21).map(|i| (i * i) as f32).sum::<f32>());
     }
 
