@@ -29,7 +29,6 @@ pub struct PackedDocuments {
     /// 3 × u32 per tile: the document's first token, its length, the tile's
     /// first query within it; on the device of the model.
     tiles: Tensor,
-    longest: usize,
 }
 
 /// Queries per tile of the attention kernel (`BQ` in kernels/fused.cu).
@@ -61,7 +60,6 @@ impl PackedDocuments {
         let count = tiles.len();
         Ok(Self {
             tiles: Tensor::from_vec(tiles.concat(), (count, 3), device)?,
-            longest: lengths.iter().copied().max().unwrap_or(0),
             starts,
         })
     }
@@ -73,7 +71,7 @@ impl PackedDocuments {
 
     /// Tokens of the longest document.
     pub fn longest(&self) -> usize {
-        self.longest
+        self.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
     }
 }
 
@@ -97,11 +95,11 @@ pub fn causal_attention(
             documents.tokens()
         );
     }
-    if rope.dim(0)? < documents.longest {
+    if rope.dim(0)? < documents.longest() {
         candle_core::bail!(
             "fused attention: RoPE table of {} positions for a document of {}",
             rope.dim(0)?,
-            documents.longest
+            documents.longest()
         );
     }
     qkv.apply_op3_no_bwd(rope, &documents.tiles, &TiledAttention(*shape))
@@ -445,12 +443,9 @@ impl CustomOp3 for TiledAttention {
             d => candle_core::bail!("fused attention: no kernel for head_dim {d} (64 and 128 have one)"),
         };
         let dev = s_qkv.device().clone();
-        let qkv = cuda_bf16(s_qkv, l_qkv)?;
-        let rope = cuda_bf16(s_rope, l_rope)?;
-        let (start, end) = l_tiles
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("fused attention: tiles are not contiguous".into()))?;
-        let tiles = s_tiles.as_cuda_slice::<u32>()?.slice(start..end);
+        let qkv = cuda_contiguous::<half::bf16>(s_qkv, l_qkv)?;
+        let rope = cuda_contiguous::<half::bf16>(s_rope, l_rope)?;
+        let tiles = cuda_contiguous::<u32>(s_tiles, l_tiles)?;
         let func = dev.get_or_load_custom_func(name, "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below (the tiles
         // cover every query of every document: PackedDocuments).
@@ -481,16 +476,16 @@ impl CustomOp3 for TiledAttention {
     }
 }
 
-/// The contiguous bf16 elements of a CUDA tensor.
+/// The contiguous elements of a CUDA tensor of element type `T`.
 #[cfg(feature = "cuda")]
-fn cuda_bf16<'a>(
+fn cuda_contiguous<'a, T: candle_core::cuda_backend::CudaDType>(
     storage: &'a candle_core::CudaStorage,
     layout: &Layout,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, half::bf16>> {
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("fused op: input is not contiguous".into()))?;
-    Ok(storage.as_cuda_slice::<half::bf16>()?.slice(start..end))
+    Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
 }
 
 /// SwiGLU of a fused gate/up projection: `(.., 2 * width)` (gate, then up)
@@ -540,7 +535,7 @@ impl CustomOp1 for SwiGlu {
         use candle_core::cuda_backend::WrapErr;
         let (rows, width, shape) = Self::split(layout)?;
         let dev = storage.device().clone();
-        let gate_up = cuda_bf16(storage, layout)?;
+        let gate_up = cuda_contiguous::<half::bf16>(storage, layout)?;
         let func = dev.get_or_load_custom_func("swiglu_bf16", "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<half::bf16>(rows * width)? };

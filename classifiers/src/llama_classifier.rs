@@ -8,9 +8,10 @@
 //!   batches. Under a causal mask a real token never attends to a later
 //!   position, so padding is invisible to every real token and needs no mask
 //!   of its own; the last real token of row `i` is `lengths[i] - 1`.
-//! - on the GPU, fused kernels ([`crate::fused_ops`]) over documents packed
-//!   end to end with no padding at all: q/k/v and gate/up each become one
-//!   stacked projection, attention runs in one kernel that stops at document
+//! - fused kernels ([`crate::fused_ops`]; on the GPU, and the CPU's default
+//!   through their CPU implementation) over documents packed end to end with
+//!   no padding at all: q/k/v and gate/up each become one stacked
+//!   projection, attention runs in one kernel that stops at document
 //!   boundaries and never writes the t x t scores, and SwiGLU in one pass.
 
 use std::collections::BTreeMap;
@@ -293,7 +294,7 @@ fn plain_attention(
 
 /// How far the fused kernels may stray from candle's ops in the load-time
 /// check ([`relative_difference`]): bf16 rounding gives about 0.01 (0.010 and
-/// 0.013 for the CPU reference against candle's bf16 ops); a wrong head, mask
+/// 0.013 for the CPU implementation against candle's bf16 ops); a wrong head, mask
 /// or RoPE gives 0.3 and more.
 const FUSED_TOLERANCE: f32 = 0.05;
 
@@ -684,7 +685,8 @@ impl LlamaClassifier {
     }
 
     /// Logits (f32) of each sequence, in input order: `[batch][num_labels]`.
-    /// Sequences are right-padded into one batch; each is scored at its last token.
+    /// The sequences form one batch (packed, or right-padded for candle's
+    /// ops); each is scored at its last token.
     pub fn logits(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let Some(score) = &self.score else {
             return Err(ClassifierError::Checkpoint {
@@ -940,8 +942,9 @@ mod tests {
     }
 
     /// transformers' logits on padded batches, from `scripts/make_tiny_classifier.py`.
-    /// Both kernel sets: the fused ones run their CPU reference here, which
-    /// checks the stacked projections, head layout and RoPE tables they get.
+    /// Both kernel sets: the fused ones run their CPU implementation here,
+    /// which checks the stacked projections, head layout, RoPE tables and
+    /// packing they get.
     fn check_parity(name: &str) {
         for kernels in [Kernels::Plain, Kernels::Fused] {
             check_parity_with(name, kernels);
@@ -1030,11 +1033,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The load-time check of the fused kernels, on their CPU reference: it
+    /// The load-time check of the fused kernels, on their CPU implementation: it
     /// passes at SmolLM's shape (9 heads over 3 KV heads of 64) and a
     /// 128-wide one, in f32 and bf16.
     #[test]
-    fn the_fused_kernel_check_passes_on_the_cpu_reference() {
+    fn the_fused_kernel_check_passes_on_the_cpu_implementation() {
         for (heads, kv_heads, head_dim) in [(9, 3, 64), (4, 4, 128)] {
             for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, FUSED_TOLERANCE)] {
                 let half = head_dim / 2;

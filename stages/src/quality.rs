@@ -6,7 +6,8 @@
 //! for classification heads. Documents are truncated to `max_tokens` and
 //! scored in batches of at most `batch_tokens` tokens (see
 //! `LlamaClassifier::batched`: length-sorted and padded, or packed with no
-//! padding for the fused kernels); results return in input order. Manifest stats: `quality_histogram` (bins of `histogram_width`) and
+//! padding for the fused kernels); results return in input order. Manifest
+//! stats: `quality_histogram` (bins of `histogram_width`) and
 //! `quality.tokens_scored`.
 
 use std::path::PathBuf;
@@ -45,8 +46,8 @@ pub struct QualityConfig {
     /// `cuda` or `cuda:N`. GPUs compute in bf16, CPUs in f32.
     #[serde(default = "default_device")]
     pub device: String,
-    /// `auto` (fused kernels on a GPU for head sizes 64 and 128, candle's own
-    /// ops otherwise), `fused` or `plain`.
+    /// `auto` (the fused kernels on a CPU, and on a GPU for head sizes 64 and
+    /// 128; candle's own ops otherwise), `fused` or `plain`.
     #[serde(default)]
     pub kernels: Kernels,
     /// Put the tokenizer's BOS token first, as Hugging Face tokenizers do.
