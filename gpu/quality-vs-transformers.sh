@@ -68,9 +68,11 @@ run)
     python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
         gpu-run/llama3-tokenizer.json.xz "$work/llama3-tokenizer.json"
     python3 gpu/make_classifier.py "$work/llama3-tokenizer.json" "$work/model"
-    # thresher reads Meta's tokenizer.model (its own BPE, which stops at
-    # max_tokens); transformers reads tokenizer.json: the same ids. Two runs:
-    # the fused kernels (what `auto` picks on a GPU) and candle's plain ops.
+    # The bench's early-stop lines read it from its testdata too.
+    cp "$work/llama3-tokenizer.json" gpu-run/testdata/tokenizer/
+    # Both read the checkpoint's tokenizer.json (Llama 3's), as a user's
+    # run would. Two runs: the fused kernels (what `auto` picks on a GPU)
+    # and candle's plain ops.
     for kernels in fused plain; do
         cat > "$work/pipeline-$kernels.toml" <<TOML
 [input]
@@ -80,7 +82,6 @@ path = "$work/out-$kernels"
 [[stages]]
 kind = "quality"
 model = "$work/model"
-tokenizer = "gpu-run/testdata/tokenizer/llama3-tokenizer.model"
 device = "cuda"
 kernels = "$kernels"
 max_tokens = $MAX_TOKENS

@@ -255,19 +255,35 @@ fn tokenize_bench(texts: &[String], path: &Path, hf_path: Option<&Path>, args: &
             })
             .collect();
         let prefix_bytes: usize = prefix.iter().map(|t| t.len()).sum();
+        // The crate's own encode is the reference; thresher's way through
+        // the same tokenizer.json (`tokenizer/huggingface.rs`) is timed too.
         let start = Instant::now();
-        let reference: Vec<Vec<u32>> = prefix.iter().map(|t| hf.encode(t)).collect();
+        let reference: Vec<Vec<u32>> = prefix
+            .iter()
+            .map(|t| hf.encode_by_crate(t).unwrap_or_else(|| hf.encode(t)))
+            .collect();
         let hf_seconds = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let through_json: Vec<Vec<u32>> = prefix.iter().map(|t| hf.encode(t)).collect();
+        let json_seconds = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            through_json == reference,
+            "thresher's encoding of {} differs from the tokenizers crate's",
+            hf_path.display()
+        );
         let start = Instant::now();
         let ours: Vec<Vec<u32>> = prefix.iter().map(|t| tokenizer.encode(t)).collect();
         let our_seconds = start.elapsed().as_secs_f64();
         let differing = reference.iter().zip(&ours).filter(|(a, b)| a != b).count();
+        let rate = |seconds: f64| prefix_bytes as f64 / 1e6 / seconds;
         println!(
-            "  on the first {:.1} MB: Hugging Face tokenizers {:.2} MB/s, {} {:.1} MB/s ({:.1}x); documents with different ids: {differing} of {}",
+            "  on the first {:.1} MB: Hugging Face tokenizers {:.2} MB/s, thresher on the same file {:.2} MB/s ({:.1}x), {} {:.1} MB/s ({:.1}x); documents with different ids: {differing} of {}",
             prefix_bytes as f64 / 1e6,
-            prefix_bytes as f64 / 1e6 / hf_seconds,
+            rate(hf_seconds),
+            rate(json_seconds),
+            hf_seconds / json_seconds,
             tokenizer.kind(),
-            prefix_bytes as f64 / 1e6 / our_seconds,
+            rate(our_seconds),
             hf_seconds / our_seconds,
             prefix.len()
         );
@@ -409,6 +425,77 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if !args.keep {
         std::fs::remove_dir_all(&args.dir)?;
+    }
+    Ok(())
+}
+
+/// Cutting at max_tokens while tokenizing against tokenizing whole documents
+/// and cutting after, on the model's tokenizer, Llama 3's in both forms and Llama 2's
+/// tokenizer.json (no pre-tokenizer: one piece per document, cut where no
+/// merge crosses), or on `--tokenizer`. A tokenizer.json is also timed as the
+/// `tokenizers` crate encodes it, the reference all ids must equal.
+fn early_stop_bench(args: &BenchArgs, texts: &[&str], model_tokenizer: &Path) -> anyhow::Result<()> {
+    let paths: Vec<PathBuf> = match &args.tokenizer {
+        Some(path) => vec![path.clone()],
+        None => std::iter::once(model_tokenizer.to_path_buf())
+            .chain(
+                [
+                    "llama3-tokenizer.model",
+                    "llama3-tokenizer.json",
+                    "llama2-hf-tokenizer.dolma-test.json",
+                ]
+                .iter()
+                .map(|name| args.testdata.join("tokenizer").join(name)),
+            )
+            .collect(),
+    };
+    let limit = args.max_tokens;
+    let docs = texts.len() as f64;
+    println!("  the first {limit} tokens of each document, documents/s on one core:");
+    for path in paths {
+        if !path.exists() {
+            println!("    {}: not found, skipped", path.display());
+            continue;
+        }
+        let tokenizer = thresher_classifiers::TextTokenizer::load(&path)?;
+        let timed = |encode: &dyn Fn(&str) -> Vec<u32>| {
+            let start = Instant::now();
+            let ids: Vec<Vec<u32>> = texts.iter().map(|t| encode(t)).collect();
+            (ids, start.elapsed().as_secs_f64())
+        };
+        let cut = |mut ids: Vec<u32>| {
+            ids.truncate(limit);
+            ids
+        };
+        let (first, first_seconds) = timed(&|t| tokenizer.encode_first(t, limit));
+        let (whole, whole_seconds) = timed(&|t| cut(tokenizer.encode(t)));
+        anyhow::ensure!(
+            whole == first,
+            "{}: encode_first differs from encode-then-cut",
+            path.display()
+        );
+        let mut line = format!(
+            "    {} ({}): stopping at them {:.0}; whole documents then cut {:.0} ({:.1}x)",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            tokenizer.kind(),
+            docs / first_seconds,
+            docs / whole_seconds,
+            whole_seconds / first_seconds
+        );
+        if tokenizer.encode_by_crate("").is_some() {
+            let (by_crate, crate_seconds) = timed(&|t| cut(tokenizer.encode_by_crate(t).unwrap_or_default()));
+            anyhow::ensure!(
+                by_crate == first,
+                "{}: ids differ from the tokenizers crate's",
+                path.display()
+            );
+            line += &format!(
+                "; the tokenizers crate's encode then cut {:.0} ({:.1}x)",
+                docs / crate_seconds,
+                crate_seconds / first_seconds
+            );
+        }
+        println!("{line}; same ids");
     }
     Ok(())
 }
@@ -568,29 +655,6 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         "the stage's scores differ from the model's by {worst}"
     );
 
-    // Cutting at max_tokens while tokenizing (a tokenizer.model) against
-    // tokenizing whole documents and cutting after, on the Llama 3 tokenizer.
-    let llama3 = TextTokenizer::load(
-        &args
-            .tokenizer
-            .clone()
-            .unwrap_or_else(|| args.testdata.join("tokenizer/llama3-tokenizer.model")),
-    )?;
-    let start = Instant::now();
-    let whole: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| {
-            let mut ids = llama3.encode(t);
-            ids.truncate(args.max_tokens);
-            ids
-        })
-        .collect();
-    let whole_seconds = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let first: Vec<Vec<u32>> = texts.iter().map(|t| llama3.encode_first(t, args.max_tokens)).collect();
-    let first_seconds = start.elapsed().as_secs_f64();
-    anyhow::ensure!(whole == first, "encode_first differs from encode-then-cut");
-
     let docs = texts.len() as f64;
     let per_core = tokenize + forward;
     println!(
@@ -614,14 +678,7 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
         per_core / overlapped,
         per_core / tokenize.max(forward),
     );
-    println!(
-        "  {} tokens per document with the {} tokenizer: tokenizing only up to them {:.0} documents/s, whole documents then cut {:.0} documents/s ({:.1}x; same ids)",
-        args.max_tokens,
-        llama3.kind(),
-        docs / first_seconds,
-        docs / whole_seconds,
-        whole_seconds / first_seconds
-    );
+    early_stop_bench(args, &texts, &tokenizer_path)?;
     shape_bench(&classifier, &one_thread)?;
     if !device.is_cpu() {
         let stage_kernels = (classifier.kernels(), logits.as_slice(), forward);

