@@ -296,6 +296,29 @@ mod tests {
         }
     }
 
+    /// A checkpoint's tokenizer.json that truncates and pads (common: to the
+    /// model's context) must not cut or pad documents behind a stage's back.
+    #[test]
+    fn a_tokenizer_json_truncation_and_padding_are_ignored() {
+        let path = testdata().join("tokenizer/llama3-tokenizer.json");
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        json["truncation"] =
+            serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
+        json["padding"] = serde_json::json!({"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
+            "pad_id": 128004, "pad_type_id": 0, "pad_token": "<|finetune_right_pad_id|>"});
+        let file = std::env::temp_dir().join(format!("thresher-truncating-{}.json", std::process::id()));
+        std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
+        let loaded = TextTokenizer::load(&file);
+        std::fs::remove_file(&file).unwrap();
+        let t = loaded.unwrap();
+        let text = "This is a test sentence. ".repeat(3);
+        let expected = hf().encode(&text);
+        assert_eq!(expected.len(), 19);
+        assert_eq!(t.encode(&text), expected);
+        assert_eq!(t.encode_by_crate(&text).unwrap(), expected);
+        assert_eq!(t.encode_first(&text, 10), expected[..10]);
+    }
+
     #[test]
     fn special_token_names_agree() {
         for name in llama3_special_tokens() {
