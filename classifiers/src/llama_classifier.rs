@@ -688,6 +688,12 @@ impl LlamaClassifier {
     /// The sequences form one batch (packed, or right-padded for candle's
     /// ops); each is scored at its last token.
     pub fn logits(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        rows_of(self.logits_on_device(sequences)?)
+    }
+
+    /// [`LlamaClassifier::logits`], left on the device as f32 (`None` for no
+    /// sequences): a GPU may still be computing it.
+    pub fn logits_on_device(&self, sequences: &[Vec<u32>]) -> Result<Option<Tensor>> {
         let Some(score) = &self.score else {
             return Err(ClassifierError::Checkpoint {
                 path: PathBuf::new(),
@@ -695,18 +701,24 @@ impl LlamaClassifier {
             });
         };
         let Some(pooled) = self.pooled_tensor(sequences)? else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        Ok(score.forward(&pooled)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        Ok(Some(score.forward(&pooled)?.to_dtype(DType::F32)?))
     }
 
     /// The features the head sees: the final-normed hidden state of each
     /// sequence's last token, `[batch][hidden_size]`.
     pub fn pooled(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        match self.pooled_tensor(sequences)? {
-            Some(pooled) => Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?),
-            None => Ok(Vec::new()),
-        }
+        rows_of(self.pooled_on_device(sequences)?)
+    }
+
+    /// [`LlamaClassifier::pooled`], left on the device as f32 (`None` for no
+    /// sequences): a GPU may still be computing it.
+    pub fn pooled_on_device(&self, sequences: &[Vec<u32>]) -> Result<Option<Tensor>> {
+        Ok(self
+            .pooled_tensor(sequences)?
+            .map(|p| p.to_dtype(DType::F32))
+            .transpose()?)
     }
 
     fn pooled_tensor(&self, sequences: &[Vec<u32>]) -> Result<Option<Tensor>> {
@@ -788,17 +800,22 @@ impl LlamaClassifier {
         Ok((x.reshape((sequences.len() * width, self.config.hidden_size))?, last))
     }
 
-    /// Runs `f` (logits or pooled features) over many sequences in batches
-    /// of at most `batch_tokens` tokens, and returns the rows in input order.
-    /// Empty sequences give empty rows. With the fused kernels, sequences are
-    /// packed end to end in input order (no padding to avoid); with
-    /// candle's ops, they are sorted by length so that each right-padded
-    /// batch wastes little, and `batch_tokens` counts the padding too.
+    /// Runs `f` (`logits_on_device` or `pooled_on_device`) over many
+    /// sequences in batches of at most `batch_tokens` tokens, and returns the
+    /// rows in input order. Empty sequences give empty rows. With the fused
+    /// kernels, sequences are packed end to end in input order (no padding to
+    /// avoid); with candle's ops, they are sorted by length so that each
+    /// right-padded batch wastes little, and `batch_tokens` counts the
+    /// padding too.
+    ///
+    /// A batch's rows are copied back only after the next batch is queued:
+    /// the copy waits for the GPU, and meanwhile the GPU has the next batch
+    /// to work on instead of idling while the host prepares it.
     pub fn batched(
         &self,
         sequences: &[Vec<u32>],
         batch_tokens: usize,
-        f: impl Fn(&Self, &[Vec<u32>]) -> Result<Vec<Vec<f32>>>,
+        f: impl Fn(&Self, &[Vec<u32>]) -> Result<Option<Tensor>>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..sequences.len()).filter(|&i| !sequences[i].is_empty()).collect();
         let packed = self.rope.is_some();
@@ -807,6 +824,15 @@ impl LlamaClassifier {
             order.sort_by(|&a, &b| sequences[b].len().cmp(&sequences[a].len()).then(a.cmp(&b)));
         }
         let mut rows = vec![Vec::new(); sequences.len()];
+        let mut queued: Option<(&[usize], Tensor)> = None;
+        let mut collect = |queued: Option<(&[usize], Tensor)>| -> Result<()> {
+            if let Some((batch, output)) = queued {
+                for (&i, row) in batch.iter().zip(output.to_vec2::<f32>()?) {
+                    rows[i] = row;
+                }
+            }
+            Ok(())
+        };
         let mut start = 0;
         while start < order.len() {
             let mut end = start + 1;
@@ -822,13 +848,18 @@ impl LlamaClassifier {
             }
             let batch = &order[start..end];
             let input: Vec<Vec<u32>> = batch.iter().map(|&i| sequences[i].clone()).collect();
-            for (&i, row) in batch.iter().zip(f(self, &input)?) {
-                rows[i] = row;
-            }
+            let output = f(self, &input)?.map(|output| (batch, output));
+            collect(std::mem::replace(&mut queued, output))?;
             start = end;
         }
+        collect(queued)?;
         Ok(rows)
     }
+}
+
+/// The rows of a `(rows, columns)` f32 tensor (none for `None`).
+fn rows_of(tensor: Option<Tensor>) -> Result<Vec<Vec<f32>>> {
+    Ok(tensor.map(|t| t.to_vec2::<f32>()).transpose()?.unwrap_or_default())
 }
 
 /// Seconds per call of `run` on `device`: one call to warm up, then at least
@@ -1077,7 +1108,7 @@ mod tests {
                 batches
                     .borrow_mut()
                     .push(batch.iter().map(Vec::len).collect::<Vec<_>>());
-                m.logits(batch)
+                m.logits_on_device(batch)
             })
             .unwrap();
         assert_eq!(*batches.borrow(), [vec![5, 1], vec![9], vec![3, 7], vec![2, 4]]);

@@ -237,7 +237,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
     // Exactly the input the quality stage scores.
     let input = crate::ClassifierInput::new(&tokenizer, &backbone.config, true, options.max_tokens);
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| input.ids(&tokenizer, t)).collect();
-    let features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled)?;
+    let features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled_on_device)?;
     if features.iter().any(Vec::is_empty) {
         return Err(bad(&options.data, "an example has no tokens".into()));
     }
@@ -284,7 +284,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport> {
                 }
             };
             let ids: Vec<Vec<u32>> = eval_texts.iter().map(|t| input.ids(&tokenizer, t)).collect();
-            let eval_features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled)?;
+            let eval_features = backbone.batched(&ids, options.batch_tokens, LlamaClassifier::pooled_on_device)?;
             if eval_features.iter().any(Vec::is_empty) {
                 return Err(bad(path, "an example has no tokens".into()));
             }

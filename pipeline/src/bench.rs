@@ -631,7 +631,8 @@ fn quality_bench(args: &BenchArgs, texts: &[String]) -> anyhow::Result<()> {
     let tokens: usize = ids.iter().map(Vec::len).sum();
 
     let start = Instant::now();
-    let logits = one_thread.install(|| classifier.batched(&ids, config.batch_tokens, LlamaClassifier::logits))?;
+    let logits =
+        one_thread.install(|| classifier.batched(&ids, config.batch_tokens, LlamaClassifier::logits_on_device))?;
     let forward = start.elapsed().as_secs_f64();
 
     let start = Instant::now();
@@ -710,9 +711,15 @@ fn kernels_bench(
 ) -> anyhow::Result<()> {
     use thresher_classifiers::{Kernels, LlamaClassifier};
     let plain = LlamaClassifier::load_with_kernels(model, device, dtype, Kernels::Plain)?;
-    pool.install(|| plain.batched(&ids[..ids.len().min(64)], batch_tokens, LlamaClassifier::logits))?;
+    pool.install(|| {
+        plain.batched(
+            &ids[..ids.len().min(64)],
+            batch_tokens,
+            LlamaClassifier::logits_on_device,
+        )
+    })?;
     let start = Instant::now();
-    let logits = pool.install(|| plain.batched(ids, batch_tokens, LlamaClassifier::logits))?;
+    let logits = pool.install(|| plain.batched(ids, batch_tokens, LlamaClassifier::logits_on_device))?;
     let seconds = start.elapsed().as_secs_f64();
     let worst = logits
         .iter()

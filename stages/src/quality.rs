@@ -226,7 +226,7 @@ impl Quality {
                 tokens += ids.iter().map(|i| i.len() as u64).sum::<u64>();
                 let chunk_logits = self
                     .classifier
-                    .batched(&ids, self.config.batch_tokens, LlamaClassifier::logits)
+                    .batched(&ids, self.config.batch_tokens, LlamaClassifier::logits_on_device)
                     .map_err(|e| Error::Config {
                         kind: "quality",
                         message: e.to_string(),
