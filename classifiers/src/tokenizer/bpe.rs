@@ -7,10 +7,11 @@
 //! every token is reachable (e.g. the `bpe` crate, which checks this on load)
 //! cannot be used; this one follows the merge rule itself.
 
-use std::cell::RefCell;
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
+
+use super::piece_cache;
 
 pub struct BytePairEncoder {
     /// Tokens of up to 7 bytes (70% of Llama 3's), keyed by their bytes
@@ -28,27 +29,6 @@ pub struct BytePairEncoder {
     /// Owner tag of this encoder's entries in the per-thread cache.
     id: u64,
 }
-
-/// Pre-tokens repeat (words, spaces); remembering recent ones skips their
-/// merges. Per thread, bounded, and cleared when full.
-const CACHE_ENTRIES: usize = 1 << 16;
-/// Longer pre-tokens are not cached (rare, and they would crowd the cache).
-const CACHE_MAX_BYTES: usize = 32;
-
-/// Pre-token → ids, for the encoder whose `id` is `owner`.
-#[derive(Default)]
-struct PieceCache {
-    owner: u64,
-    ids: FxHashMap<Box<[u8]>, Box<[u32]>>,
-}
-
-thread_local! {
-    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache::default());
-}
-
-/// Distinguishes encoders, so that a thread serving two vocabularies never
-/// answers one from the other's cache.
-static NEXT_ENCODER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Up to 7 bytes and their length in a u64, built from overlapping loads
 /// (no memcpy): bytes that two loads both cover are the same bytes.
@@ -100,7 +80,7 @@ impl BytePairEncoder {
             mid_ranks,
             ranks,
             tokens,
-            id: NEXT_ENCODER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: piece_cache::owner_id(),
         }
     }
 
@@ -127,27 +107,7 @@ impl BytePairEncoder {
             out.push(rank);
             return;
         }
-        if piece.len() > CACHE_MAX_BYTES {
-            self.merge(piece, out);
-            return;
-        }
-        CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.owner != self.id {
-                cache.owner = self.id;
-                cache.ids.clear();
-            }
-            if let Some(ids) = cache.ids.get(piece) {
-                out.extend_from_slice(ids);
-                return;
-            }
-            let start = out.len();
-            self.merge(piece, out);
-            if cache.ids.len() >= CACHE_ENTRIES {
-                cache.ids.clear();
-            }
-            cache.ids.insert(piece.into(), out[start..].into());
-        });
+        piece_cache::encode_cached(self.id, piece, out, |out| self.merge(piece, out));
     }
 
     fn merge(&self, piece: &[u8], out: &mut Vec<u32>) {

@@ -32,6 +32,8 @@ use rustc_hash::FxHashSet;
 use serde_json::Value;
 use tokenizers::models::ModelWrapper;
 use tokenizers::utils::SysRegex;
+
+use super::piece_cache;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
 
 pub struct HuggingFaceEncoder {
@@ -40,6 +42,9 @@ pub struct HuggingFaceEncoder {
     cuts: Option<CutPoints>,
     /// The pre-tokenizer, run here, when it is one of the byte-level ones.
     byte_level: Option<ByteLevelPreTokenizer>,
+    /// This encoder's tag in the per-thread cache of pre-token ids; `None`
+    /// when the model is random (BPE dropout).
+    cache_owner: Option<u64>,
 }
 
 /// The GPT-2 pattern of `ByteLevel { use_regex: true }` (the crate's own).
@@ -273,10 +278,27 @@ impl HuggingFaceEncoder {
     pub fn new(tokenizer: tokenizers::Tokenizer, json: &[u8]) -> Self {
         let cuts = CutPoints::of(tokenizer.get_model());
         let byte_level = ByteLevelPreTokenizer::of(json, &tokenizer);
+        let random = matches!(tokenizer.get_model(), ModelWrapper::BPE(bpe) if bpe.dropout.is_some_and(|d| d > 0.0));
         Self {
             tokenizer,
             cuts,
             byte_level,
+            cache_owner: (!random).then(piece_cache::owner_id),
+        }
+    }
+
+    /// Appends the model's ids of one pre-token (or part of one).
+    fn encode_piece(&self, piece: &str, ids: &mut Vec<u32>) {
+        let encode = |ids: &mut Vec<u32>| {
+            let tokens = self.tokenizer.get_model().tokenize(piece);
+            // Encoding a valid &str cannot fail; an error here is a broken
+            // tokenizer.json, which loading catches.
+            let tokens = tokens.expect("tokenizers failed on valid UTF-8 text");
+            ids.extend(tokens.iter().map(|token| token.id));
+        };
+        match self.cache_owner {
+            Some(owner) => piece_cache::encode_cached(owner, piece.as_bytes(), ids, encode),
+            None => encode(ids),
         }
     }
 
@@ -302,18 +324,12 @@ impl HuggingFaceEncoder {
     /// The first `limit` ids of `Tokenizer::encode_fast(text, false)`, exactly
     /// (`usize::MAX`: all of them).
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
-        // Encoding a valid &str cannot fail; an error here is a broken
-        // tokenizer.json, which loading catches.
-        let broken = "tokenizers failed on valid UTF-8 text";
         let t = &self.tokenizer;
-        let model = t.get_model();
         if let Some(byte_level) = &self.byte_level {
             let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
             byte_level.for_each_pre_token(t, text, |pre_token| {
                 match pre_token {
-                    PreToken::Text(text) => {
-                        ids.extend(model.tokenize(text).expect(broken).iter().map(|token| token.id))
-                    }
+                    PreToken::Text(text) => self.encode_piece(text, &mut ids),
                     PreToken::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
                 }
                 ids.len() < limit
@@ -323,11 +339,12 @@ impl HuggingFaceEncoder {
         }
         let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
         if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
-            pre_tokenizer.pre_tokenize(&mut pieces).expect(broken);
+            let pre_tokenized = pre_tokenizer.pre_tokenize(&mut pieces);
+            pre_tokenized.expect("tokenizers failed on valid UTF-8 text");
         }
         let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
         let encode = |piece: &str, ids: &mut Vec<u32>| {
-            ids.extend(model.tokenize(piece).expect(broken).iter().map(|token| token.id));
+            self.encode_piece(piece, ids);
             ids.len() < limit
         };
         for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {

@@ -15,6 +15,7 @@ use base64::Engine;
 
 pub mod bpe;
 pub mod huggingface;
+mod piece_cache;
 pub mod pretokenize;
 
 use bpe::BytePairEncoder;
