@@ -402,7 +402,8 @@ mod tests {
     }
 
     /// Real text: every sentence file of the 75-language set whole (one
-    /// long line per sentence), code of many languages, and edge cases of
+    /// long line per sentence), code of many languages, raw crawl records
+    /// (WARC headers and HTML with \r\n, WET text), and edge cases of
     /// whitespace, unknown characters and emoji.
     fn texts() -> Vec<String> {
         let mut texts = Vec::new();
@@ -424,6 +425,14 @@ mod tests {
                     texts.push(text);
                 }
             }
+        }
+        for crawl in [
+            "commoncrawl-whirlwind/whirlwind.warc",
+            "commoncrawl-whirlwind/whirlwind.warc.wet",
+            "cc_net/sample.warc.wet.txt",
+        ] {
+            let bytes = std::fs::read(testdata().join("webcrawl").join(crawl)).unwrap();
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
         }
         texts.push("word ".repeat(300) + &"\n\n\t  ".repeat(50) + &"x".repeat(5000));
         texts.push("  leading and trailing spaces   ".repeat(20));
