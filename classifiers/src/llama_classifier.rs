@@ -629,11 +629,11 @@ impl LlamaClassifier {
                         v.forward(&x)
                     })?,
                 ));
-                let rows_of = |y: Tensor| y.reshape((rows, width, ()));
+                let by_row = |y: Tensor| y.reshape((rows, width, ()));
                 let (q, k, v) = (
-                    rows_of(q.forward(&x)?)?,
-                    rows_of(k.forward(&x)?)?,
-                    rows_of(v.forward(&x)?)?,
+                    by_row(q.forward(&x)?)?,
+                    by_row(k.forward(&x)?)?,
+                    by_row(v.forward(&x)?)?,
                 );
                 ops.push((
                     "attention",

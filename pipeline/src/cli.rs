@@ -300,8 +300,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BenchSuite::All)]
     pub suite: BenchSuite,
     /// Tokenizer to measure (default: TESTDATA/tokenizer/llama3-tokenizer.model;
-    /// the quality suite's early-stop comparison: Llama 3's tokenizer in both
-    /// forms and Llama 2's tokenizer.json).
+    /// the quality suite's early-stop comparison: the model's tokenizer,
+    /// Llama 3's in both forms and Llama 2's tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Reference tokenizer whose ids must match, timed on the first 10 MB

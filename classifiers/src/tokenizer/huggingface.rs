@@ -47,6 +47,10 @@ pub struct HuggingFaceEncoder {
     cache_owner: Option<u64>,
 }
 
+/// Encoding a valid &str cannot fail; an error is a broken tokenizer.json,
+/// which loading catches.
+const BROKEN: &str = "tokenizers failed on valid UTF-8 text";
+
 /// The GPT-2 pattern of `ByteLevel { use_regex: true }` (the crate's own).
 const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
@@ -69,19 +73,14 @@ struct ByteLevelPreTokenizer {
 }
 
 impl ByteLevelPreTokenizer {
-    /// Recognizes the two shapes in a tokenizer.json's `normalizer` and
-    /// `pre_tokenizer`; anything else is left to the crate.
-    fn of(json: &[u8], tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
-        #[derive(serde::Deserialize)]
-        struct Steps {
-            normalizer: Option<Value>,
-            pre_tokenizer: Option<Value>,
-        }
-        let steps: Steps = serde_json::from_slice(json).ok()?;
-        if steps.normalizer.is_some_and(|n| !n.is_null()) {
+    /// Recognizes the two shapes in the loaded tokenizer (its pre-tokenizer
+    /// as the crate serializes it: a `Sequence` keeps its parts private);
+    /// anything else is left to the crate.
+    fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
+        if tokenizer.get_normalizer().is_some() {
             return None;
         }
-        let pre_tokenizer = steps.pre_tokenizer?;
+        let pre_tokenizer = serde_json::to_value(tokenizer.get_pre_tokenizer()?).ok()?;
         let byte_level = |v: &Value| -> Option<(bool, bool)> {
             (v["type"] == "ByteLevel").then_some(())?;
             let flag = |key: &str, default: bool| match &v[key] {
@@ -212,6 +211,12 @@ struct CutPoints {
     single: FxHashSet<char>,
 }
 
+/// Whether the model is a BPE with dropout: its merges are random, so a
+/// piece's ids depend on more than the piece.
+fn merges_at_random(model: &ModelWrapper) -> bool {
+    matches!(model, ModelWrapper::BPE(bpe) if bpe.dropout.is_some_and(|d| d > 0.0))
+}
+
 /// Pre-tokens shorter than this are encoded whole: cutting would not pay.
 const CUT_ABOVE_BYTES: usize = 64;
 
@@ -224,7 +229,7 @@ impl CutPoints {
         let ModelWrapper::BPE(bpe) = model else {
             return None;
         };
-        let plain = bpe.dropout.is_none_or(|d| d == 0.0)
+        let plain = !merges_at_random(model)
             && bpe.continuing_subword_prefix.is_none()
             && bpe.end_of_word_suffix.is_none()
             && !bpe.ignore_merges;
@@ -273,27 +278,22 @@ impl CutPoints {
 }
 
 impl HuggingFaceEncoder {
-    /// `json`: the tokenizer.json the tokenizer was read from (the crate
-    /// keeps some of its pre-tokenizer settings private).
-    pub fn new(tokenizer: tokenizers::Tokenizer, json: &[u8]) -> Self {
+    pub fn new(tokenizer: tokenizers::Tokenizer) -> Self {
         let cuts = CutPoints::of(tokenizer.get_model());
-        let byte_level = ByteLevelPreTokenizer::of(json, &tokenizer);
-        let random = matches!(tokenizer.get_model(), ModelWrapper::BPE(bpe) if bpe.dropout.is_some_and(|d| d > 0.0));
+        let byte_level = ByteLevelPreTokenizer::of(&tokenizer);
+        let cache_owner = (!merges_at_random(tokenizer.get_model())).then(piece_cache::owner_id);
         Self {
             tokenizer,
             cuts,
             byte_level,
-            cache_owner: (!random).then(piece_cache::owner_id),
+            cache_owner,
         }
     }
 
     /// Appends the model's ids of one pre-token (or part of one).
     fn encode_piece(&self, piece: &str, ids: &mut Vec<u32>) {
         let encode = |ids: &mut Vec<u32>| {
-            let tokens = self.tokenizer.get_model().tokenize(piece);
-            // Encoding a valid &str cannot fail; an error here is a broken
-            // tokenizer.json, which loading catches.
-            let tokens = tokens.expect("tokenizers failed on valid UTF-8 text");
+            let tokens = self.tokenizer.get_model().tokenize(piece).expect(BROKEN);
             ids.extend(tokens.iter().map(|token| token.id));
         };
         match self.cache_owner {
@@ -314,9 +314,9 @@ impl HuggingFaceEncoder {
 
     /// `Tokenizer::encode_fast(text, false)`'s ids: the reference.
     pub fn encode_by_crate(&self, text: &str) -> Vec<u32> {
-        let encoding = self.tokenizer.encode_fast(text, false);
-        encoding
-            .expect("tokenizers failed on valid UTF-8 text")
+        self.tokenizer
+            .encode_fast(text, false)
+            .expect(BROKEN)
             .get_ids()
             .to_vec()
     }
@@ -339,8 +339,7 @@ impl HuggingFaceEncoder {
         }
         let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
         if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
-            let pre_tokenized = pre_tokenizer.pre_tokenize(&mut pieces);
-            pre_tokenized.expect("tokenizers failed on valid UTF-8 text");
+            pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
         }
         let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
         let encode = |piece: &str, ids: &mut Vec<u32>| {
@@ -383,7 +382,7 @@ mod tests {
     fn from_json(json: &[u8]) -> HuggingFaceEncoder {
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(json).unwrap();
         tokenizer.set_encode_special_tokens(true);
-        HuggingFaceEncoder::new(tokenizer, json)
+        HuggingFaceEncoder::new(tokenizer)
     }
 
     /// `encode_first` against the crate, whole and at many limits.

@@ -108,7 +108,7 @@ impl TextTokenizer {
             .collect();
         Ok(Self {
             vocab_size: tokenizer.get_vocab_size(true),
-            engine: Engine_::HuggingFace(Box::new(HuggingFaceEncoder::new(tokenizer, bytes))),
+            engine: Engine_::HuggingFace(Box::new(HuggingFaceEncoder::new(tokenizer))),
             specials,
         })
     }
@@ -177,31 +177,22 @@ impl TextTokenizer {
 
     /// Token ids of `text`, with no special tokens added.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        match &self.engine {
-            Engine_::HuggingFace(t) => t.encode_first(text, usize::MAX),
-            Engine_::Tiktoken(bpe) => {
-                let mut ids = Vec::with_capacity(text.len() / 3);
-                for piece in pretokenize::pretokenize(text) {
-                    bpe.encode_piece(piece.as_bytes(), &mut ids);
-                }
-                ids
-            }
-        }
+        self.encode_first(text, usize::MAX)
     }
 
     /// The first `limit` ids of [`TextTokenizer::encode`], exactly. Both
     /// engines stop after the pre-token that reaches `limit`: each pre-token
     /// is encoded on its own, so the ids before it are final, and scoring 512
     /// tokens of a 100 KB page costs 512 tokens of BPE, not 25,000. A
-    /// `tokenizer.json` still normalizes and pre-tokenizes the whole text (its
-    /// normalizers and split patterns may look ahead, so a cut text could
-    /// split differently); its model, the costly part, stops early, also
-    /// within one long pre-token ([`huggingface`]).
+    /// `tokenizer.json` with a byte-level pre-tokenizer also stops
+    /// pre-tokenizing there, and one with none cuts a document's single piece
+    /// where no merge crosses; other shapes normalize and pre-tokenize the
+    /// whole text first ([`huggingface`]).
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         match &self.engine {
             Engine_::HuggingFace(t) => t.encode_first(text, limit),
             Engine_::Tiktoken(bpe) => {
-                let mut ids = Vec::with_capacity(limit.min(text.len()) + 16);
+                let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
                 for piece in pretokenize::pretokenize(text) {
                     if ids.len() >= limit {
                         break;
