@@ -107,7 +107,10 @@ impl BytePairEncoder {
             out.push(rank);
             return;
         }
-        piece_cache::encode_cached(self.id, piece, out, |out| self.merge(piece, out));
+        piece_cache::encode_cached(self.id, piece, out, |out| {
+            self.merge(piece, out);
+            true
+        });
     }
 
     fn merge(&self, piece: &[u8], out: &mut Vec<u32>) {

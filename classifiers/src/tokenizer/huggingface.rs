@@ -1,23 +1,23 @@
-//! A Hugging Face `tokenizer.json`, encoded by the `tokenizers` crate one
-//! piece at a time so that it can stop early and exactly.
+//! A Hugging Face `tokenizer.json`, encoded with the `tokenizers` crate's
+//! loaded parts but in thresher's own order, so that it can stop early, and
+//! with the crate's ids exactly.
 //!
 //! `Tokenizer::encode` runs added tokens → normalizer → pre-tokenizer → model
-//! → post-processor. The model (BPE) is the costly step, and it works on each
-//! pre-token on its own, so the ids of the pre-tokens before a cut are final:
+//! → post-processor. The model (BPE) works on each pre-token on its own, so
+//! the ids of the pre-tokens before a cut are final:
 //! [`HuggingFaceEncoder::encode_first`] stops after the pre-token that
 //! reaches the limit.
 //!
 //! Tokenizers converted from SentencePiece (Llama 2, Mistral, the bundled
 //! demo) have no pre-tokenizer: a whole document is one "pre-token", and BPE
-//! over 10 KB in one piece can neither stop early nor use the crate's word
-//! cache. Such a piece is cut where no merge can reach across: BPE only ever
+//! over 10 KB in one piece can neither stop early nor use a cache of words.
+//! Such a piece is cut where no merge can reach across: BPE only ever
 //! merges two neighbouring symbols into a token of the vocabulary whose text
 //! is theirs joined, so between characters `a` and `b` that sit next to each
 //! other in no vocabulary token, no merge happens, and the two sides encode
 //! independently (each side's merges come in the same order as in the whole,
-//! by rank and then position). The result is the crate's own, id for id; a
-//! test checks it against `Tokenizer::encode_fast` on real text of 75
-//! languages, code, and tokenizers of both kinds.
+//! by rank and then position). Their normalizer (`Prepend("▁")`,
+//! `Replace(" ", "▁")`) runs as plain string edits ([`StringEdits`]).
 //!
 //! The crate also normalizes and pre-tokenizes the whole text before its
 //! model starts, building offset tables as it goes; for Llama 3's
@@ -25,15 +25,28 @@
 //! 512 tokens are wanted. The two byte-level pre-tokenizers modern
 //! checkpoints ship (a regex `Split` then `ByteLevel`, as Llama 3 and Qwen;
 //! or `ByteLevel` with its own GPT-2 regex) are therefore run here, lazily:
-//! the same regex engine finds the same pieces left to right, each is mapped
-//! to byte-level characters and encoded, and the search stops with the ids.
+//! the same regex engine finds the same pieces left to right (Llama 3's
+//! pattern by thresher's hand-written splitter, held to the regex engine on
+//! every code point), and the search stops with the ids.
+//!
+//! A plain BPE model itself runs here too ([`MergeListBpe`]): the crate's
+//! merge rule over its merge list, on raw bytes for a byte-level vocabulary,
+//! without the crate's `String` per token. Anything else (WordPiece,
+//! Unigram, BPE dropout, other normalizers) is the crate's own code.
+//!
+//! The result is the crate's own, id for id: tests check it against
+//! `Tokenizer::encode_fast` on real text of 75 languages, code and crawl
+//! records, for each shape above.
 
 use rustc_hash::FxHashSet;
 use serde_json::Value;
 use tokenizers::models::ModelWrapper;
 use tokenizers::utils::SysRegex;
 
+use super::merges::MergeListBpe;
 use super::piece_cache;
+use super::pretokenize::pretokenize;
+use super::LLAMA3_PATTERN;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
 
 pub struct HuggingFaceEncoder {
@@ -42,6 +55,12 @@ pub struct HuggingFaceEncoder {
     cuts: Option<CutPoints>,
     /// The pre-tokenizer, run here, when it is one of the byte-level ones.
     byte_level: Option<ByteLevelPreTokenizer>,
+    /// The BPE model, run here, when it is a plain one; it reads raw bytes
+    /// when `byte_level` is set, else the text the crate pre-tokenized.
+    merge_list: Option<MergeListBpe>,
+    /// The normalizer as string edits, when the text reaches the model as
+    /// one piece and the normalizer is made of such edits.
+    string_edits: Option<StringEdits>,
     /// This encoder's tag in the per-thread cache of pre-token ids; `None`
     /// when the model is random (BPE dropout).
     cache_owner: Option<u64>,
@@ -58,7 +77,7 @@ const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{
 /// `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
 /// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`.
 struct ByteLevelPreTokenizer {
-    regex: SysRegex,
+    splitter: Splitter,
     /// `ByteLevel`'s `add_prefix_space`: a space before each piece it sees
     /// that does not start with one.
     prefix_space: bool,
@@ -122,7 +141,7 @@ impl ByteLevelPreTokenizer {
             };
         }
         Some(Self {
-            regex: SysRegex::new(&pattern).ok()?,
+            splitter: Splitter::new(&pattern)?,
             prefix_space,
             split_first,
             added_tokens: tokenizer.get_added_tokens_decoder().values().any(|t| !t.special),
@@ -138,7 +157,7 @@ impl ByteLevelPreTokenizer {
         text: &str,
         mut encode: impl FnMut(PreToken) -> bool,
     ) {
-        let mut mapped = String::new();
+        let mut spaced = Vec::new();
         let mut with_space = String::new();
         // One piece of text: the regex's pieces, and ByteLevel's turn.
         let mut split = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
@@ -154,26 +173,18 @@ impl ByteLevelPreTokenizer {
             } else {
                 piece
             };
-            let mut emit = |pre_token: &str| -> bool {
+            self.splitter.for_each_split(piece, |pre_token: &str| -> bool {
                 if pre_token.is_empty() {
                     return true;
                 }
-                mapped.clear();
                 if self.split_first && self.prefix_space && !pre_token.starts_with(' ') {
-                    mapped.push(self.byte_chars[b' ' as usize]);
+                    spaced.clear();
+                    spaced.push(b' ');
+                    spaced.extend_from_slice(pre_token.as_bytes());
+                    return encode(PreToken::Bytes(&spaced));
                 }
-                mapped.extend(pre_token.bytes().map(|b| self.byte_chars[b as usize]));
-                encode(PreToken::Text(&mapped))
-            };
-            // `Isolated`: the matches and the text between them, in order.
-            let mut previous = 0;
-            for (start, end) in self.regex.find_iter(piece) {
-                if !emit(&piece[previous..start]) || !emit(&piece[start..end]) {
-                    return false;
-                }
-                previous = end;
-            }
-            emit(&piece[previous..])
+                encode(PreToken::Bytes(pre_token.as_bytes()))
+            })
         };
         if !self.added_tokens {
             split(text, &mut encode);
@@ -194,11 +205,120 @@ impl ByteLevelPreTokenizer {
     }
 }
 
+/// How [`ByteLevelPreTokenizer`] finds its pieces.
+enum Splitter {
+    /// The crate's regex engine, for any pattern.
+    Regex(SysRegex),
+    /// Llama 3's (= cl100k's) pattern, by thresher's hand-written splitter
+    /// ([`pretokenize`]); a test holds it to the regex engine on every
+    /// code point.
+    Llama3,
+}
+
+impl Splitter {
+    fn new(pattern: &str) -> Option<Self> {
+        if pattern == LLAMA3_PATTERN {
+            return Some(Self::Llama3);
+        }
+        SysRegex::new(pattern).ok().map(Self::Regex)
+    }
+
+    /// Calls `emit` with the matches and the text between them, in order
+    /// (`Isolated`), until it returns false; false then.
+    fn for_each_split(&self, text: &str, mut emit: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            Self::Regex(regex) => {
+                let mut previous = 0;
+                for (start, end) in regex.find_iter(text) {
+                    if !emit(&text[previous..start]) || !emit(&text[start..end]) {
+                        return false;
+                    }
+                    previous = end;
+                }
+                emit(&text[previous..])
+            }
+            // The pattern matches every character: nothing lies between.
+            Self::Llama3 => pretokenize(text).all(emit),
+        }
+    }
+}
+
 /// What [`ByteLevelPreTokenizer`] hands on: text for the model, or an
 /// added token the crate has already resolved.
 enum PreToken<'a> {
-    Text(&'a str),
+    /// A pre-token's raw bytes, before `ByteLevel` maps them to characters.
+    Bytes(&'a [u8]),
     Added(&'a [tokenizers::Token]),
+}
+
+/// A normalizer made of `Prepend` and literal `Replace` steps, the shape
+/// SentencePiece conversions ship (Llama 2, Mistral: `Prepend("▁")`, then
+/// `Replace(" ", "▁")`), applied as plain string edits. The crate's
+/// `NormalizedString` keeps an offset pair per byte through each step, which
+/// costs more than the BPE of the 512 tokens a scorer wants.
+struct StringEdits {
+    steps: Vec<StringEdit>,
+}
+
+enum StringEdit {
+    /// Before a non-empty text.
+    Prepend(String),
+    /// Every non-overlapping occurrence, left to right.
+    Replace { pattern: String, content: String },
+}
+
+impl StringEdits {
+    /// Only when the text reaches the model as one piece: no pre-tokenizer,
+    /// and no added token that the crate looks for in the text (special
+    /// tokens are plain text here).
+    fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
+        let text_added_tokens = tokenizer.get_added_tokens_decoder().values().any(|t| !t.special);
+        if tokenizer.get_pre_tokenizer().is_some() || text_added_tokens {
+            return None;
+        }
+        let Some(normalizer) = tokenizer.get_normalizer() else {
+            return Some(Self { steps: Vec::new() });
+        };
+        let normalizer = serde_json::to_value(normalizer).ok()?;
+        let step = |v: &Value| -> Option<StringEdit> {
+            match v["type"].as_str()? {
+                "Prepend" => Some(StringEdit::Prepend(v["prepend"].as_str()?.to_string())),
+                "Replace" => {
+                    let pattern = v["pattern"]["String"].as_str()?.to_string();
+                    (!pattern.is_empty()).then(|| StringEdit::Replace {
+                        pattern,
+                        content: v["content"].as_str().unwrap_or_default().to_string(),
+                    })
+                }
+                _ => None,
+            }
+        };
+        let steps = match normalizer["type"].as_str()? {
+            "Sequence" => normalizer["normalizers"]
+                .as_array()?
+                .iter()
+                .map(step)
+                .collect::<Option<Vec<_>>>()?,
+            _ => vec![step(&normalizer)?],
+        };
+        Some(Self { steps })
+    }
+
+    fn apply<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut text = std::borrow::Cow::Borrowed(text);
+        for step in &self.steps {
+            match step {
+                StringEdit::Prepend(prefix) if !text.is_empty() => text = format!("{prefix}{text}").into(),
+                StringEdit::Prepend(_) => {}
+                StringEdit::Replace { pattern, content } => {
+                    if text.contains(pattern.as_str()) {
+                        text = text.replace(pattern.as_str(), content).into();
+                    }
+                }
+            }
+        }
+        text
+    }
 }
 
 /// Character pairs no vocabulary token contains, for an eligible BPE.
@@ -281,25 +401,74 @@ impl HuggingFaceEncoder {
     pub fn new(tokenizer: tokenizers::Tokenizer) -> Self {
         let cuts = CutPoints::of(tokenizer.get_model());
         let byte_level = ByteLevelPreTokenizer::of(&tokenizer);
+        let merge_list = match tokenizer.get_model() {
+            ModelWrapper::BPE(bpe) => MergeListBpe::of(bpe, byte_level.as_ref().map(|b| &b.byte_chars)),
+            _ => None,
+        };
         let cache_owner = (!merges_at_random(tokenizer.get_model())).then(piece_cache::owner_id);
+        let string_edits = StringEdits::of(&tokenizer);
         Self {
             tokenizer,
             cuts,
             byte_level,
+            merge_list,
+            string_edits,
             cache_owner,
         }
     }
 
-    /// Appends the model's ids of one pre-token (or part of one).
+    /// Appends the model's ids of one pre-token (or part of one), as the
+    /// crate's pre-tokenizer hands it on.
     fn encode_piece(&self, piece: &str, ids: &mut Vec<u32>) {
+        if let Some(merge_list) = &self.merge_list {
+            // A character without a token falls through to the crate.
+            if merge_list.encode(piece.as_bytes(), ids) {
+                return;
+            }
+        }
         let encode = |ids: &mut Vec<u32>| {
             let tokens = self.tokenizer.get_model().tokenize(piece).expect(BROKEN);
             ids.extend(tokens.iter().map(|token| token.id));
+            true
         };
         match self.cache_owner {
             Some(owner) => piece_cache::encode_cached(owner, piece.as_bytes(), ids, encode),
             None => encode(ids),
+        };
+    }
+
+    /// Appends the ids of one pre-token that [`ByteLevelPreTokenizer`]
+    /// found, given as raw bytes.
+    fn encode_bytes(&self, byte_level: &ByteLevelPreTokenizer, piece: &[u8], ids: &mut Vec<u32>) {
+        match &self.merge_list {
+            // Every byte has a token (checked at load): never unknown.
+            Some(merge_list) => {
+                merge_list.encode(piece, ids);
+            }
+            None => {
+                // The characters `ByteLevel` would have made of the bytes.
+                let mapped: String = piece.iter().map(|&b| byte_level.byte_chars[b as usize]).collect();
+                let encode = |ids: &mut Vec<u32>| {
+                    let tokens = self.tokenizer.get_model().tokenize(&mapped).expect(BROKEN);
+                    ids.extend(tokens.iter().map(|token| token.id));
+                    true
+                };
+                match self.cache_owner {
+                    Some(owner) => piece_cache::encode_cached(owner, piece, ids, encode),
+                    None => encode(ids),
+                };
+            }
         }
+    }
+
+    /// Whether the normalizer runs here, as string edits (see [`StringEdits`]).
+    pub fn normalizes_here(&self) -> bool {
+        self.string_edits.is_some()
+    }
+
+    /// Whether the BPE model runs here (see [`MergeListBpe`]).
+    pub fn merges_here(&self) -> bool {
+        self.merge_list.is_some()
     }
 
     /// Whether the pre-tokenizer runs here, lazily (see the module).
@@ -329,7 +498,7 @@ impl HuggingFaceEncoder {
             let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
             byte_level.for_each_pre_token(t, text, |pre_token| {
                 match pre_token {
-                    PreToken::Text(text) => self.encode_piece(text, &mut ids),
+                    PreToken::Bytes(piece) => self.encode_bytes(byte_level, piece, &mut ids),
                     PreToken::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
                 }
                 ids.len() < limit
@@ -337,32 +506,40 @@ impl HuggingFaceEncoder {
             ids.truncate(limit);
             return ids;
         }
+        let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
+        if let Some(edits) = &self.string_edits {
+            self.encode_text_piece(&edits.apply(text), limit, &mut ids);
+            ids.truncate(limit);
+            return ids;
+        }
         let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
         if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
             pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
         }
-        let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
-        let encode = |piece: &str, ids: &mut Vec<u32>| {
-            self.encode_piece(piece, ids);
-            ids.len() < limit
-        };
         for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
             if ids.len() >= limit {
                 break;
             }
-            match (tokens, &self.cuts) {
+            match tokens {
                 // An added token, already resolved.
-                (Some(tokens), _) => ids.extend(tokens.iter().map(|token| token.id)),
-                (None, Some(cuts)) if piece.len() > CUT_ABOVE_BYTES => {
-                    cuts.for_each_piece(piece, |part| encode(part, &mut ids))
-                }
-                (None, _) => {
-                    encode(piece, &mut ids);
-                }
+                Some(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
+                None => self.encode_text_piece(piece, limit, &mut ids),
             }
         }
         ids.truncate(limit);
         ids
+    }
+
+    /// Appends the ids of one piece of normalized, pre-tokenized text, cut
+    /// where no merge crosses when it is long, until there are `limit`.
+    fn encode_text_piece(&self, piece: &str, limit: usize, ids: &mut Vec<u32>) {
+        match &self.cuts {
+            Some(cuts) if piece.len() > CUT_ABOVE_BYTES => cuts.for_each_piece(piece, |part| {
+                self.encode_piece(part, ids);
+                ids.len() < limit
+            }),
+            _ => self.encode_piece(piece, ids),
+        }
     }
 }
 
@@ -455,6 +632,7 @@ mod tests {
         );
         assert!(!llama3.cuts_pieces(), "Llama 3's BPE ignores merges for whole words");
         assert!(llama3.pre_tokenizes_lazily());
+        assert!(llama2.merges_here() && llama3.merges_here(), "both BPEs are plain");
         let texts = texts();
         assert!(texts.len() > 80);
         assert_encodes_as_the_crate(&llama2, &texts);
@@ -492,19 +670,69 @@ mod tests {
                 json["pre_tokenizer"] = shape.clone();
                 if plain_added_token {
                     json["added_tokens"][0]["special"] = Value::Bool(false);
+                    // Whole words go through the merges too.
+                    json["model"]["ignore_merges"] = Value::Bool(false);
                 }
                 let encoder = from_json(&serde_json::to_vec(&json).unwrap());
-                assert!(encoder.pre_tokenizes_lazily(), "shape {i}");
+                assert!(encoder.pre_tokenizes_lazily() && encoder.merges_here(), "shape {i}");
                 assert_encodes_as_the_crate(&encoder, &texts);
                 if plain_added_token {
                     assert!(encoder.encode_first("a<|begin_of_text|>", 9).contains(&128000));
                 }
             }
         }
-        // A normalizer before the pre-tokenizer: left to the crate.
+        // A normalizer before the pre-tokenizer: the crate pre-tokenizes,
+        // and thresher's merges read the characters `ByteLevel` mapped to.
         let mut json = json.clone();
         json["normalizer"] = serde_json::json!({"type": "NFC"});
-        assert!(!from_json(&serde_json::to_vec(&json).unwrap()).pre_tokenizes_lazily());
+        let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+        assert!(!encoder.pre_tokenizes_lazily() && encoder.merges_here());
+        assert_encodes_as_the_crate(&encoder, &texts);
+    }
+
+    /// SentencePiece conversions whose whole text is one piece: their
+    /// normalizer of `Prepend` and `Replace` steps runs here as string
+    /// edits, in several shapes made from Llama 2's file (whose own added
+    /// tokens that are not special keep it on the crate's path), and in the
+    /// bundled demo classifier's file.
+    #[test]
+    fn string_edit_normalizers_encode_as_the_crate() {
+        let path = testdata().join("tokenizer/llama2-hf-tokenizer.dolma-test.json");
+        assert!(
+            !load(&path).normalizes_here(),
+            "added tokens in the text: the crate's path"
+        );
+        let mut json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        json["added_tokens"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| t["special"] == true);
+        let prepend = serde_json::json!({"type": "Prepend", "prepend": "▁"});
+        let replace = serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
+        let replace_two = serde_json::json!({"type": "Replace", "pattern": {"String": "  "}, "content": "x"});
+        let shapes = [
+            json["normalizer"].clone(),
+            serde_json::json!({"type": "Sequence", "normalizers": [replace, prepend]}),
+            serde_json::json!({"type": "Sequence", "normalizers": [replace_two, replace, prepend]}),
+            prepend.clone(),
+            replace.clone(),
+            Value::Null,
+        ];
+        let mut texts = texts();
+        texts.truncate(10);
+        texts.extend(["", " ", "x", "  two spaces", "▁ already ▁▁ there", "   "].map(String::from));
+        for shape in shapes {
+            let mut json = json.clone();
+            json["normalizer"] = shape.clone();
+            let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+            assert!(encoder.normalizes_here() && encoder.cuts_pieces(), "{shape}");
+            assert_encodes_as_the_crate(&encoder, &texts);
+        }
+        json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [prepend, {"type": "NFKC"}]});
+        assert!(!from_json(&serde_json::to_vec(&json).unwrap()).normalizes_here());
+        let demo = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/demo-quality/tokenizer.json"));
+        assert!(demo.normalizes_here() && demo.merges_here());
+        assert_encodes_as_the_crate(&demo, &texts);
     }
 
     /// A BPE whose merges cross the word separator: the pieces must not be

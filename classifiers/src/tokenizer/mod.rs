@@ -15,6 +15,7 @@ use base64::Engine;
 
 pub mod bpe;
 pub mod huggingface;
+mod merges;
 mod piece_cache;
 pub mod pretokenize;
 

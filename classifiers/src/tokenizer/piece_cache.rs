@@ -34,11 +34,17 @@ pub(crate) fn owner_id() -> u64 {
 
 /// Appends the ids of `piece` to `out`: from this thread's cache when
 /// `owner` put them there, else from `encode` (which appends them), keeping
-/// them for next time. `encode` must depend on `piece` alone.
-pub(crate) fn encode_cached(owner: u64, piece: &[u8], out: &mut Vec<u32>, encode: impl FnOnce(&mut Vec<u32>)) {
+/// them for next time. `encode` must depend on `piece` alone; when it
+/// returns false (it could not encode the piece and appended nothing),
+/// nothing is kept and this returns false.
+pub(crate) fn encode_cached(
+    owner: u64,
+    piece: &[u8],
+    out: &mut Vec<u32>,
+    encode: impl FnOnce(&mut Vec<u32>) -> bool,
+) -> bool {
     if piece.len() > CACHE_MAX_BYTES {
-        encode(out);
-        return;
+        return encode(out);
     }
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -48,13 +54,16 @@ pub(crate) fn encode_cached(owner: u64, piece: &[u8], out: &mut Vec<u32>, encode
         }
         if let Some(ids) = cache.ids.get(piece) {
             out.extend_from_slice(ids);
-            return;
+            return true;
         }
         let start = out.len();
-        encode(out);
+        if !encode(out) {
+            return false;
+        }
         if cache.ids.len() >= CACHE_ENTRIES {
             cache.ids.clear();
         }
         cache.ids.insert(piece.into(), out[start..].into());
-    });
+        true
+    })
 }

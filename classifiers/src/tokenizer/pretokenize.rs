@@ -223,3 +223,76 @@ mod tests {
         assert_eq!(split(""), Vec::<&str>::new());
     }
 }
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use tokenizers::utils::SysRegex;
+
+    /// The classes must be the regex engine's own, for every code point:
+    /// the tokenizers crate (onig) is the reference a `tokenizer.json` is
+    /// held to, and a rare letter classed otherwise would split differently.
+    #[test]
+    fn every_code_point_is_classed_as_the_regex_engine_does() {
+        let letter = SysRegex::new(r"\A\p{L}\z").unwrap();
+        let number = SysRegex::new(r"\A\p{N}\z").unwrap();
+        let space = SysRegex::new(r"\A\s\z").unwrap();
+        let mut differing = Vec::new();
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let s = c.encode_utf8(&mut buf);
+            let matches = |re: &SysRegex| re.find_iter(s).next().is_some();
+            let expected = if matches(&letter) {
+                Class::Letter
+            } else if matches(&number) {
+                Class::Number
+            } else if matches(&space) {
+                if c == '\r' || c == '\n' {
+                    Class::Newline
+                } else {
+                    Class::Space
+                }
+            } else {
+                Class::Other
+            };
+            if class(c) != expected {
+                differing.push((c as u32, class(c), expected));
+            }
+        }
+        assert!(
+            differing.is_empty(),
+            "{} code points differ, first: {:x?}",
+            differing.len(),
+            &differing[..differing.len().min(20)]
+        );
+    }
+
+    /// The whole split against the regex engine's, on every code point in
+    /// the places where the pattern's alternatives meet: after an
+    /// apostrophe (contractions fold case: `ſ` is `s`), before and after
+    /// letters, digits, spaces and newlines.
+    #[test]
+    fn every_code_point_splits_as_the_regex_engine_does() {
+        let regex = SysRegex::new(crate::tokenizer::LLAMA3_PATTERN).unwrap();
+        let by_regex =
+            |text: &str| -> Vec<String> { regex.find_iter(text).map(|(a, b)| text[a..b].to_string()).collect() };
+        let mut checked = 0;
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            for text in [
+                format!("'{c}"),
+                format!("'{c}e"),
+                format!("'{c}L"),
+                format!("'l{c}"),
+                format!("a{c}1"),
+                format!(" {c}b"),
+                format!("1{c}\n"),
+                format!("x \t{c} "),
+            ] {
+                let ours: Vec<&str> = pretokenize(&text).collect();
+                assert_eq!(ours, by_regex(&text), "{text:?} (U+{:04X})", c as u32);
+                checked += 1;
+            }
+        }
+        assert!(checked > 8_000_000);
+    }
+}

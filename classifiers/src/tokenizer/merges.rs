@@ -1,0 +1,371 @@
+//! A `tokenizer.json`'s BPE model, applied by thresher as the `tokenizers`
+//! crate applies it, id for id, but without the crate's per-token `String`s,
+//! offsets and locked cache.
+//!
+//! The crate's rule (`Word::merge_all`): a pre-token starts as one symbol per
+//! character (its token, or its bytes' `<0xXX>` tokens under byte fallback);
+//! then, repeatedly, of the neighbouring pairs that the merge list holds, the
+//! one with the lowest merge rank is merged, the leftmost on a tie, into the
+//! token the list names. This differs from tiktoken's rule ([`super::bpe`]),
+//! which merges any pair whose joined bytes are a token, ranked by that
+//! token's id: the list may lack a pair whose join is a token.
+//!
+//! Only the plain model is taken: no dropout (random merges), no word prefix
+//! or suffix. A character with neither a token nor byte fallback (the crate's
+//! unknown token, which it may fuse with neighbours) is left to the crate.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+use tokenizers::models::bpe::BPE;
+
+use super::piece_cache;
+
+/// How a pre-token's text becomes the first symbols.
+enum Symbols {
+    /// Byte-level vocabularies (GPT-2, Llama 3, Qwen): the pre-token's raw
+    /// bytes, each the token of the character that stands for it.
+    Bytes([u32; 256]),
+    /// Vocabularies of characters (SentencePiece conversions: Llama 2,
+    /// Mistral): each character's token, or with byte fallback its UTF-8
+    /// bytes' `<0xXX>` tokens.
+    Chars {
+        single: FxHashMap<char, u32>,
+        byte_fallback: Option<[u32; 256]>,
+    },
+}
+
+pub(crate) struct MergeListBpe {
+    /// (left id, right id), packed → (merge rank, merged id).
+    pairs: FxHashMap<u64, (u32, u32)>,
+    symbols: Symbols,
+    /// `ignore_merges`: a pre-token that is a token whole is that token.
+    /// Keyed by the input's bytes (raw bytes for a byte-level vocabulary).
+    whole: Option<FxHashMap<Box<[u8]>, u32>>,
+    /// This model's tag in the per-thread cache of pre-token ids.
+    cache_owner: u64,
+}
+
+#[inline]
+fn pair_key(left: u32, right: u32) -> u64 {
+    (left as u64) << 32 | right as u64
+}
+
+/// No pair: sorts after every real rank.
+const NO_MERGE: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// Symbol runs up to this long are merged by scanning; longer ones with a heap.
+const SCAN_UP_TO: usize = 64;
+
+impl MergeListBpe {
+    /// The model as the crate loaded it. `byte_chars`: for a byte-level
+    /// vocabulary, the character that stands for each byte; `None` reads
+    /// characters as they are. `None` when the model is not plain, or a
+    /// byte-level vocabulary lacks a byte.
+    pub(crate) fn of(bpe: &BPE, byte_chars: Option<&[char; 256]>) -> Option<Self> {
+        let plain = bpe.dropout.is_none_or(|d| d == 0.0)
+            && bpe.continuing_subword_prefix.is_none()
+            && bpe.end_of_word_suffix.is_none();
+        if !plain {
+            return None;
+        }
+        let vocab = tokenizers::Model::get_vocab(bpe);
+        // The crate keeps its merge map private; its serialization lists
+        // the pairs by rank, and only their order matters.
+        let serialized = serde_json::to_value(bpe).ok()?;
+        let merges = serialized["merges"].as_array()?;
+        let mut pairs = FxHashMap::with_capacity_and_hasher(merges.len(), Default::default());
+        for (rank, merge) in merges.iter().enumerate() {
+            let (left, right) = match merge {
+                Value::Array(pair) => (pair.first()?.as_str()?, pair.get(1)?.as_str()?),
+                Value::String(pair) => pair.split_once(' ')?,
+                _ => return None,
+            };
+            let merged = vocab.get(&format!("{left}{right}"))?;
+            pairs.insert(pair_key(*vocab.get(left)?, *vocab.get(right)?), (rank as u32, *merged));
+        }
+        let byte_of: FxHashMap<char, u8> = byte_chars
+            .iter()
+            .flat_map(|chars| chars.iter().enumerate().map(|(byte, &c)| (c, byte as u8)))
+            .collect();
+        // The bytes a token stands for, in the input's terms.
+        let input_bytes = |token: &str| -> Option<Vec<u8>> {
+            match byte_chars {
+                Some(_) => token.chars().map(|c| byte_of.get(&c).copied()).collect(),
+                None => Some(token.as_bytes().to_vec()),
+            }
+        };
+        let symbols = match byte_chars {
+            Some(chars) => {
+                let mut ids = [0u32; 256];
+                for (byte, c) in chars.iter().enumerate() {
+                    ids[byte] = *vocab.get(c.to_string().as_str())?;
+                }
+                Symbols::Bytes(ids)
+            }
+            None => {
+                let single = vocab
+                    .iter()
+                    .filter_map(|(token, &id)| {
+                        let mut chars = token.chars();
+                        let c = chars.next()?;
+                        chars.next().is_none().then_some((c, id))
+                    })
+                    .collect();
+                // All 256 `<0xXX>` tokens, or none used: the crate falls to
+                // the unknown token when one is missing, which is left to it.
+                let byte_fallback = bpe.byte_fallback.then(|| -> Option<[u32; 256]> {
+                    let mut ids = [0u32; 256];
+                    for (byte, id) in ids.iter_mut().enumerate() {
+                        *id = *vocab.get(&format!("<0x{byte:02X}>"))?;
+                    }
+                    Some(ids)
+                });
+                Symbols::Chars {
+                    single,
+                    byte_fallback: byte_fallback.flatten(),
+                }
+            }
+        };
+        let whole = bpe.ignore_merges.then(|| {
+            vocab
+                .iter()
+                .filter_map(|(token, &id)| Some((input_bytes(token)?.into_boxed_slice(), id)))
+                .collect()
+        });
+        Some(Self {
+            pairs,
+            symbols,
+            whole,
+            cache_owner: piece_cache::owner_id(),
+        })
+    }
+
+    /// Appends the ids of one pre-token, given as the input's bytes (raw
+    /// bytes for a byte-level vocabulary, else UTF-8 text). False, with
+    /// nothing appended, when a character has no token: the crate's unknown
+    /// token handles it.
+    pub(crate) fn encode(&self, piece: &[u8], out: &mut Vec<u32>) -> bool {
+        if piece.is_empty() {
+            return true;
+        }
+        if let Some(id) = self.whole.as_ref().and_then(|whole| whole.get(piece)) {
+            out.push(*id);
+            return true;
+        }
+        piece_cache::encode_cached(self.cache_owner, piece, out, |out| {
+            let start = out.len();
+            let known = self.first_symbols(piece, out);
+            if known {
+                self.merge(out, start);
+            }
+            known
+        })
+    }
+
+    /// Appends the symbols before any merge; false when one is unknown
+    /// (then `out` is as it was).
+    fn first_symbols(&self, piece: &[u8], out: &mut Vec<u32>) -> bool {
+        match &self.symbols {
+            Symbols::Bytes(ids) => {
+                out.extend(piece.iter().map(|&b| ids[b as usize]));
+                true
+            }
+            Symbols::Chars { single, byte_fallback } => {
+                let start = out.len();
+                // Callers pass text for a vocabulary of characters.
+                let text = std::str::from_utf8(piece).expect("a pre-token of text");
+                for c in text.chars() {
+                    match (single.get(&c), byte_fallback) {
+                        (Some(&id), _) => out.push(id),
+                        (None, Some(bytes)) => {
+                            out.extend(c.encode_utf8(&mut [0; 4]).bytes().map(|b| bytes[b as usize]))
+                        }
+                        (None, None) => {
+                            out.truncate(start);
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    #[inline]
+    fn pair(&self, left: u32, right: u32) -> (u32, u32) {
+        self.pairs.get(&pair_key(left, right)).copied().unwrap_or(NO_MERGE)
+    }
+
+    /// Merges `symbols[start..]` in place.
+    fn merge(&self, symbols: &mut Vec<u32>, start: usize) {
+        if symbols.len() - start <= SCAN_UP_TO {
+            self.merge_by_scan(symbols, start)
+        } else {
+            let merged = self.merge_by_heap(&symbols[start..]);
+            symbols.truncate(start);
+            symbols.extend(merged);
+        }
+    }
+
+    /// Quadratic, over a small array: fastest for short pre-tokens.
+    fn merge_by_scan(&self, symbols: &mut Vec<u32>, start: usize) {
+        // pairs[i]: the merge of symbol i with symbol i + 1.
+        let mut pairs: Vec<(u32, u32)> = symbols[start..].windows(2).map(|w| self.pair(w[0], w[1])).collect();
+        loop {
+            // The lowest rank; ties go to the leftmost pair (strict `<`).
+            let (mut i, mut rank, mut merged) = (0, u32::MAX, 0);
+            for (at, &(pair_rank, pair_merged)) in pairs.iter().enumerate() {
+                if pair_rank < rank {
+                    (i, rank, merged) = (at, pair_rank, pair_merged);
+                }
+            }
+            if rank == u32::MAX {
+                break;
+            }
+            let at = start + i;
+            symbols[at] = merged;
+            symbols.remove(at + 1);
+            pairs.remove(i);
+            if i < pairs.len() {
+                pairs[i] = self.pair(merged, symbols[at + 1]);
+            }
+            if i > 0 {
+                pairs[i - 1] = self.pair(symbols[at - 1], merged);
+            }
+        }
+    }
+
+    /// The crate's own way, a heap and a linked list: O(n log n), so that a
+    /// pathological pre-token (a megabyte of one letter) cannot stall a
+    /// worker.
+    fn merge_by_heap(&self, first: &[u32]) -> Vec<u32> {
+        let n = first.len();
+        let mut symbol = first.to_vec();
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n];
+        // (rank, left position, merged id), lowest first. An entry is stale
+        // when its pair has changed since; as in the crate, a pair is the
+        // same when it still merges into the same id (symbols only grow, so
+        // a changed pair always names a longer token).
+        let mut heap = BinaryHeap::new();
+        for i in 0..n - 1 {
+            let (rank, merged) = self.pair(symbol[i], symbol[i + 1]);
+            if rank != u32::MAX {
+                heap.push(Reverse((rank, i, merged)));
+            }
+        }
+        while let Some(Reverse((_, left, merged))) = heap.pop() {
+            let right = next[left];
+            if !alive[left] || right >= n || self.pair(symbol[left], symbol[right]).1 != merged {
+                continue;
+            }
+            symbol[left] = merged;
+            alive[right] = false;
+            next[left] = next[right];
+            if next[left] < n {
+                prev[next[left]] = left;
+            }
+            if prev[left] != usize::MAX {
+                let (rank, merged) = self.pair(symbol[prev[left]], symbol[left]);
+                if rank != u32::MAX {
+                    heap.push(Reverse((rank, prev[left], merged)));
+                }
+            }
+            if next[left] < n {
+                let (rank, merged) = self.pair(symbol[left], symbol[next[left]]);
+                if rank != u32::MAX {
+                    heap.push(Reverse((rank, left, merged)));
+                }
+            }
+        }
+        let mut merged = Vec::new();
+        let mut i = 0;
+        while i < n {
+            merged.push(symbol[i]);
+            i = next[i];
+        }
+        merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A character vocabulary whose merge list ranks a pair below the pair
+    /// whose join is the lower id, lacks a pair whose join is a token
+    /// ("a" + "bc" is not listed though "abc" is reached via "ab" + "c"),
+    /// and repeats a letter for long runs.
+    fn toy() -> BPE {
+        let tokens = ["a", "b", "c", "d", "ab", "bc", "abc", "aa", "aaaa", "cd", "bcd"];
+        let vocab: [(String, u32); 11] = std::array::from_fn(|i| (tokens[i].to_string(), i as u32));
+        let merges = [
+            ("b", "c"),
+            ("a", "b"),
+            ("ab", "c"),
+            ("a", "a"),
+            ("aa", "aa"),
+            ("c", "d"),
+            ("bc", "d"),
+        ];
+        BPE::builder()
+            .vocab_and_merges(
+                vocab,
+                merges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn by_crate(bpe: &BPE, text: &str) -> Vec<u32> {
+        tokenizers::Model::tokenize(bpe, text)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    }
+
+    #[test]
+    fn scan_heap_and_crate_agree() {
+        let bpe = toy();
+        let ours = MergeListBpe::of(&bpe, None).unwrap();
+        let mut seed = 7u64;
+        for len in [1, 2, 3, 5, 8, 40, 64, 65, 200, 1000] {
+            for _ in 0..30 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        b"abcd"[(seed >> 60) as usize % 4] as char
+                    })
+                    .collect();
+                let expected = by_crate(&bpe, &text);
+                let mut scanned: Vec<u32> = Vec::new();
+                assert!(ours.first_symbols(text.as_bytes(), &mut scanned));
+                let heaped = ours.merge_by_heap(&scanned);
+                ours.merge_by_scan(&mut scanned, 0);
+                assert_eq!(scanned, expected, "scan: {text}");
+                assert_eq!(heaped, expected, "heap: {text}");
+                let mut encoded = Vec::new();
+                assert!(ours.encode(text.as_bytes(), &mut encoded));
+                assert_eq!(encoded, expected, "encode: {text}");
+            }
+        }
+        // The list's order, not the ids: "bc" (rank 0) before "ab" (rank 1).
+        assert_eq!(by_crate(&bpe, "abc"), [0, 5]);
+        let mut out = Vec::new();
+        ours.encode(b"abc", &mut out);
+        assert_eq!(out, [0, 5]);
+    }
+
+    #[test]
+    fn an_unknown_character_is_left_to_the_crate() {
+        let ours = MergeListBpe::of(&toy(), None).unwrap();
+        let mut out = vec![42];
+        assert!(!ours.encode("abx".as_bytes(), &mut out));
+        assert_eq!(out, [42]);
+    }
+}
