@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokenizers::models::bpe::BPE;
 
+use super::bpe::TokenIds;
 use super::piece_cache;
 
 /// How a pre-token's text becomes the first symbols.
@@ -43,7 +44,7 @@ pub(crate) struct MergeListBpe {
     symbols: Symbols,
     /// `ignore_merges`: a pre-token that is a token whole is that token.
     /// Keyed by the input's bytes (raw bytes for a byte-level vocabulary).
-    whole: Option<FxHashMap<Box<[u8]>, u32>>,
+    whole: Option<TokenIds>,
     /// This model's tag in the per-thread cache of pre-token ids.
     cache_owner: u64,
 }
@@ -130,10 +131,11 @@ impl MergeListBpe {
             }
         };
         let whole = bpe.ignore_merges.then(|| {
-            vocab
+            let tokens: Vec<(Vec<u8>, u32)> = vocab
                 .iter()
-                .filter_map(|(token, &id)| Some((input_bytes(token)?.into_boxed_slice(), id)))
-                .collect()
+                .filter_map(|(token, &id)| Some((input_bytes(token)?, id)))
+                .collect();
+            TokenIds::new(tokens.iter().map(|(bytes, id)| (&bytes[..], *id)))
         });
         Some(Self {
             pairs,
@@ -152,7 +154,7 @@ impl MergeListBpe {
             return true;
         }
         if let Some(id) = self.whole.as_ref().and_then(|whole| whole.get(piece)) {
-            out.push(*id);
+            out.push(id);
             return true;
         }
         piece_cache::encode_cached(self.cache_owner, piece, out, |out| {
