@@ -130,8 +130,8 @@ model = "examples/models/demo-quality"
 device = "cpu"
 TOML
     "$CARGO_TARGET_DIR/release/thresher" run "$work/pipeline.toml"
-    # The same comparison script, moved to the CPU and f32.
-    sed -e 's/\.cuda()//g' -e 's/torch\.cuda\.synchronize()/pass/g' -e 's/torch\.bfloat16/torch.float32/' \
+    # The same comparison script, moved to the CPU and f32 (its labels too).
+    sed -e 's/\.cuda()//g' -e 's/torch\.cuda\.synchronize()/pass/g' -e 's/torch\.bfloat16/torch.float32/' -e 's/bf16/f32/g' \
         gpu/score_with_transformers.py > "$work/score_cpu.py"
     "${TORCH_PYTHON:-python3}" "$work/score_cpu.py" examples/models/demo-quality "$work/docs.jsonl.zst" \
         512 "$BATCH_TOKENS" "$work/out/quality"
