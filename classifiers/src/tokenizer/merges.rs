@@ -370,4 +370,59 @@ mod tests {
         assert!(!ours.encode("abx".as_bytes(), &mut out));
         assert_eq!(out, [42]);
     }
+
+    /// Random merge lists over a small alphabet, so that long pieces hit
+    /// every case: pairs listed twice into one token ("ab"+"c" and
+    /// "a"+"bc"), merge lists in random order (ranks unrelated to ids),
+    /// `ignore_merges` on and off; scanning, the heap and the crate agree.
+    #[test]
+    fn random_merge_lists_agree_with_the_crate() {
+        let mut seed = 11u64;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for round in 0..40 {
+            let mut tokens: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+            let mut merges: Vec<(String, String)> = Vec::new();
+            while merges.len() < 30 {
+                let (left, right) = (tokens[next(tokens.len())].clone(), tokens[next(tokens.len())].clone());
+                if left.len() + right.len() > 6 || merges.contains(&(left.clone(), right.clone())) {
+                    continue;
+                }
+                let joined = format!("{left}{right}");
+                if !tokens.contains(&joined) {
+                    tokens.push(joined);
+                }
+                merges.push((left, right));
+            }
+            // Ranks in another order than the tokens were made in.
+            for i in (1..merges.len()).rev() {
+                merges.swap(i, next(i + 1));
+            }
+            let vocab: serde_json::Map<String, Value> = tokens
+                .iter()
+                .enumerate()
+                .map(|(id, t)| (t.clone(), Value::from(id)))
+                .collect();
+            // The builder wants an ahash map; the model's JSON form does not.
+            let json = serde_json::json!({
+                "type": "BPE", "vocab": vocab, "merges": merges, "ignore_merges": round % 2 == 1,
+            });
+            let bpe: BPE = serde_json::from_str(&json.to_string()).unwrap();
+            let ours = MergeListBpe::of(&bpe, None).unwrap();
+            for len in [1, 2, 3, 7, 20, 64, 65, 300] {
+                let text: String = (0..len).map(|_| b"abcd"[next(4)] as char).collect();
+                let expected = by_crate(&bpe, &text);
+                let mut encoded = Vec::new();
+                assert!(ours.encode(text.as_bytes(), &mut encoded));
+                assert_eq!(encoded, expected, "round {round}: {text}");
+                let mut scanned = Vec::new();
+                ours.first_symbols(text.as_bytes(), &mut scanned);
+                let heaped = ours.merge_by_heap(&scanned);
+                ours.merge_by_scan(&mut scanned, 0);
+                assert_eq!((&scanned, &heaped), (&expected, &expected), "round {round}: {text}");
+            }
+        }
+    }
 }
