@@ -258,6 +258,10 @@ enum PreToken<'a> {
 /// costs more than the BPE of the 512 tokens a scorer wants.
 struct StringEdits {
     steps: Vec<StringEdit>,
+    /// Added tokens (not special) are to be found in the text. All are
+    /// `normalized`: the crate looks for their normalized form in the whole
+    /// normalized text, so looking in the edited text finds the same.
+    find_added: bool,
 }
 
 enum StringEdit {
@@ -269,15 +273,23 @@ enum StringEdit {
 
 impl StringEdits {
     /// Only when the text reaches the model as one piece: no pre-tokenizer,
-    /// and no added token that the crate looks for in the text (special
-    /// tokens are plain text here).
+    /// and any added token the crate looks for in the text (special tokens
+    /// are plain text here) is looked for after normalizing. A token found
+    /// before it (not `normalized`) would cut the text into parts that are
+    /// normalized apart (`Prepend` applies to each), so it keeps the crate's
+    /// path.
     fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
-        let text_added_tokens = tokenizer.get_added_tokens_decoder().values().any(|t| !t.special);
-        if tokenizer.get_pre_tokenizer().is_some() || text_added_tokens {
+        let added = tokenizer.get_added_tokens_decoder();
+        let mut text_added_tokens = added.values().filter(|t| !t.special);
+        if tokenizer.get_pre_tokenizer().is_some() || text_added_tokens.clone().any(|t| !t.normalized) {
             return None;
         }
+        let find_added = text_added_tokens.next().is_some();
         let Some(normalizer) = tokenizer.get_normalizer() else {
-            return Some(Self { steps: Vec::new() });
+            return Some(Self {
+                steps: Vec::new(),
+                find_added,
+            });
         };
         let normalizer = serde_json::to_value(normalizer).ok()?;
         let step = |v: &Value| -> Option<StringEdit> {
@@ -301,7 +313,7 @@ impl StringEdits {
                 .collect::<Option<Vec<_>>>()?,
             _ => vec![step(&normalizer)?],
         };
-        Some(Self { steps })
+        Some(Self { steps, find_added })
     }
 
     fn apply<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
@@ -507,12 +519,21 @@ impl HuggingFaceEncoder {
             return ids;
         }
         let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
-        if let Some(edits) = &self.string_edits {
-            self.encode_text_piece(&edits.apply(text), limit, &mut ids);
-            ids.truncate(limit);
-            return ids;
-        }
-        let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
+        let edited;
+        let mut pieces = match &self.string_edits {
+            Some(edits) => {
+                edited = edits.apply(text);
+                if !edits.find_added {
+                    self.encode_text_piece(&edited, limit, &mut ids);
+                    ids.truncate(limit);
+                    return ids;
+                }
+                // Normalized already: the crate only finds the added tokens.
+                t.get_added_vocabulary()
+                    .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, &edited)
+            }
+            None => t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text),
+        };
         if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
             pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
         }
@@ -698,11 +719,28 @@ mod tests {
     #[test]
     fn string_edit_normalizers_encode_as_the_crate() {
         let path = testdata().join("tokenizer/llama2-hf-tokenizer.dolma-test.json");
-        assert!(
-            !load(&path).normalizes_here(),
-            "added tokens in the text: the crate's path"
-        );
         let mut json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let mut texts = texts();
+        texts.truncate(10);
+        texts.extend(["", " ", "x", "  two spaces", "▁ already ▁▁ there", "   "].map(String::from));
+        // Dolma's file has added tokens that are not special, found in the
+        // normalized text (`normalized`), as placeholders may stand anywhere.
+        texts.extend(
+            [
+                "|||EMAIL_ADDRESS|||",
+                "mail |||EMAIL_ADDRESS||| or call |||PHONE_NUMBER|||.",
+                "x|||IP_ADDRESS|||y |||IP_ADDRESS||||||IP_ADDRESS|||  |||PHONE_NUMBER|||",
+            ]
+            .map(|t| t.repeat(3)),
+        );
+        let dolma = from_json(&serde_json::to_vec(&json).unwrap());
+        assert!(dolma.normalizes_here() && dolma.merges_here());
+        assert_encodes_as_the_crate(&dolma, &texts);
+        // One looked for before normalizing: the crate's path.
+        json["added_tokens"][3]["normalized"] = Value::Bool(false);
+        let raw_added = from_json(&serde_json::to_vec(&json).unwrap());
+        assert!(!raw_added.normalizes_here());
+        assert_encodes_as_the_crate(&raw_added, &texts);
         json["added_tokens"]
             .as_array_mut()
             .unwrap()
@@ -718,9 +756,6 @@ mod tests {
             replace.clone(),
             Value::Null,
         ];
-        let mut texts = texts();
-        texts.truncate(10);
-        texts.extend(["", " ", "x", "  two spaces", "▁ already ▁▁ there", "   "].map(String::from));
         for shape in shapes {
             let mut json = json.clone();
             json["normalizer"] = shape.clone();
