@@ -457,18 +457,10 @@ impl HuggingFaceEncoder {
             Some(merge_list) => {
                 merge_list.encode(piece, ids);
             }
+            // The crate's model reads the characters `ByteLevel` makes of them.
             None => {
-                // The characters `ByteLevel` would have made of the bytes.
                 let mapped: String = piece.iter().map(|&b| byte_level.byte_chars[b as usize]).collect();
-                let encode = |ids: &mut Vec<u32>| {
-                    let tokens = self.tokenizer.get_model().tokenize(&mapped).expect(BROKEN);
-                    ids.extend(tokens.iter().map(|token| token.id));
-                    true
-                };
-                match self.cache_owner {
-                    Some(owner) => piece_cache::encode_cached(owner, piece, ids, encode),
-                    None => encode(ids),
-                };
+                self.encode_piece(&mapped, ids);
             }
         }
     }
@@ -702,6 +694,13 @@ mod tests {
                 }
             }
         }
+        // A BPE that is not plain: the pieces go to the crate's model. With
+        // a dropout of 1 every merge is dropped, which is deterministic.
+        let mut random = json.clone();
+        random["model"]["dropout"] = serde_json::json!(1.0);
+        let encoder = from_json(&serde_json::to_vec(&random).unwrap());
+        assert!(encoder.pre_tokenizes_lazily() && !encoder.merges_here());
+        assert_encodes_as_the_crate(&encoder, &texts);
         // A normalizer before the pre-tokenizer: the crate pre-tokenizes,
         // and thresher's merges read the characters `ByteLevel` mapped to.
         let mut json = json.clone();
