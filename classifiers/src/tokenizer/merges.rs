@@ -18,7 +18,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
-use serde_json::Value;
 use tokenizers::models::bpe::BPE;
 
 use super::bpe::TokenIds;
@@ -74,18 +73,20 @@ impl MergeListBpe {
         }
         let vocab = tokenizers::Model::get_vocab(bpe);
         // The crate keeps its merge map private; its serialization lists
-        // the pairs by rank, and only their order matters.
-        let serialized = serde_json::to_value(bpe).ok()?;
-        let merges = serialized["merges"].as_array()?;
+        // the pairs by rank (as [left, right]), and only their order
+        // matters. Read into a struct, the vocabulary is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        struct Serialized {
+            merges: Vec<(String, String)>,
+        }
+        let Serialized { merges } = serde_json::from_slice(&serde_json::to_vec(bpe).ok()?).ok()?;
         let mut pairs = FxHashMap::with_capacity_and_hasher(merges.len(), Default::default());
-        for (rank, merge) in merges.iter().enumerate() {
-            let (left, right) = match merge {
-                Value::Array(pair) => (pair.first()?.as_str()?, pair.get(1)?.as_str()?),
-                Value::String(pair) => pair.split_once(' ')?,
-                _ => return None,
-            };
+        for (rank, (left, right)) in merges.iter().enumerate() {
             let merged = vocab.get(&format!("{left}{right}"))?;
-            pairs.insert(pair_key(*vocab.get(left)?, *vocab.get(right)?), (rank as u32, *merged));
+            pairs.insert(
+                pair_key(*vocab.get(left.as_str())?, *vocab.get(right.as_str())?),
+                (rank as u32, *merged),
+            );
         }
         let byte_of: FxHashMap<char, u8> = byte_chars
             .iter()
@@ -400,10 +401,10 @@ mod tests {
             for i in (1..merges.len()).rev() {
                 merges.swap(i, next(i + 1));
             }
-            let vocab: serde_json::Map<String, Value> = tokens
+            let vocab: serde_json::Map<String, serde_json::Value> = tokens
                 .iter()
                 .enumerate()
-                .map(|(id, t)| (t.clone(), Value::from(id)))
+                .map(|(id, t)| (t.clone(), serde_json::Value::from(id)))
                 .collect();
             // The builder wants an ahash map; the model's JSON form does not.
             let json = serde_json::json!({
