@@ -646,6 +646,10 @@ mod tests {
         assert!(!llama3.cuts_pieces(), "Llama 3's BPE ignores merges for whole words");
         assert!(llama3.pre_tokenizes_lazily());
         assert!(llama2.merges_here() && llama3.merges_here(), "both BPEs are plain");
+        assert!(
+            matches!(&llama3.byte_level, Some(b) if matches!(b.splitter, Splitter::Llama3)),
+            "Llama 3's pattern is split by hand"
+        );
         let texts = texts();
         assert!(texts.len() > 80);
         assert_encodes_as_the_crate(&llama2, &texts);
