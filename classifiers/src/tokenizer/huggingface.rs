@@ -66,6 +66,136 @@ pub struct HuggingFaceEncoder {
     cache_owner: Option<u64>,
 }
 
+/// When the crate looks for the added tokens that are not special (special
+/// ones are plain text here) relative to normalizing, which decides where
+/// thresher may normalize: the crate first looks for the tokens that are
+/// not `normalized` in the raw text, normalizes each part between them on
+/// its own, then looks for the `normalized` ones (in normalized form).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AddedTokensInText {
+    None,
+    /// All are `normalized`: the whole text is normalized first, as one.
+    AfterNormalizing,
+    /// None is: the parts between them are normalized one by one.
+    BeforeNormalizing,
+}
+
+impl AddedTokensInText {
+    /// `None` when some are `normalized` and some not (left to the crate).
+    fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
+        let added = tokenizer.get_added_tokens_decoder();
+        let (normalized, raw) =
+            added
+                .values()
+                .filter(|t| !t.special)
+                .fold((0, 0), |(n, r), t| if t.normalized { (n + 1, r) } else { (n, r + 1) });
+        match (normalized, raw) {
+            (0, 0) => Some(Self::None),
+            (_, 0) => Some(Self::AfterNormalizing),
+            (0, _) => Some(Self::BeforeNormalizing),
+            _ => None,
+        }
+    }
+
+    /// The text's pieces, added tokens resolved, with `normalizer` applied
+    /// as the crate applies its own: `encode` gets each (false: stop).
+    fn for_each_piece(
+        self,
+        tokenizer: &tokenizers::Tokenizer,
+        text: &str,
+        normalizer: &dyn Normalizer,
+        mut encode: impl FnMut(TextPiece) -> bool,
+    ) {
+        let find = |text: &str| {
+            tokenizer
+                .get_added_vocabulary()
+                .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, text)
+        };
+        match self {
+            Self::None => {
+                encode(TextPiece::Text(&normalizer.normalize(text)));
+            }
+            Self::AfterNormalizing => {
+                let pieces = find(&normalizer.normalize(text));
+                for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+                    let more = match tokens {
+                        Some(tokens) => encode(TextPiece::Added(tokens)),
+                        None => encode(TextPiece::Text(piece)),
+                    };
+                    if !more {
+                        return;
+                    }
+                }
+            }
+            Self::BeforeNormalizing => {
+                let pieces = find(text);
+                for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+                    let more = match tokens {
+                        Some(tokens) => encode(TextPiece::Added(tokens)),
+                        None => encode(TextPiece::Text(&normalizer.normalize(piece))),
+                    };
+                    if !more {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Normalized text between added tokens, or an added token's ids.
+enum TextPiece<'a> {
+    Text(&'a str),
+    Added(&'a [tokenizers::Token]),
+}
+
+/// A normalizer thresher runs itself, exactly as the crate would.
+trait Normalizer {
+    fn normalize<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str>;
+}
+
+/// No normalizer.
+impl Normalizer for () {
+    fn normalize<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        text.into()
+    }
+}
+
+/// A Unicode normal form, as the crate computes it.
+#[derive(Clone, Copy)]
+enum UnicodeForm {
+    Nfc,
+    Nfkc,
+}
+
+impl UnicodeForm {
+    fn of(normalizer: &Value) -> Option<Self> {
+        match normalizer["type"].as_str()? {
+            "NFC" => Some(Self::Nfc),
+            "NFKC" => Some(Self::Nfkc),
+            _ => None,
+        }
+    }
+}
+
+impl Normalizer for UnicodeForm {
+    /// The text in this form; borrowed when it already is (most web text).
+    fn normalize<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        use unicode_normalization_alignments::{is_nfc_quick, is_nfkc_quick, IsNormalized, UnicodeNormalization};
+        let quick = match self {
+            Self::Nfc => is_nfc_quick(text.chars()),
+            Self::Nfkc => is_nfkc_quick(text.chars()),
+        };
+        if quick == IsNormalized::Yes {
+            return text.into();
+        }
+        match self {
+            Self::Nfc => text.nfc().map(|(c, _)| c).collect::<String>().into(),
+            Self::Nfkc => text.nfkc().map(|(c, _)| c).collect::<String>().into(),
+        }
+    }
+}
+
 /// Encoding a valid &str cannot fail; an error is a broken tokenizer.json,
 /// which loading catches.
 const BROKEN: &str = "tokenizers failed on valid UTF-8 text";
@@ -84,9 +214,10 @@ struct ByteLevelPreTokenizer {
     /// Where `ByteLevel` sees the text: after the regex split (each regex
     /// piece; `Split` first) or before it (the whole text; its own regex).
     split_first: bool,
-    /// Added tokens to look for first (not special ones: special-token text
-    /// is plain text here).
-    added_tokens: bool,
+    /// A Unicode normalizer before it (Qwen's NFC), applied here.
+    unicode_form: Option<UnicodeForm>,
+    /// Where the added tokens are looked for.
+    added_tokens: AddedTokensInText,
     /// Byte → the character that stands for it in the vocabulary.
     byte_chars: [char; 256],
 }
@@ -96,9 +227,10 @@ impl ByteLevelPreTokenizer {
     /// as the crate serializes it: a `Sequence` keeps its parts private);
     /// anything else is left to the crate.
     fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
-        if tokenizer.get_normalizer().is_some() {
-            return None;
-        }
+        let unicode_form = match tokenizer.get_normalizer() {
+            Some(normalizer) => Some(UnicodeForm::of(&serde_json::to_value(normalizer).ok()?)?),
+            None => None,
+        };
         let pre_tokenizer = serde_json::to_value(tokenizer.get_pre_tokenizer()?).ok()?;
         let byte_level = |v: &Value| -> Option<(bool, bool)> {
             (v["type"] == "ByteLevel").then_some(())?;
@@ -144,7 +276,8 @@ impl ByteLevelPreTokenizer {
             splitter: Splitter::new(&pattern)?,
             prefix_space,
             split_first,
-            added_tokens: tokenizer.get_added_tokens_decoder().values().any(|t| !t.special),
+            unicode_form,
+            added_tokens: AddedTokensInText::of(tokenizer)?,
             byte_chars,
         })
     }
@@ -186,22 +319,15 @@ impl ByteLevelPreTokenizer {
                 encode(PreToken::Bytes(pre_token.as_bytes()))
             })
         };
-        if !self.added_tokens {
-            split(text, &mut encode);
-            return;
-        }
-        let pieces = tokenizer
-            .get_added_vocabulary()
-            .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, text);
-        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
-            let more = match tokens {
-                Some(tokens) => encode(PreToken::Added(tokens)),
-                None => split(piece, &mut encode),
-            };
-            if !more {
-                return;
-            }
-        }
+        let normalizer: &dyn Normalizer = match &self.unicode_form {
+            Some(form) => form,
+            None => &(),
+        };
+        self.added_tokens
+            .for_each_piece(tokenizer, text, normalizer, |piece| match piece {
+                TextPiece::Text(text) => split(text, &mut encode),
+                TextPiece::Added(tokens) => encode(PreToken::Added(tokens)),
+            });
     }
 }
 
@@ -258,10 +384,8 @@ enum PreToken<'a> {
 /// costs more than the BPE of the 512 tokens a scorer wants.
 struct StringEdits {
     steps: Vec<StringEdit>,
-    /// Added tokens (not special) are to be found in the text. All are
-    /// `normalized`: the crate looks for their normalized form in the whole
-    /// normalized text, so looking in the edited text finds the same.
-    find_added: bool,
+    /// Where the added tokens are looked for.
+    added_tokens: AddedTokensInText,
 }
 
 enum StringEdit {
@@ -272,23 +396,17 @@ enum StringEdit {
 }
 
 impl StringEdits {
-    /// Only when the text reaches the model as one piece: no pre-tokenizer,
-    /// and any added token the crate looks for in the text (special tokens
-    /// are plain text here) is looked for after normalizing. A token found
-    /// before it (not `normalized`) would cut the text into parts that are
-    /// normalized apart (`Prepend` applies to each), so it keeps the crate's
-    /// path.
+    /// Only when the text reaches the model as pieces between added tokens:
+    /// no pre-tokenizer.
     fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
-        let added = tokenizer.get_added_tokens_decoder();
-        let mut text_added_tokens = added.values().filter(|t| !t.special);
-        if tokenizer.get_pre_tokenizer().is_some() || text_added_tokens.clone().any(|t| !t.normalized) {
+        if tokenizer.get_pre_tokenizer().is_some() {
             return None;
         }
-        let find_added = text_added_tokens.next().is_some();
+        let added_tokens = AddedTokensInText::of(tokenizer)?;
         let Some(normalizer) = tokenizer.get_normalizer() else {
             return Some(Self {
                 steps: Vec::new(),
-                find_added,
+                added_tokens,
             });
         };
         let normalizer = serde_json::to_value(normalizer).ok()?;
@@ -313,10 +431,12 @@ impl StringEdits {
                 .collect::<Option<Vec<_>>>()?,
             _ => vec![step(&normalizer)?],
         };
-        Some(Self { steps, find_added })
+        Some(Self { steps, added_tokens })
     }
+}
 
-    fn apply<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+impl Normalizer for StringEdits {
+    fn normalize<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let mut text = std::borrow::Cow::Borrowed(text);
         for step in &self.steps {
             match step {
@@ -511,21 +631,18 @@ impl HuggingFaceEncoder {
             return ids;
         }
         let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
-        let edited;
-        let mut pieces = match &self.string_edits {
-            Some(edits) => {
-                edited = edits.apply(text);
-                if !edits.find_added {
-                    self.encode_text_piece(&edited, limit, &mut ids);
-                    ids.truncate(limit);
-                    return ids;
+        if let Some(edits) = &self.string_edits {
+            edits.added_tokens.for_each_piece(t, text, edits, |piece| {
+                match piece {
+                    TextPiece::Text(piece) => self.encode_text_piece(piece, limit, &mut ids),
+                    TextPiece::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
                 }
-                // Normalized already: the crate only finds the added tokens.
-                t.get_added_vocabulary()
-                    .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, &edited)
-            }
-            None => t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text),
-        };
+                ids.len() < limit
+            });
+            ids.truncate(limit);
+            return ids;
+        }
+        let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
         if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
             pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
         }
@@ -705,10 +822,35 @@ mod tests {
         let encoder = from_json(&serde_json::to_vec(&random).unwrap());
         assert!(encoder.pre_tokenizes_lazily() && !encoder.merges_here());
         assert_encodes_as_the_crate(&encoder, &texts);
-        // A normalizer before the pre-tokenizer: the crate pre-tokenizes,
-        // and thresher's merges read the characters `ByteLevel` mapped to.
+        // A Unicode normalizer before the pre-tokenizer (Qwen's NFC), with
+        // text that it changes, beside added tokens that are looked for
+        // before normalizing, after it, or both (the crate's path).
+        texts.extend(
+            [
+                "cafe\u{301} ﬁne Å Ω ㈱ ①② ｆｕｌｌ ᄀ\u{1161}\u{11A8} e\u{301}\u{323}",
+                "<|begin_of_text|>\u{301}x\u{301}<|begin_of_text|>\u{301} A\u{30A}<|begin_of_text|>",
+                "<|end_of_text|>\u{301} e<|end_of_text|>\u{301}",
+            ]
+            .map(|t| t.repeat(4)),
+        );
+        for form in ["NFC", "NFKC"] {
+            for (begin, end, lazily) in [(true, true, true), (false, false, true), (true, false, false)] {
+                let mut json = json.clone();
+                json["normalizer"] = serde_json::json!({"type": form});
+                for (i, normalized) in [(0, begin), (1, end)] {
+                    json["added_tokens"][i]["special"] = Value::Bool(false);
+                    json["added_tokens"][i]["normalized"] = Value::Bool(normalized);
+                }
+                let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+                assert_eq!(encoder.pre_tokenizes_lazily(), lazily, "{form}, {begin}, {end}");
+                assert!(encoder.merges_here());
+                assert_encodes_as_the_crate(&encoder, &texts);
+            }
+        }
+        // Another normalizer: the crate normalizes and pre-tokenizes, and
+        // thresher's merges read the characters `ByteLevel` mapped to.
         let mut json = json.clone();
-        json["normalizer"] = serde_json::json!({"type": "NFC"});
+        json["normalizer"] = serde_json::json!({"type": "NFD"});
         let encoder = from_json(&serde_json::to_vec(&json).unwrap());
         assert!(!encoder.pre_tokenizes_lazily() && encoder.merges_here());
         assert_encodes_as_the_crate(&encoder, &texts);
@@ -739,11 +881,20 @@ mod tests {
         let dolma = from_json(&serde_json::to_vec(&json).unwrap());
         assert!(dolma.normalizes_here() && dolma.merges_here());
         assert_encodes_as_the_crate(&dolma, &texts);
-        // One looked for before normalizing: the crate's path.
-        json["added_tokens"][3]["normalized"] = Value::Bool(false);
-        let raw_added = from_json(&serde_json::to_vec(&json).unwrap());
-        assert!(!raw_added.normalizes_here());
+        // All looked for before normalizing: each part between them is
+        // normalized apart (`Prepend` to each).
+        let mut raw = json.clone();
+        for i in 3..6 {
+            raw["added_tokens"][i]["normalized"] = Value::Bool(false);
+        }
+        let raw_added = from_json(&serde_json::to_vec(&raw).unwrap());
+        assert!(raw_added.normalizes_here());
         assert_encodes_as_the_crate(&raw_added, &texts);
+        // Some before and some after: the crate's path.
+        json["added_tokens"][3]["normalized"] = Value::Bool(false);
+        let mixed = from_json(&serde_json::to_vec(&json).unwrap());
+        assert!(!mixed.normalizes_here());
+        assert_encodes_as_the_crate(&mixed, &texts);
         json["added_tokens"]
             .as_array_mut()
             .unwrap()
