@@ -37,13 +37,14 @@ pub(crate) struct TokenIds {
 }
 
 impl TokenIds {
-    pub(crate) fn new<'a>(tokens: impl IntoIterator<Item = (&'a [u8], u32)>) -> Self {
+    pub(crate) fn new<B: AsRef<[u8]>>(tokens: impl IntoIterator<Item = (B, u32)>) -> Self {
         let mut ids = Self {
             small: FxHashMap::default(),
             mid: FxHashMap::default(),
             long: FxHashMap::default(),
         };
         for (bytes, id) in tokens {
+            let bytes = bytes.as_ref();
             match bytes.len() {
                 0..=7 => ids.small.insert(key_small(bytes), id),
                 8..=15 => ids.mid.insert(key_mid(bytes), id),

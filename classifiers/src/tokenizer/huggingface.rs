@@ -43,7 +43,11 @@ use serde_json::Value;
 use tokenizers::models::ModelWrapper;
 use tokenizers::utils::SysRegex;
 
-use super::merges::MergeListBpe;
+use std::collections::HashMap;
+
+use tokenizers::models::bpe::BPE;
+
+use super::merges::{self, MergeListBpe};
 use super::piece_cache;
 use super::pretokenize::pretokenize;
 use super::LLAMA3_PATTERN;
@@ -111,33 +115,23 @@ impl AddedTokensInText {
                 .get_added_vocabulary()
                 .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, text)
         };
-        match self {
+        // Normalizing once, whole, or each part between the tokens found.
+        let pieces = match self {
             Self::None => {
                 encode(TextPiece::Text(&normalizer.normalize(text)));
+                return;
             }
-            Self::AfterNormalizing => {
-                let pieces = find(&normalizer.normalize(text));
-                for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
-                    let more = match tokens {
-                        Some(tokens) => encode(TextPiece::Added(tokens)),
-                        None => encode(TextPiece::Text(piece)),
-                    };
-                    if !more {
-                        return;
-                    }
-                }
-            }
-            Self::BeforeNormalizing => {
-                let pieces = find(text);
-                for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
-                    let more = match tokens {
-                        Some(tokens) => encode(TextPiece::Added(tokens)),
-                        None => encode(TextPiece::Text(&normalizer.normalize(piece))),
-                    };
-                    if !more {
-                        return;
-                    }
-                }
+            Self::AfterNormalizing => find(&normalizer.normalize(text)),
+            Self::BeforeNormalizing => find(text),
+        };
+        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+            let more = match tokens {
+                Some(tokens) => encode(TextPiece::Added(tokens)),
+                None if self == Self::BeforeNormalizing => encode(TextPiece::Text(&normalizer.normalize(piece))),
+                None => encode(TextPiece::Text(piece)),
+            };
+            if !more {
+                return;
             }
         }
     }
@@ -203,8 +197,8 @@ const BROKEN: &str = "tokenizers failed on valid UTF-8 text";
 /// The GPT-2 pattern of `ByteLevel { use_regex: true }` (the crate's own).
 const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-/// A byte-level pre-tokenizer with no normalizer before it:
-/// `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
+/// A byte-level pre-tokenizer, with no normalizer before it or a Unicode
+/// one: `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
 /// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`.
 struct ByteLevelPreTokenizer {
     splitter: Splitter,
@@ -466,31 +460,25 @@ struct CutPoints {
 /// Whether the model is a BPE with dropout: its merges are random, so a
 /// piece's ids depend on more than the piece.
 fn merges_at_random(model: &ModelWrapper) -> bool {
-    matches!(model, ModelWrapper::BPE(bpe) if bpe.dropout.is_some_and(|d| d > 0.0))
+    matches!(model, ModelWrapper::BPE(bpe) if merges::merges_at_random(bpe))
 }
 
 /// Pre-tokens shorter than this are encoded whole: cutting would not pay.
 const CUT_ABOVE_BYTES: usize = 64;
 
 impl CutPoints {
-    /// Cut points exist for a plain BPE: no dropout (random merges), no
-    /// word prefix or suffix (which depend on where a word starts and ends),
-    /// and no `ignore_merges` (which looks a whole pre-token up first, so a
-    /// piece that is a token would skip the merges the whole would make).
-    fn of(model: &ModelWrapper) -> Option<Self> {
-        let ModelWrapper::BPE(bpe) = model else {
-            return None;
-        };
-        let plain = !merges_at_random(model)
-            && bpe.continuing_subword_prefix.is_none()
-            && bpe.end_of_word_suffix.is_none()
-            && !bpe.ignore_merges;
-        if !plain {
+    /// Cut points exist for a plain BPE (see [`merges::is_plain`]: a word
+    /// prefix or suffix depends on where a word starts and ends) without
+    /// `ignore_merges` (which looks a whole pre-token up first, so a piece
+    /// that is a token would skip the merges the whole would make).
+    /// `vocab` is the model's.
+    fn of(bpe: &BPE, vocab: &HashMap<String, u32>) -> Option<Self> {
+        if !merges::is_plain(bpe) || bpe.ignore_merges {
             return None;
         }
         let mut joined = FxHashSet::default();
         let mut single = FxHashSet::default();
-        for token in bpe.get_vocab().keys() {
+        for token in vocab.keys() {
             let mut chars = token.chars();
             let Some(mut previous) = chars.next() else {
                 continue;
@@ -531,11 +519,17 @@ impl CutPoints {
 
 impl HuggingFaceEncoder {
     pub fn new(tokenizer: tokenizers::Tokenizer) -> Self {
-        let cuts = CutPoints::of(tokenizer.get_model());
         let byte_level = ByteLevelPreTokenizer::of(&tokenizer);
-        let merge_list = match tokenizer.get_model() {
-            ModelWrapper::BPE(bpe) => MergeListBpe::of(bpe, byte_level.as_ref().map(|b| &b.byte_chars)),
-            _ => None,
+        let (cuts, merge_list) = match tokenizer.get_model() {
+            ModelWrapper::BPE(bpe) => {
+                // One copy of the vocabulary (the crate hands out clones).
+                let vocab = bpe.get_vocab();
+                (
+                    CutPoints::of(bpe, &vocab),
+                    MergeListBpe::of(bpe, &vocab, byte_level.as_ref().map(|b| &b.byte_chars)),
+                )
+            }
+            _ => (None, None),
         };
         let cache_owner = (!merges_at_random(tokenizer.get_model())).then(piece_cache::owner_id);
         let string_edits = StringEdits::of(&tokenizer);
@@ -618,8 +612,8 @@ impl HuggingFaceEncoder {
     /// (`usize::MAX`: all of them).
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         let t = &self.tokenizer;
+        let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
         if let Some(byte_level) = &self.byte_level {
-            let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
             byte_level.for_each_pre_token(t, text, |pre_token| {
                 match pre_token {
                     PreToken::Bytes(piece) => self.encode_bytes(byte_level, piece, &mut ids),
@@ -627,11 +621,7 @@ impl HuggingFaceEncoder {
                 }
                 ids.len() < limit
             });
-            ids.truncate(limit);
-            return ids;
-        }
-        let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
-        if let Some(edits) = &self.string_edits {
+        } else if let Some(edits) = &self.string_edits {
             edits.added_tokens.for_each_piece(t, text, edits, |piece| {
                 match piece {
                     TextPiece::Text(piece) => self.encode_text_piece(piece, limit, &mut ids),
@@ -639,21 +629,20 @@ impl HuggingFaceEncoder {
                 }
                 ids.len() < limit
             });
-            ids.truncate(limit);
-            return ids;
-        }
-        let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
-        if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
-            pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
-        }
-        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
-            if ids.len() >= limit {
-                break;
+        } else {
+            let mut pieces = t.get_added_vocabulary().extract_and_normalize(t.get_normalizer(), text);
+            if let Some(pre_tokenizer) = t.get_pre_tokenizer() {
+                pre_tokenizer.pre_tokenize(&mut pieces).expect(BROKEN);
             }
-            match tokens {
-                // An added token, already resolved.
-                Some(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
-                None => self.encode_text_piece(piece, limit, &mut ids),
+            for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
+                if ids.len() >= limit {
+                    break;
+                }
+                match tokens {
+                    // An added token, already resolved.
+                    Some(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
+                    None => self.encode_text_piece(piece, limit, &mut ids),
+                }
             }
         }
         ids.truncate(limit);

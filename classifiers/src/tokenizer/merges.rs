@@ -17,6 +17,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use std::collections::HashMap;
+
 use rustc_hash::FxHashMap;
 use tokenizers::models::bpe::BPE;
 
@@ -59,19 +61,26 @@ const NO_MERGE: (u32, u32) = (u32::MAX, u32::MAX);
 /// Symbol runs up to this long are merged by scanning; longer ones with a heap.
 const SCAN_UP_TO: usize = 64;
 
+/// Whether the model has dropout: its merges are random, so a piece's ids
+/// depend on more than the piece.
+pub(crate) fn merges_at_random(bpe: &BPE) -> bool {
+    bpe.dropout.is_some_and(|d| d > 0.0)
+}
+
+/// A plain BPE: merges not at random, no word prefix or suffix.
+pub(crate) fn is_plain(bpe: &BPE) -> bool {
+    !merges_at_random(bpe) && bpe.continuing_subword_prefix.is_none() && bpe.end_of_word_suffix.is_none()
+}
+
 impl MergeListBpe {
-    /// The model as the crate loaded it. `byte_chars`: for a byte-level
-    /// vocabulary, the character that stands for each byte; `None` reads
-    /// characters as they are. `None` when the model is not plain, or a
-    /// byte-level vocabulary lacks a byte.
-    pub(crate) fn of(bpe: &BPE, byte_chars: Option<&[char; 256]>) -> Option<Self> {
-        let plain = bpe.dropout.is_none_or(|d| d == 0.0)
-            && bpe.continuing_subword_prefix.is_none()
-            && bpe.end_of_word_suffix.is_none();
-        if !plain {
+    /// The model as the crate loaded it, and its vocabulary. `byte_chars`:
+    /// for a byte-level vocabulary, the character that stands for each
+    /// byte; `None` reads characters as they are. `None` when the model is
+    /// not plain, or a byte-level vocabulary lacks a byte.
+    pub(crate) fn of(bpe: &BPE, vocab: &HashMap<String, u32>, byte_chars: Option<&[char; 256]>) -> Option<Self> {
+        if !is_plain(bpe) {
             return None;
         }
-        let vocab = tokenizers::Model::get_vocab(bpe);
         // The crate keeps its merge map private; its serialization lists
         // the pairs by rank (as [left, right]), and only their order
         // matters. Read into a struct, the vocabulary is skipped unparsed.
@@ -131,13 +140,9 @@ impl MergeListBpe {
                 }
             }
         };
-        let whole = bpe.ignore_merges.then(|| {
-            let tokens: Vec<(Vec<u8>, u32)> = vocab
-                .iter()
-                .filter_map(|(token, &id)| Some((input_bytes(token)?, id)))
-                .collect();
-            TokenIds::new(tokens.iter().map(|(bytes, id)| (&bytes[..], *id)))
-        });
+        let whole = bpe
+            .ignore_merges
+            .then(|| TokenIds::new(vocab.iter().filter_map(|(token, &id)| Some((input_bytes(token)?, id)))));
         Some(Self {
             pairs,
             symbols,
@@ -335,7 +340,7 @@ mod tests {
     #[test]
     fn scan_heap_and_crate_agree() {
         let bpe = toy();
-        let ours = MergeListBpe::of(&bpe, None).unwrap();
+        let ours = MergeListBpe::of(&bpe, &bpe.get_vocab(), None).unwrap();
         let mut seed = 7u64;
         for len in [1, 2, 3, 5, 8, 40, 64, 65, 200, 1000] {
             for _ in 0..30 {
@@ -366,7 +371,8 @@ mod tests {
 
     #[test]
     fn an_unknown_character_is_left_to_the_crate() {
-        let ours = MergeListBpe::of(&toy(), None).unwrap();
+        let bpe = toy();
+        let ours = MergeListBpe::of(&bpe, &bpe.get_vocab(), None).unwrap();
         let mut out = vec![42];
         assert!(!ours.encode("abx".as_bytes(), &mut out));
         assert_eq!(out, [42]);
@@ -411,7 +417,7 @@ mod tests {
                 "type": "BPE", "vocab": vocab, "merges": merges, "ignore_merges": round % 2 == 1,
             });
             let bpe: BPE = serde_json::from_str(&json.to_string()).unwrap();
-            let ours = MergeListBpe::of(&bpe, None).unwrap();
+            let ours = MergeListBpe::of(&bpe, &bpe.get_vocab(), None).unwrap();
             for len in [1, 2, 3, 7, 20, 64, 65, 300] {
                 let text: String = (0..len).map(|_| b"abcd"[next(4)] as char).collect();
                 let expected = by_crate(&bpe, &text);
