@@ -24,10 +24,12 @@
 //! tokenizer.json that is most of the time, and it does not shrink when only
 //! 512 tokens are wanted. The two byte-level pre-tokenizers modern
 //! checkpoints ship (a regex `Split` then `ByteLevel`, as Llama 3 and Qwen;
-//! or `ByteLevel` with its own GPT-2 regex) are therefore run here, lazily:
-//! the same regex engine finds the same pieces left to right (Llama 3's
-//! pattern by thresher's hand-written splitter, held to the regex engine on
-//! every code point), and the search stops with the ids.
+//! or `ByteLevel` with its own GPT-2 regex; either after a `Digits` step, as
+//! StarCoder and SmolLM) are therefore run here, lazily: the same pieces are
+//! found left to right (Llama 3's, Qwen2's and GPT-2's patterns by
+//! thresher's hand-written splitters, held to the regex engine on every code
+//! point; others by the crate's regex engine), and the search stops with the
+//! ids.
 //!
 //! A plain BPE model itself runs here too ([`MergeListBpe`]): the crate's
 //! merge rule over its merge list, on raw bytes for a byte-level vocabulary,
@@ -49,8 +51,7 @@ use tokenizers::models::bpe::BPE;
 
 use super::merges::{self, MergeListBpe};
 use super::piece_cache;
-use super::pretokenize::pretokenize;
-use super::LLAMA3_PATTERN;
+use super::pretokenize::{SplitPattern, GPT2_PATTERN};
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
 
 pub struct HuggingFaceEncoder {
@@ -194,13 +195,13 @@ impl Normalizer for UnicodeForm {
 /// which loading catches.
 const BROKEN: &str = "tokenizers failed on valid UTF-8 text";
 
-/// The GPT-2 pattern of `ByteLevel { use_regex: true }` (the crate's own).
-const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
 /// A byte-level pre-tokenizer, with no normalizer before it or a Unicode
 /// one: `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
-/// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`.
+/// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`, either
+/// one after a `Digits` step or not.
 struct ByteLevelPreTokenizer {
+    /// `Digits`, when it comes first.
+    digits: Option<DigitSplit>,
     splitter: Splitter,
     /// `ByteLevel`'s `add_prefix_space`: a space before each piece it sees
     /// that does not start with one.
@@ -235,15 +236,26 @@ impl ByteLevelPreTokenizer {
             };
             Some((flag("add_prefix_space", true)?, flag("use_regex", true)?))
         };
-        let (pattern, prefix_space, split_first) = match pre_tokenizer["type"].as_str()? {
-            "ByteLevel" => {
-                let (prefix_space, use_regex) = byte_level(&pre_tokenizer)?;
+        let parts = match pre_tokenizer["type"].as_str()? {
+            "Sequence" => pre_tokenizer["pretokenizers"].as_array()?.clone(),
+            _ => vec![pre_tokenizer],
+        };
+        let (digits, parts) = match parts.split_first() {
+            Some((digits, rest)) if digits["type"] == "Digits" => {
+                let split = match digits["individual_digits"].as_bool()? {
+                    true => DigitSplit::Individual,
+                    false => DigitSplit::Contiguous,
+                };
+                (Some(split), rest)
+            }
+            _ => (None, parts.as_slice()),
+        };
+        let (pattern, prefix_space, split_first) = match parts {
+            [level] => {
+                let (prefix_space, use_regex) = byte_level(level)?;
                 use_regex.then_some((GPT2_PATTERN.to_string(), prefix_space, false))?
             }
-            "Sequence" => {
-                let [split, level] = pre_tokenizer["pretokenizers"].as_array()?.as_slice() else {
-                    return None;
-                };
+            [split, level] => {
                 let (prefix_space, use_regex) = byte_level(level)?;
                 let isolated_split = split["type"] == "Split"
                     && split["behavior"] == "Isolated"
@@ -267,6 +279,7 @@ impl ByteLevelPreTokenizer {
             };
         }
         Some(Self {
+            digits,
             splitter: Splitter::new(&pattern)?,
             prefix_space,
             split_first,
@@ -313,6 +326,13 @@ impl ByteLevelPreTokenizer {
                 encode(PreToken::Bytes(pre_token.as_bytes()))
             })
         };
+        // `Digits` first, when there is one.
+        let mut split = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
+            match self.digits {
+                Some(digits) => digits.for_each_piece(piece, |piece| split(piece, encode)),
+                None => split(piece, encode),
+            }
+        };
         let normalizer: &dyn Normalizer = match &self.unicode_form {
             Some(form) => form,
             None => &(),
@@ -329,16 +349,15 @@ impl ByteLevelPreTokenizer {
 enum Splitter {
     /// The crate's regex engine, for any pattern.
     Regex(SysRegex),
-    /// Llama 3's (= cl100k's) pattern, by thresher's hand-written splitter
-    /// ([`pretokenize`]); a test holds it to the regex engine on every
-    /// code point.
-    Llama3,
+    /// A pattern thresher has by hand ([`SplitPattern`]: Llama 3's, Qwen2's,
+    /// GPT-2's); a test holds each to the regex engine on every code point.
+    ByHand(SplitPattern),
 }
 
 impl Splitter {
     fn new(pattern: &str) -> Option<Self> {
-        if pattern == LLAMA3_PATTERN {
-            return Some(Self::Llama3);
+        if let Some(by_hand) = SplitPattern::recognize(pattern) {
+            return Some(Self::ByHand(by_hand));
         }
         SysRegex::new(pattern).ok().map(Self::Regex)
     }
@@ -357,9 +376,42 @@ impl Splitter {
                 }
                 emit(&text[previous..])
             }
-            // The pattern matches every character: nothing lies between.
-            Self::Llama3 => pretokenize(text).all(emit),
+            // The patterns match every character: nothing lies between.
+            Self::ByHand(pattern) => pattern.split(text).all(emit),
         }
+    }
+}
+
+/// The `Digits` pre-tokenizer before `ByteLevel` (StarCoder's and SmolLM's
+/// `individual_digits`): numbers apart from the rest, each digit alone or
+/// each run whole. "Digit" is `char::is_numeric`, the crate's test.
+#[derive(Clone, Copy)]
+enum DigitSplit {
+    Individual,
+    Contiguous,
+}
+
+impl DigitSplit {
+    /// Calls `emit` with the pieces of `text` in order until it returns
+    /// false; false then.
+    fn for_each_piece(self, text: &str, mut emit: impl FnMut(&str) -> bool) -> bool {
+        let mut start = 0;
+        let mut previous_numeric = None;
+        for (i, c) in text.char_indices() {
+            let numeric = c.is_numeric();
+            let cut = match previous_numeric {
+                None => false,
+                Some(previous) => previous != numeric || (numeric && matches!(self, Self::Individual)),
+            };
+            if cut {
+                if !emit(&text[start..i]) {
+                    return false;
+                }
+                start = i;
+            }
+            previous_numeric = Some(numeric);
+        }
+        start == text.len() || emit(&text[start..])
     }
 }
 
@@ -753,7 +805,7 @@ mod tests {
         assert!(llama3.pre_tokenizes_lazily());
         assert!(llama2.merges_here() && llama3.merges_here(), "both BPEs are plain");
         assert!(
-            matches!(&llama3.byte_level, Some(b) if matches!(b.splitter, Splitter::Llama3)),
+            matches!(&llama3.byte_level, Some(b) if matches!(b.splitter, Splitter::ByHand(SplitPattern::LLAMA3))),
             "Llama 3's pattern is split by hand"
         );
         let texts = texts();
@@ -773,10 +825,39 @@ mod tests {
                 .unwrap();
         let split = json["pre_tokenizer"]["pretokenizers"][0].clone();
         let level = |prefix: bool, regex: bool| serde_json::json!({"type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": true, "use_regex": regex});
+        let split_by = |pattern: &str| {
+            let mut split = split.clone();
+            split["pattern"]["Regex"] = Value::from(pattern);
+            split
+        };
+        let sequence = |parts: &[Value]| serde_json::json!({"type": "Sequence", "pretokenizers": parts});
+        let digits = |individual: bool| serde_json::json!({"type": "Digits", "individual_digits": individual});
+        let qwen2 = super::super::LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}");
+        // GPT-4o's (o200k): no hand-written splitter, the regex engine's.
+        let o200k = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        let gpt2 = Some(SplitPattern::Gpt2);
         let shapes = [
-            level(false, true),
-            level(true, true),
-            serde_json::json!({"type": "Sequence", "pretokenizers": [split.clone(), level(true, false)]}),
+            // GPT-2, GPT-NeoX
+            (level(false, true), gpt2),
+            (level(true, true), gpt2),
+            // Llama 3 with add_prefix_space
+            (
+                sequence(&[split.clone(), level(true, false)]),
+                Some(SplitPattern::LLAMA3),
+            ),
+            // Qwen2
+            (
+                sequence(&[split_by(&qwen2), level(false, false)]),
+                Some(SplitPattern::Cl100k { max_digits: 1 }),
+            ),
+            // StarCoder, SmolLM
+            (sequence(&[digits(true), level(false, true)]), gpt2),
+            (sequence(&[digits(false), level(true, true)]), gpt2),
+            (
+                sequence(&[digits(true), split.clone(), level(true, false)]),
+                Some(SplitPattern::LLAMA3),
+            ),
+            (sequence(&[split_by(o200k), level(false, false)]), None),
         ];
         let mut texts = texts();
         texts.truncate(12);
@@ -787,7 +868,10 @@ mod tests {
             "<|begin_of_text|>".to_string(),
         ]);
         texts.push("a<|begin_of_text|>b <|begin_of_text|> <|eot_id|><|begin_of_text|>".repeat(5));
-        for (i, shape) in shapes.iter().enumerate() {
+        // Numbers of every kind: `Digits` tests `char::is_numeric`, the
+        // patterns `\p{N}`.
+        texts.push("x1y22 333 4444\t55555 ٣٤٥ ۱۲ १२३ ①②③ Ⅻ ²³ ½ 𝟙𝟚 1,234.5 '12 (2024)\n99".repeat(4));
+        for (i, (shape, by_hand)) in shapes.iter().enumerate() {
             for plain_added_token in [false, true] {
                 let mut json = json.clone();
                 json["pre_tokenizer"] = shape.clone();
@@ -798,6 +882,12 @@ mod tests {
                 }
                 let encoder = from_json(&serde_json::to_vec(&json).unwrap());
                 assert!(encoder.pre_tokenizes_lazily() && encoder.merges_here(), "shape {i}");
+                let splitter = &encoder.byte_level.as_ref().unwrap().splitter;
+                match (splitter, by_hand) {
+                    (Splitter::ByHand(pattern), Some(expected)) => assert_eq!(pattern, expected),
+                    (Splitter::Regex(_), None) => {}
+                    _ => panic!("shape {i}: the wrong splitter"),
+                }
                 assert_encodes_as_the_crate(&encoder, &texts);
                 if plain_added_token {
                     assert!(encoder.encode_first("a<|begin_of_text|>", 9).contains(&128000));

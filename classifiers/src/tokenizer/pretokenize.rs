@@ -1,15 +1,27 @@
-//! The Llama 3 (= OpenAI cl100k) pre-tokenizer, written out by hand.
+//! The split patterns of byte-level tokenizers, written out by hand.
+//!
+//! OpenAI's cl100k pattern (Llama 3's; Qwen2's differs only in taking one
+//! digit at a time, `\p{N}` for `\p{N}{1,3}`):
 //!
 //! ```text
 //! (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //! ```
 //!
+//! and GPT-2's, the regex of the `tokenizers` crate's `ByteLevel` (GPT-2,
+//! GPT-NeoX, Pythia, StarCoder, SmolLM):
+//!
+//! ```text
+//! 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//! ```
+//!
 //! A regex engine needs backtracking for the `(?!\S)` lookahead (fancy-regex,
 //! onig) and pays for generality on every byte. This splitter applies the
 //! alternatives in the same order with the same leftmost-first semantics, with
-//! a table lookup per ASCII byte. The parity tests compare it with the
-//! `tokenizers` crate (onig) on real text in 75 languages and code.
+//! a table lookup per ASCII byte. Tests hold each pattern to the `tokenizers`
+//! crate's regex engine (onig) on every Unicode code point, and on real text in
+//! 75 languages and code.
 
+use super::LLAMA3_PATTERN;
 use unicode_general_category::{get_general_category, GeneralCategory as G};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -57,14 +69,68 @@ fn class(c: char) -> Class {
     }
 }
 
-/// Splits `text` into pre-tokens; every byte of `text` is in exactly one.
+/// A split pattern that thresher runs by hand, recognized by its text.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SplitPattern {
+    /// cl100k's, with numbers in groups of at most `max_digits` (Llama 3: 3,
+    /// Qwen2: 1; `usize::MAX` for `\p{N}+`).
+    Cl100k { max_digits: usize },
+    /// GPT-2's: contractions in lower case only, a leading space joins
+    /// letters, numbers or symbols, and `\r\n` are plain white space.
+    Gpt2,
+}
+
+/// GPT-2's pattern, as the `tokenizers` crate's `ByteLevel` spells it.
+pub const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+/// How Llama 3's pattern spells its number group.
+const LLAMA3_NUMBERS: &str = r"\p{N}{1,3}";
+
+impl SplitPattern {
+    pub const LLAMA3: Self = Self::Cl100k { max_digits: 3 };
+
+    /// The pattern a regex `text` is, when thresher has it by hand: GPT-2's,
+    /// or cl100k's with its number group spelt `\p{N}`, `\p{N}+` or
+    /// `\p{N}{1,K}`. Only the exact text: anything else is a regex's job.
+    pub fn recognize(text: &str) -> Option<Self> {
+        if text == GPT2_PATTERN {
+            return Some(Self::Gpt2);
+        }
+        let (head, tail) = LLAMA3_PATTERN.split_once(LLAMA3_NUMBERS)?;
+        let numbers = text.strip_prefix(head)?.strip_suffix(tail)?;
+        let max_digits = match numbers {
+            r"\p{N}" => 1,
+            r"\p{N}+" => usize::MAX,
+            _ => {
+                let k = numbers.strip_prefix(r"\p{N}{1,")?.strip_suffix('}')?;
+                // Digits only: `parse` would also take "+3".
+                k.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+                k.parse().ok().filter(|&k| k > 0)?
+            }
+        };
+        Some(Self::Cl100k { max_digits })
+    }
+
+    /// Splits `text` into pre-tokens; every byte of `text` is in exactly one.
+    pub fn split(self, text: &str) -> Pretokens<'_> {
+        Pretokens {
+            text,
+            pos: 0,
+            pattern: self,
+        }
+    }
+}
+
+/// Splits `text` by Llama 3's pattern.
+pub fn pretokenize(text: &str) -> Pretokens<'_> {
+    SplitPattern::LLAMA3.split(text)
+}
+
+/// The pre-tokens of a text, left to right.
 pub struct Pretokens<'a> {
     text: &'a str,
     pos: usize,
-}
-
-pub fn pretokenize(text: &str) -> Pretokens<'_> {
-    Pretokens { text, pos: 0 }
+    pattern: SplitPattern,
 }
 
 /// Char and class at a byte offset.
@@ -94,14 +160,19 @@ fn is_space(k: Class) -> bool {
     matches!(k, Class::Space | Class::Newline)
 }
 
-/// `'s|'t|'re|'ve|'m|'ll|'d`, case-insensitive (with Unicode simple case
-/// folding, `ſ` matches `s`): the end of the contraction starting at `i`.
-fn contraction(text: &str, i: usize) -> Option<usize> {
+/// `'s|'t|'re|'ve|'m|'ll|'d`: the end of the contraction starting at `i`.
+/// cl100k's is case-insensitive (with Unicode simple case folding, `ſ`
+/// matches `s`), GPT-2's is not.
+fn contraction(text: &str, i: usize, fold_case: bool) -> Option<usize> {
     let rest = &text[i + 1..];
     let mut chars = rest.chars();
     let first = chars.next()?;
     let second = chars.next();
-    let lower = |c: char| if c == 'ſ' { 's' } else { c.to_ascii_lowercase() };
+    let lower = |c: char| match c {
+        _ if !fold_case => c,
+        'ſ' => 's',
+        _ => c.to_ascii_lowercase(),
+    };
     let one = |c: char| i + 1 + c.len_utf8();
     match lower(first) {
         's' | 't' | 'm' | 'd' => Some(one(first)),
@@ -121,80 +192,111 @@ impl<'a> Iterator for Pretokens<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let text = self.text;
-        let start = self.pos;
+        let (text, start) = (self.text, self.pos);
         let (c0, k0) = at(text, start)?;
-        let after0 = start + c0.len_utf8();
-        let end = 'matched: {
-            // 1. contractions
-            if c0 == '\'' {
-                if let Some(end) = contraction(text, start) {
-                    break 'matched end;
-                }
-            }
-            // 2. [^\r\n\p{L}\p{N}]?\p{L}+
-            if k0 == Class::Letter {
-                break 'matched run_end(text, after0, |k| k == Class::Letter);
-            }
-            if k0 != Class::Newline && k0 != Class::Number {
-                if let Some((_, Class::Letter)) = at(text, after0) {
-                    break 'matched run_end(text, after0, |k| k == Class::Letter);
-                }
-            }
-            // 3. \p{N}{1,3}
-            if k0 == Class::Number {
-                let mut end = after0;
-                for _ in 0..2 {
-                    match at(text, end) {
-                        Some((c, Class::Number)) => end += c.len_utf8(),
-                        _ => break,
-                    }
-                }
-                break 'matched end;
-            }
-            // 4. ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-            let symbols_from = if c0 == ' ' { after0 } else { start };
-            if let Some((_, Class::Other)) = at(text, symbols_from) {
-                let end = run_end(text, symbols_from, |k| k == Class::Other);
-                break 'matched run_end(text, end, |k| k == Class::Newline);
-            }
-            // The rest all start with white space.
-            if !is_space(k0) {
-                // Unreachable for valid classes (Other is taken by 4), kept total.
-                break 'matched after0;
-            }
-            let run = run_end(text, start, is_space);
-            // 5. \s*[\r\n]+ : up to the last newline of the white-space run.
-            let mut last_newline = None;
-            let mut i = start;
-            while i < run {
-                let (c, k) = at(text, i).expect("inside the run");
-                if k == Class::Newline {
-                    last_newline = Some(i + 1);
-                }
-                i += c.len_utf8();
-            }
-            if let Some(end) = last_newline {
-                break 'matched end;
-            }
-            // 6. \s+(?!\S) : the run, less its last char unless text ends there.
-            if run == text.len() {
-                break 'matched run;
-            }
-            let last_char_start = text[..run]
-                .char_indices()
-                .next_back()
-                .map(|(i, _)| start.max(i))
-                .unwrap_or(start);
-            if last_char_start > start {
-                break 'matched last_char_start;
-            }
-            // 7. \s+
-            run
+        let end = match self.pattern {
+            SplitPattern::Cl100k { max_digits } => cl100k_end(text, start, c0, k0, max_digits),
+            SplitPattern::Gpt2 => gpt2_end(text, start, c0, k0),
         };
         self.pos = end;
         Some(&text[start..end])
     }
+}
+
+/// The end of cl100k's match at `start`, whose char is `c0` of class `k0`.
+fn cl100k_end(text: &str, start: usize, c0: char, k0: Class, max_digits: usize) -> usize {
+    let after0 = start + c0.len_utf8();
+    // 1. contractions
+    if c0 == '\'' {
+        if let Some(end) = contraction(text, start, true) {
+            return end;
+        }
+    }
+    // 2. [^\r\n\p{L}\p{N}]?\p{L}+
+    if k0 == Class::Letter {
+        return run_end(text, after0, |k| k == Class::Letter);
+    }
+    if k0 != Class::Newline && k0 != Class::Number {
+        if let Some((_, Class::Letter)) = at(text, after0) {
+            return run_end(text, after0, |k| k == Class::Letter);
+        }
+    }
+    // 3. \p{N}{1,max_digits}
+    if k0 == Class::Number {
+        let mut end = after0;
+        for _ in 1..max_digits {
+            match at(text, end) {
+                Some((c, Class::Number)) => end += c.len_utf8(),
+                _ => break,
+            }
+        }
+        return end;
+    }
+    // 4. ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+    let symbols_from = if c0 == ' ' { after0 } else { start };
+    if let Some((_, Class::Other)) = at(text, symbols_from) {
+        let end = run_end(text, symbols_from, |k| k == Class::Other);
+        return run_end(text, end, |k| k == Class::Newline);
+    }
+    // The rest all start with white space.
+    if !is_space(k0) {
+        // Unreachable for valid classes (Other is taken by 4), kept total.
+        return after0;
+    }
+    let run = run_end(text, start, is_space);
+    // 5. \s*[\r\n]+ : up to the last newline of the white-space run.
+    let mut last_newline = None;
+    let mut i = start;
+    while i < run {
+        let (c, k) = at(text, i).expect("inside the run");
+        if k == Class::Newline {
+            last_newline = Some(i + 1);
+        }
+        i += c.len_utf8();
+    }
+    last_newline.unwrap_or_else(|| space_run_end(text, start, run))
+}
+
+/// The end of GPT-2's match at `start`, whose char is `c0` of class `k0`.
+fn gpt2_end(text: &str, start: usize, c0: char, k0: Class) -> usize {
+    // 1. contractions
+    if c0 == '\'' {
+        if let Some(end) = contraction(text, start, false) {
+            return end;
+        }
+    }
+    // 2-4. ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: a run of one class,
+    // after one optional space.
+    let from = if c0 == ' ' { start + 1 } else { start };
+    if let Some((_, k)) = at(text, from) {
+        if !is_space(k) {
+            return run_end(text, from, |next| next == k);
+        }
+    }
+    if !is_space(k0) {
+        // Unreachable: a char that is not white space starts a run above.
+        return start + c0.len_utf8();
+    }
+    space_run_end(text, start, run_end(text, start, is_space))
+}
+
+/// `\s+(?!\S)|\s+` over the white-space run `start..run`: the run, less its
+/// last char when text follows and the run has more than one.
+fn space_run_end(text: &str, start: usize, run: usize) -> usize {
+    // 6. \s+(?!\S)
+    if run == text.len() {
+        return run;
+    }
+    let last_char_start = text[..run]
+        .char_indices()
+        .next_back()
+        .map(|(i, _)| start.max(i))
+        .unwrap_or(start);
+    if last_char_start > start {
+        return last_char_start;
+    }
+    // 7. \s+
+    run
 }
 
 #[cfg(test)]
@@ -221,6 +323,49 @@ mod tests {
         assert_eq!(split("x!!\n\ny"), ["x", "!!\n\n", "y"]);
         assert_eq!(split("\tword"), ["\tword"]);
         assert_eq!(split(""), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn gpt2_follows_its_pattern() {
+        let split = |s| SplitPattern::Gpt2.split(s).collect::<Vec<_>>();
+        assert_eq!(split("Hello world"), ["Hello", " world"]);
+        assert_eq!(
+            split("I'm here, they'LL go"),
+            ["I", "'m", " here", ",", " they", "'", "LL", " go"]
+        );
+        assert_eq!(split("12345 x 678"), ["12345", " x", " 678"]);
+        assert_eq!(split("a  b"), ["a", " ", " b"]);
+        assert_eq!(split("a \n\n b"), ["a", " \n\n", " b"]);
+        assert_eq!(split("\tword 'quoted'"), ["\t", "word", " '", "quoted", "'"]);
+        // No newline alternative: the run less its last char, then that char.
+        assert_eq!(split("x!!\n\ny"), ["x", "!!", "\n", "\n", "y"]);
+        assert_eq!(split("end   "), ["end", "   "]);
+    }
+
+    #[test]
+    fn recognizes_exact_patterns_only() {
+        let numbers = |group: &str| LLAMA3_PATTERN.replace(LLAMA3_NUMBERS, group);
+        assert_eq!(SplitPattern::recognize(LLAMA3_PATTERN), Some(SplitPattern::LLAMA3));
+        assert_eq!(SplitPattern::recognize(GPT2_PATTERN), Some(SplitPattern::Gpt2));
+        let qwen2 = SplitPattern::recognize(&numbers(r"\p{N}"));
+        assert_eq!(qwen2, Some(SplitPattern::Cl100k { max_digits: 1 }));
+        assert_eq!(
+            SplitPattern::recognize(&numbers(r"\p{N}+")),
+            Some(SplitPattern::Cl100k { max_digits: usize::MAX })
+        );
+        assert_eq!(
+            SplitPattern::recognize(&numbers(r"\p{N}{1,12}")),
+            Some(SplitPattern::Cl100k { max_digits: 12 })
+        );
+        for other in [r"\p{N}{1,0}", r"\p{N}{1,+3}", r"\p{N}{2,3}", r"\p{N}*", r"\d{1,3}"] {
+            assert_eq!(SplitPattern::recognize(&numbers(other)), None, "{other}");
+        }
+        assert_eq!(SplitPattern::recognize(&format!("{LLAMA3_PATTERN}|x")), None);
+        assert_eq!(SplitPattern::recognize(&GPT2_PATTERN.replace("'s|", "")), None);
+        assert_eq!(
+            SplitPattern::recognize(&numbers(r"\p{N}{1,5}")).map(|p| p.split("1234567").count()),
+            Some(2)
+        );
     }
 }
 
@@ -267,32 +412,37 @@ mod class_tests {
         );
     }
 
-    /// The whole split against the regex engine's, on every code point in
-    /// the places where the pattern's alternatives meet: after an
-    /// apostrophe (contractions fold case: `ſ` is `s`), before and after
+    /// The whole split against the regex engine's, for every pattern
+    /// thresher has by hand, on every code point in the places where the
+    /// patterns' alternatives meet: after an apostrophe (cl100k's
+    /// contractions fold case: `ſ` is `s`; GPT-2's do not), before and after
     /// letters, digits, spaces and newlines.
     #[test]
     fn every_code_point_splits_as_the_regex_engine_does() {
-        let regex = SysRegex::new(crate::tokenizer::LLAMA3_PATTERN).unwrap();
-        let by_regex =
-            |text: &str| -> Vec<String> { regex.find_iter(text).map(|(a, b)| text[a..b].to_string()).collect() };
-        let mut checked = 0;
-        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
-            for text in [
-                format!("'{c}"),
-                format!("'{c}e"),
-                format!("'{c}L"),
-                format!("'l{c}"),
-                format!("a{c}1"),
-                format!(" {c}b"),
-                format!("1{c}\n"),
-                format!("x \t{c} "),
-            ] {
-                let ours: Vec<&str> = pretokenize(&text).collect();
-                assert_eq!(ours, by_regex(&text), "{text:?} (U+{:04X})", c as u32);
-                checked += 1;
+        let qwen2 = LLAMA3_PATTERN.replace(LLAMA3_NUMBERS, r"\p{N}");
+        for pattern in [LLAMA3_PATTERN, GPT2_PATTERN, &qwen2] {
+            let split = SplitPattern::recognize(pattern).unwrap();
+            let regex = SysRegex::new(pattern).unwrap();
+            let by_regex =
+                |text: &str| -> Vec<String> { regex.find_iter(text).map(|(a, b)| text[a..b].to_string()).collect() };
+            let mut checked = 0;
+            for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+                for text in [
+                    format!("'{c}"),
+                    format!("'{c}e"),
+                    format!("'{c}L"),
+                    format!("'l{c}"),
+                    format!("a{c}1"),
+                    format!(" {c}b"),
+                    format!("1{c}\n"),
+                    format!("x \t{c} 22"),
+                ] {
+                    let ours: Vec<&str> = split.split(&text).collect();
+                    assert_eq!(ours, by_regex(&text), "{split:?}: {text:?} (U+{:04X})", c as u32);
+                    checked += 1;
+                }
             }
+            assert!(checked > 8_000_000);
         }
-        assert!(checked > 8_000_000);
     }
 }
