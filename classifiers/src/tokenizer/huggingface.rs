@@ -26,10 +26,10 @@
 //! checkpoints ship (a regex `Split` then `ByteLevel`, as Llama 3 and Qwen;
 //! or `ByteLevel` with its own GPT-2 regex; either after a `Digits` step, as
 //! StarCoder and SmolLM) are therefore run here, lazily: the same pieces are
-//! found left to right (Llama 3's, Qwen2's and GPT-2's patterns by
-//! thresher's hand-written splitters, held to the regex engine on every code
-//! point; others by the crate's regex engine), and the search stops with the
-//! ids.
+//! found left to right (the patterns of Llama 3, Qwen2, GPT-2, GPT-4o and
+//! Mistral's Tekken by thresher's hand-written splitters, held to the regex
+//! engine on every code point; others by the crate's regex engine), and the
+//! search stops with the ids.
 //!
 //! A plain BPE model itself runs here too ([`MergeListBpe`]): the crate's
 //! merge rule over its merge list, on raw bytes for a byte-level vocabulary,
@@ -349,8 +349,9 @@ impl ByteLevelPreTokenizer {
 enum Splitter {
     /// The crate's regex engine, for any pattern.
     Regex(SysRegex),
-    /// A pattern thresher has by hand ([`SplitPattern`]: Llama 3's, Qwen2's,
-    /// GPT-2's); a test holds each to the regex engine on every code point.
+    /// A pattern thresher has by hand ([`SplitPattern`]: the cl100k, GPT-2
+    /// and o200k families); a test holds each to the regex engine on every
+    /// code point.
     ByHand(SplitPattern),
 }
 
@@ -716,6 +717,7 @@ impl HuggingFaceEncoder {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pretokenize::O200K_PATTERN;
     use super::*;
     use std::path::{Path, PathBuf};
 
@@ -833,8 +835,12 @@ mod tests {
         let sequence = |parts: &[Value]| serde_json::json!({"type": "Sequence", "pretokenizers": parts});
         let digits = |individual: bool| serde_json::json!({"type": "Digits", "individual_digits": individual});
         let qwen2 = super::super::LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}");
-        // GPT-4o's (o200k): no hand-written splitter, the regex engine's.
-        let o200k = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        // Mistral's Tekken: o200k without contractions, one digit at a time.
+        let tekken = O200K_PATTERN
+            .replace(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?", "")
+            .replace(r"\p{N}{1,3}", r"\p{N}");
+        // A pattern with no hand-written splitter: the regex engine's.
+        let ascii_digits = super::super::LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\d{1,3}");
         let gpt2 = Some(SplitPattern::Gpt2);
         let shapes = [
             // GPT-2, GPT-NeoX
@@ -857,7 +863,22 @@ mod tests {
                 sequence(&[digits(true), split.clone(), level(true, false)]),
                 Some(SplitPattern::LLAMA3),
             ),
-            (sequence(&[split_by(o200k), level(false, false)]), None),
+            // GPT-4o
+            (
+                sequence(&[split_by(O200K_PATTERN), level(false, false)]),
+                Some(SplitPattern::O200k {
+                    max_digits: 3,
+                    contractions: true,
+                }),
+            ),
+            (
+                sequence(&[split_by(&tekken), level(false, false)]),
+                Some(SplitPattern::O200k {
+                    max_digits: 1,
+                    contractions: false,
+                }),
+            ),
+            (sequence(&[split_by(&ascii_digits), level(false, false)]), None),
         ];
         let mut texts = texts();
         texts.truncate(12);
@@ -868,11 +889,15 @@ mod tests {
             "<|begin_of_text|>".to_string(),
         ]);
         texts.push("a<|begin_of_text|>b <|begin_of_text|> <|eot_id|><|begin_of_text|>".repeat(5));
+        // Case changes inside words, marks, contractions (o200k).
+        texts.push("camelCase HTTPServer don't DON'T ǅemal naïve e\u{301}Te\u{301} ʰa ᾈb 'LL x/y//\n/".repeat(4));
         // Numbers of every kind: `Digits` tests `char::is_numeric`, the
         // patterns `\p{N}`.
         texts.push("x1y22 333 4444\t55555 ٣٤٥ ۱۲ १२३ ①②③ Ⅻ ²³ ½ 𝟙𝟚 1,234.5 '12 (2024)\n99".repeat(4));
         for (i, (shape, by_hand)) in shapes.iter().enumerate() {
-            for plain_added_token in [false, true] {
+            // An added token in the text: on the first shapes (it is found
+            // before pre-tokenizing, whatever the shape).
+            for plain_added_token in [false, true].into_iter().take(if i < 3 { 2 } else { 1 }) {
                 let mut json = json.clone();
                 json["pre_tokenizer"] = shape.clone();
                 if plain_added_token {
