@@ -51,7 +51,7 @@ use tokenizers::models::bpe::BPE;
 
 use super::merges::{self, MergeListBpe};
 use super::piece_cache;
-use super::pretokenize::{SplitPattern, GPT2_PATTERN};
+use super::pretokenize::SplitPattern;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
 
 pub struct HuggingFaceEncoder {
@@ -196,19 +196,21 @@ impl Normalizer for UnicodeForm {
 const BROKEN: &str = "tokenizers failed on valid UTF-8 text";
 
 /// A byte-level pre-tokenizer, with no normalizer before it or a Unicode
-/// one: `Sequence[Split(regex, Isolated), ByteLevel(use_regex: false)]` or
-/// `ByteLevel(use_regex: true)`, with or without `add_prefix_space`, either
-/// one after a `Digits` step or not.
+/// one: `ByteLevel` (with its own GPT-2 regex or not, with
+/// `add_prefix_space` or not) after any number of `Split(regex, Isolated)`
+/// and `Digits` steps in a `Sequence`: Llama 3's and Qwen's
+/// `[Split, ByteLevel]`, GPT-2's `ByteLevel`, SmolLM's `[Digits, ByteLevel]`,
+/// DeepSeek V3's three `Split`s before `ByteLevel`.
 struct ByteLevelPreTokenizer {
-    /// `Digits`, when it comes first.
-    digits: Option<DigitSplit>,
-    splitter: Splitter,
+    /// The steps before `ByteLevel`, in order: each splits every piece of
+    /// the one before.
+    steps: Vec<PreSplit>,
     /// `ByteLevel`'s `add_prefix_space`: a space before each piece it sees
     /// that does not start with one.
     prefix_space: bool,
-    /// Where `ByteLevel` sees the text: after the regex split (each regex
-    /// piece; `Split` first) or before it (the whole text; its own regex).
-    split_first: bool,
+    /// `ByteLevel`'s `use_regex`: its own GPT-2 split of each piece it sees
+    /// (after the space), by hand ([`SplitPattern::Gpt2`]).
+    own_regex: bool,
     /// A Unicode normalizer before it (Qwen's NFC), applied here.
     unicode_form: Option<UnicodeForm>,
     /// Where the added tokens are looked for.
@@ -218,8 +220,8 @@ struct ByteLevelPreTokenizer {
 }
 
 impl ByteLevelPreTokenizer {
-    /// Recognizes the two shapes in the loaded tokenizer (its pre-tokenizer
-    /// as the crate serializes it: a `Sequence` keeps its parts private);
+    /// Recognizes the shape in the loaded tokenizer (its pre-tokenizer as
+    /// the crate serializes it: a `Sequence` keeps its parts private);
     /// anything else is left to the crate.
     fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
         let unicode_form = match tokenizer.get_normalizer() {
@@ -227,44 +229,19 @@ impl ByteLevelPreTokenizer {
             None => None,
         };
         let pre_tokenizer = serde_json::to_value(tokenizer.get_pre_tokenizer()?).ok()?;
-        let byte_level = |v: &Value| -> Option<(bool, bool)> {
-            (v["type"] == "ByteLevel").then_some(())?;
-            let flag = |key: &str, default: bool| match &v[key] {
-                Value::Null => Some(default),
-                Value::Bool(b) => Some(*b),
-                _ => None,
-            };
-            Some((flag("add_prefix_space", true)?, flag("use_regex", true)?))
-        };
         let parts = match pre_tokenizer["type"].as_str()? {
             "Sequence" => pre_tokenizer["pretokenizers"].as_array()?.clone(),
             _ => vec![pre_tokenizer],
         };
-        let (digits, parts) = match parts.split_first() {
-            Some((digits, rest)) if digits["type"] == "Digits" => {
-                let split = match digits["individual_digits"].as_bool()? {
-                    true => DigitSplit::Individual,
-                    false => DigitSplit::Contiguous,
-                };
-                (Some(split), rest)
-            }
-            _ => (None, parts.as_slice()),
+        let (level, steps) = parts.split_last()?;
+        (level["type"] == "ByteLevel").then_some(())?;
+        let flag = |key: &str, default: bool| match &level[key] {
+            Value::Null => Some(default),
+            Value::Bool(b) => Some(*b),
+            _ => None,
         };
-        let (pattern, prefix_space, split_first) = match parts {
-            [level] => {
-                let (prefix_space, use_regex) = byte_level(level)?;
-                use_regex.then_some((GPT2_PATTERN.to_string(), prefix_space, false))?
-            }
-            [split, level] => {
-                let (prefix_space, use_regex) = byte_level(level)?;
-                let isolated_split = split["type"] == "Split"
-                    && split["behavior"] == "Isolated"
-                    && split["invert"] == false
-                    && !use_regex;
-                isolated_split.then_some((split["pattern"]["Regex"].as_str()?.to_string(), prefix_space, true))?
-            }
-            _ => return None,
-        };
+        let (prefix_space, own_regex) = (flag("add_prefix_space", true)?, flag("use_regex", true)?);
+        let steps = steps.iter().map(PreSplit::of).collect::<Option<Vec<_>>>()?;
         let mut byte_chars = ['\0'; 256];
         // GPT-2's table: printable bytes stand for themselves, the others
         // for 256, 257, ... in byte order.
@@ -279,10 +256,9 @@ impl ByteLevelPreTokenizer {
             };
         }
         Some(Self {
-            digits,
-            splitter: Splitter::new(&pattern)?,
+            steps,
             prefix_space,
-            split_first,
+            own_regex,
             unicode_form,
             added_tokens: AddedTokensInText::of(tokenizer)?,
             byte_chars,
@@ -297,40 +273,23 @@ impl ByteLevelPreTokenizer {
         text: &str,
         mut encode: impl FnMut(PreToken) -> bool,
     ) {
-        let mut spaced = Vec::new();
-        let mut with_space = String::new();
-        // One piece of text: the regex's pieces, and ByteLevel's turn.
-        let mut split = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
-            // The crate drops empty pieces before ByteLevel adds its space.
-            if piece.is_empty() {
-                return true;
-            }
-            let piece = if !self.split_first && self.prefix_space && !piece.starts_with(' ') {
-                with_space.clear();
-                with_space.push(' ');
-                with_space.push_str(piece);
-                with_space.as_str()
+        let mut spaced = String::new();
+        // What `ByteLevel` does with each piece the steps made.
+        let mut byte_level = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
+            let piece = if self.prefix_space && !piece.starts_with(' ') {
+                spaced.clear();
+                spaced.push(' ');
+                spaced.push_str(piece);
+                spaced.as_str()
             } else {
                 piece
             };
-            self.splitter.for_each_split(piece, |pre_token: &str| -> bool {
-                if pre_token.is_empty() {
-                    return true;
-                }
-                if self.split_first && self.prefix_space && !pre_token.starts_with(' ') {
-                    spaced.clear();
-                    spaced.push(b' ');
-                    spaced.extend_from_slice(pre_token.as_bytes());
-                    return encode(PreToken::Bytes(&spaced));
-                }
-                encode(PreToken::Bytes(pre_token.as_bytes()))
-            })
-        };
-        // `Digits` first, when there is one.
-        let mut split = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
-            match self.digits {
-                Some(digits) => digits.for_each_piece(piece, |piece| split(piece, encode)),
-                None => split(piece, encode),
+            if self.own_regex {
+                SplitPattern::Gpt2
+                    .split(piece)
+                    .all(|pre_token| encode(PreToken::Bytes(pre_token.as_bytes())))
+            } else {
+                encode(PreToken::Bytes(piece.as_bytes()))
             }
         };
         let normalizer: &dyn Normalizer = match &self.unicode_form {
@@ -339,9 +298,54 @@ impl ByteLevelPreTokenizer {
         };
         self.added_tokens
             .for_each_piece(tokenizer, text, normalizer, |piece| match piece {
-                TextPiece::Text(text) => split(text, &mut encode),
+                TextPiece::Text(text) => {
+                    PreSplit::split_all(&self.steps, text, &mut |piece| byte_level(piece, &mut encode))
+                }
                 TextPiece::Added(tokens) => encode(PreToken::Added(tokens)),
             });
+    }
+}
+
+/// A step of a pre-tokenizer `Sequence` before `ByteLevel`.
+enum PreSplit {
+    /// `Split(regex, Isolated)`: the matches and the text between them.
+    Split(Splitter),
+    /// `Digits`.
+    Digits(DigitSplit),
+}
+
+impl PreSplit {
+    fn of(step: &Value) -> Option<Self> {
+        match step["type"].as_str()? {
+            "Split" => {
+                let isolated = step["behavior"] == "Isolated" && step["invert"] == false;
+                isolated.then_some(())?;
+                Splitter::new(step["pattern"]["Regex"].as_str()?).map(Self::Split)
+            }
+            "Digits" => Some(Self::Digits(match step["individual_digits"].as_bool()? {
+                true => DigitSplit::Individual,
+                false => DigitSplit::Contiguous,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Calls `emit` with the pieces `steps` make of `text`, in order, until
+    /// it returns false; false then. The crate drops empty pieces after
+    /// each step (before `ByteLevel` adds its space).
+    fn split_all(steps: &[PreSplit], text: &str, emit: &mut dyn FnMut(&str) -> bool) -> bool {
+        if text.is_empty() {
+            return true;
+        }
+        match steps.split_first() {
+            None => emit(text),
+            Some((Self::Split(splitter), rest)) => {
+                splitter.for_each_split(text, |piece| Self::split_all(rest, piece, emit))
+            }
+            Some((Self::Digits(digits), rest)) => {
+                digits.for_each_piece(text, |piece| Self::split_all(rest, piece, emit))
+            }
+        }
     }
 }
 
@@ -807,7 +811,7 @@ mod tests {
         assert!(llama3.pre_tokenizes_lazily());
         assert!(llama2.merges_here() && llama3.merges_here(), "both BPEs are plain");
         assert!(
-            matches!(&llama3.byte_level, Some(b) if matches!(b.splitter, Splitter::ByHand(SplitPattern::LLAMA3))),
+            matches!(&llama3.byte_level, Some(b) if matches!(b.steps.as_slice(), [PreSplit::Split(Splitter::ByHand(SplitPattern::LLAMA3))])),
             "Llama 3's pattern is split by hand"
         );
         let texts = texts();
@@ -878,7 +882,22 @@ mod tests {
                     contractions: false,
                 }),
             ),
-            (sequence(&[split_by(&ascii_digits), level(false, false)]), None),
+            (sequence(&[split_by(&ascii_digits), level(true, false)]), None),
+            // DeepSeek V3's: numbers, then CJK runs, then words, each split
+            // by the regex engine.
+            (
+                sequence(&[
+                    split_by(r"\p{N}{1,3}"),
+                    split_by("[一-龥\u{3040}-ゟ゠-ヿ]+"),
+                    split_by(
+                        r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+                    ),
+                    level(false, false),
+                ]),
+                None,
+            ),
+            // Steps after a Split, and ByteLevel's own regex after a Split.
+            (sequence(&[split.clone(), digits(false), level(true, true)]), gpt2),
         ];
         let mut texts = texts();
         texts.truncate(12);
@@ -907,12 +926,15 @@ mod tests {
                 }
                 let encoder = from_json(&serde_json::to_vec(&json).unwrap());
                 assert!(encoder.pre_tokenizes_lazily() && encoder.merges_here(), "shape {i}");
-                let splitter = &encoder.byte_level.as_ref().unwrap().splitter;
-                match (splitter, by_hand) {
-                    (Splitter::ByHand(pattern), Some(expected)) => assert_eq!(pattern, expected),
-                    (Splitter::Regex(_), None) => {}
-                    _ => panic!("shape {i}: the wrong splitter"),
-                }
+                // The pattern that splits words: ByteLevel's own, else
+                // the last Split's.
+                let level = encoder.byte_level.as_ref().unwrap();
+                let words_by_hand = match level.steps.last() {
+                    _ if level.own_regex => Some(SplitPattern::Gpt2),
+                    Some(PreSplit::Split(Splitter::ByHand(pattern))) => Some(*pattern),
+                    _ => None,
+                };
+                assert_eq!(&words_by_hand, by_hand, "shape {i}");
                 assert_encodes_as_the_crate(&encoder, &texts);
                 if plain_added_token {
                     assert!(encoder.encode_first("a<|begin_of_text|>", 9).contains(&128000));
