@@ -31,6 +31,9 @@
 //! engine on every code point; others by the crate's regex engine), and the
 //! search stops with the ids.
 //!
+//! Added tokens that are not special are found here too, lazily, with the
+//! crate's own automaton and rules ([`AddedTokenFinder`]).
+//!
 //! A plain BPE model itself runs here too ([`MergeListBpe`]): the crate's
 //! merge rule over its merge list, on raw bytes for a byte-level vocabulary,
 //! without the crate's `String` per token. Anything else (WordPiece,
@@ -71,77 +74,140 @@ pub struct HuggingFaceEncoder {
     cache_owner: Option<u64>,
 }
 
-/// When the crate looks for the added tokens that are not special (special
-/// ones are plain text here) relative to normalizing, which decides where
-/// thresher may normalize: the crate first looks for the tokens that are
-/// not `normalized` in the raw text, normalizes each part between them on
-/// its own, then looks for the `normalized` ones (in normalized form).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// When the crate looks for the added tokens it keeps (those that are not
+/// special; special ones are plain text here) relative to normalizing,
+/// which decides where thresher may normalize: the crate first looks for the
+/// tokens that are not `normalized` in the raw text, normalizes each part
+/// between them on its own, then looks for the `normalized` ones (in
+/// normalized form). Each search is [`AddedTokenFinder`]'s, lazy.
 enum AddedTokensInText {
     None,
     /// All are `normalized`: the whole text is normalized first, as one.
-    AfterNormalizing,
+    AfterNormalizing(AddedTokenFinder),
     /// None is: the parts between them are normalized one by one.
-    BeforeNormalizing,
+    BeforeNormalizing(AddedTokenFinder),
 }
 
 impl AddedTokensInText {
-    /// `None` when some are `normalized` and some not (left to the crate).
+    /// `None` when some are `normalized` and some not, or when one of them
+    /// needs the crate's rules about the spaces around it (left to the
+    /// crate).
     fn of(tokenizer: &tokenizers::Tokenizer) -> Option<Self> {
         let added = tokenizer.get_added_tokens_decoder();
+        // With `encode_special_tokens` the crate skips special tokens it
+        // finds (thresher's setting: they are text), else keeps them.
+        let skips_special = tokenizer.get_added_vocabulary().get_encode_special_tokens();
+        let kept = |t: &tokenizers::AddedToken| !(t.special && skips_special);
         let (normalized, raw) =
             added
                 .values()
-                .filter(|t| !t.special)
+                .filter(|t| kept(t))
                 .fold((0, 0), |(n, r), t| if t.normalized { (n + 1, r) } else { (n, r + 1) });
-        match (normalized, raw) {
-            (0, 0) => Some(Self::None),
-            (_, 0) => Some(Self::AfterNormalizing),
-            (0, _) => Some(Self::BeforeNormalizing),
-            _ => None,
+        let normalized = match (normalized, raw) {
+            (0, 0) => return Some(Self::None),
+            (_, 0) => true,
+            (0, _) => false,
+            _ => return None,
+        };
+        // The crate's automaton for that search: every added token of that
+        // kind, kept or skipped (a skipped match still hides what overlaps
+        // it), the `normalized` ones in the normalizer's form.
+        let mut patterns = Vec::new();
+        for (&id, token) in added.iter().filter(|(_, t)| t.normalized == normalized) {
+            let keep = kept(token);
+            if keep && (token.single_word || token.lstrip || token.rstrip) {
+                return None;
+            }
+            let pattern = match tokenizer.get_normalizer() {
+                Some(normalizer) if normalized => {
+                    let mut text = tokenizers::NormalizedString::from(token.content.as_str());
+                    tokenizers::tokenizer::Normalizer::normalize(normalizer, &mut text).ok()?;
+                    text.get().to_string()
+                }
+                _ => token.content.clone(),
+            };
+            patterns.push((pattern, keep.then_some(id)));
         }
+        let finder = AddedTokenFinder::new(patterns)?;
+        Some(match normalized {
+            true => Self::AfterNormalizing(finder),
+            false => Self::BeforeNormalizing(finder),
+        })
     }
 
     /// The text's pieces, added tokens resolved, with `normalizer` applied
     /// as the crate applies its own: `encode` gets each (false: stop).
-    fn for_each_piece(
-        self,
-        tokenizer: &tokenizers::Tokenizer,
-        text: &str,
-        normalizer: &dyn Normalizer,
-        mut encode: impl FnMut(TextPiece) -> bool,
-    ) {
-        let find = |text: &str| {
-            tokenizer
-                .get_added_vocabulary()
-                .extract_and_normalize(None::<&tokenizers::NormalizerWrapper>, text)
-        };
+    fn for_each_piece(&self, text: &str, normalizer: &dyn Normalizer, mut encode: impl FnMut(TextPiece) -> bool) {
         // Normalizing once, whole, or each part between the tokens found.
-        let pieces = match self {
+        match self {
             Self::None => {
                 encode(TextPiece::Text(&normalizer.normalize(text)));
-                return;
             }
-            Self::AfterNormalizing => find(&normalizer.normalize(text)),
-            Self::BeforeNormalizing => find(text),
-        };
-        for (piece, _, tokens) in pieces.get_splits(OffsetReferential::Normalized, OffsetType::None) {
-            let more = match tokens {
-                Some(tokens) => encode(TextPiece::Added(tokens)),
-                None if self == Self::BeforeNormalizing => encode(TextPiece::Text(&normalizer.normalize(piece))),
-                None => encode(TextPiece::Text(piece)),
-            };
-            if !more {
-                return;
+            Self::AfterNormalizing(finder) => {
+                finder.for_each_piece(&normalizer.normalize(text), encode);
+            }
+            Self::BeforeNormalizing(finder) => {
+                finder.for_each_piece(text, |piece| match piece {
+                    TextPiece::Text(piece) => encode(TextPiece::Text(&normalizer.normalize(piece))),
+                    added => encode(added),
+                });
             }
         }
     }
 }
 
-/// Normalized text between added tokens, or an added token's ids.
+/// Finds added tokens in a text as the crate does (`AddedVocabulary`'s
+/// `find_matches`: its own automaton, daachorse, leftmost-longest), but
+/// lazily, left to right, and without building a `NormalizedString` of the
+/// whole text.
+struct AddedTokenFinder {
+    /// Pattern values: an index into `ids`.
+    automaton: daachorse::DoubleArrayAhoCorasick<u32>,
+    /// Per pattern, the id of a token the crate keeps, or `None` for one it
+    /// skips (a special token).
+    ids: Vec<Option<u32>>,
+}
+
+impl AddedTokenFinder {
+    /// `None` when the automaton cannot be built (the crate's could not
+    /// either: an empty or repeated pattern).
+    fn new(patterns: Vec<(String, Option<u32>)>) -> Option<Self> {
+        let ids = patterns.iter().map(|(_, id)| *id).collect();
+        let automaton = daachorse::DoubleArrayAhoCorasickBuilder::new()
+            .match_kind(daachorse::MatchKind::LeftmostLongest)
+            .build_with_values(patterns.iter().enumerate().map(|(i, (p, _))| (p.as_str(), i as u32)))
+            .ok()?;
+        Some(Self { automaton, ids })
+    }
+
+    /// Calls `emit` with the text between the kept tokens found and with
+    /// each of them, in order, until it returns false. Empty text is not
+    /// emitted (the crate's pieces between tokens are never empty, and an
+    /// empty document encodes to nothing).
+    fn for_each_piece<'t>(&self, text: &'t str, mut emit: impl FnMut(TextPiece<'t>) -> bool) {
+        let mut start = 0;
+        for found in self.automaton.leftmost_find_iter(text) {
+            let Some(id) = self.ids[found.value() as usize] else {
+                continue;
+            };
+            if start < found.start() && !emit(TextPiece::Text(&text[start..found.start()])) {
+                return;
+            }
+            if !emit(TextPiece::Added(id)) {
+                return;
+            }
+            start = found.end();
+        }
+        if start < text.len() {
+            emit(TextPiece::Text(&text[start..]));
+        }
+    }
+}
+
+/// Normalized text between added tokens, or an added token's id.
 enum TextPiece<'a> {
     Text(&'a str),
-    Added(&'a [tokenizers::Token]),
+    Added(u32),
 }
 
 /// A normalizer thresher runs itself, exactly as the crate would.
@@ -267,12 +333,7 @@ impl ByteLevelPreTokenizer {
 
     /// Calls `encode` with each pre-token of `text` in order, until it
     /// returns false.
-    fn for_each_pre_token(
-        &self,
-        tokenizer: &tokenizers::Tokenizer,
-        text: &str,
-        mut encode: impl FnMut(PreToken) -> bool,
-    ) {
+    fn for_each_pre_token(&self, text: &str, mut encode: impl FnMut(PreToken) -> bool) {
         let mut spaced = String::new();
         // What `ByteLevel` does with each piece the steps made.
         let mut byte_level = |piece: &str, encode: &mut dyn FnMut(PreToken) -> bool| -> bool {
@@ -296,13 +357,12 @@ impl ByteLevelPreTokenizer {
             Some(form) => form,
             None => &(),
         };
-        self.added_tokens
-            .for_each_piece(tokenizer, text, normalizer, |piece| match piece {
-                TextPiece::Text(text) => {
-                    PreSplit::split_all(&self.steps, text, &mut |piece| byte_level(piece, &mut encode))
-                }
-                TextPiece::Added(tokens) => encode(PreToken::Added(tokens)),
-            });
+        self.added_tokens.for_each_piece(text, normalizer, |piece| match piece {
+            TextPiece::Text(text) => {
+                PreSplit::split_all(&self.steps, text, &mut |piece| byte_level(piece, &mut encode))
+            }
+            TextPiece::Added(id) => encode(PreToken::Added(id)),
+        });
     }
 }
 
@@ -425,7 +485,7 @@ impl DigitSplit {
 enum PreToken<'a> {
     /// A pre-token's raw bytes, before `ByteLevel` maps them to characters.
     Bytes(&'a [u8]),
-    Added(&'a [tokenizers::Token]),
+    Added(u32),
 }
 
 /// A normalizer made of `Prepend` and literal `Replace` steps, the shape
@@ -671,18 +731,18 @@ impl HuggingFaceEncoder {
         let t = &self.tokenizer;
         let mut ids = Vec::with_capacity(limit.min(text.len() / 3 + 16));
         if let Some(byte_level) = &self.byte_level {
-            byte_level.for_each_pre_token(t, text, |pre_token| {
+            byte_level.for_each_pre_token(text, |pre_token| {
                 match pre_token {
                     PreToken::Bytes(piece) => self.encode_bytes(byte_level, piece, &mut ids),
-                    PreToken::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
+                    PreToken::Added(id) => ids.push(id),
                 }
                 ids.len() < limit
             });
         } else if let Some(edits) = &self.string_edits {
-            edits.added_tokens.for_each_piece(t, text, edits, |piece| {
+            edits.added_tokens.for_each_piece(text, edits, |piece| {
                 match piece {
                     TextPiece::Text(piece) => self.encode_text_piece(piece, limit, &mut ids),
-                    TextPiece::Added(tokens) => ids.extend(tokens.iter().map(|token| token.id)),
+                    TextPiece::Added(id) => ids.push(id),
                 }
                 ids.len() < limit
             });
@@ -1048,6 +1108,99 @@ mod tests {
         let demo = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/demo-quality/tokenizer.json"));
         assert!(demo.normalizes_here() && demo.merges_here());
         assert_encodes_as_the_crate(&demo, &texts);
+    }
+
+    /// Added tokens found lazily, as the crate's automaton finds them: 16
+    /// random sets of overlapping tokens over a small alphabet (special ones
+    /// the crate skips but whose matches still hide what they overlap;
+    /// `normalized` all or none), on Llama 2's file (string edits) and
+    /// Llama 3's (byte level), against the crate on random texts. A token
+    /// with `lstrip`, `rstrip` or `single_word` keeps the crate's path.
+    #[test]
+    fn added_tokens_are_found_as_the_crate_finds_them() {
+        let llama2: Value = serde_json::from_slice(
+            &std::fs::read(testdata().join("tokenizer/llama2-hf-tokenizer.dolma-test.json")).unwrap(),
+        )
+        .unwrap();
+        let llama3: Value =
+            serde_json::from_slice(&std::fs::read(testdata().join("tokenizer/llama3-tokenizer.json")).unwrap())
+                .unwrap();
+        let mut seed = 5u64;
+        let mut below = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let alphabet = ["a", "b", "|", " ", "é", "\n"];
+        let mut kept_tokens_found = 0;
+        for round in 0..16 {
+            let (base, first_id) = match round % 2 {
+                0 => (&llama2, 32000),
+                _ => (&llama3, 128256),
+            };
+            let normalized = round % 4 < 2;
+            let mut contents: Vec<String> = Vec::new();
+            while contents.len() < 2 + below(5) {
+                let content: String = (0..1 + below(4)).map(|_| alphabet[below(alphabet.len())]).collect();
+                if !contents.contains(&content) && content.trim() == content && !content.is_empty() {
+                    contents.push(content);
+                }
+            }
+            let mut json = base.clone();
+            let added = json["added_tokens"].as_array_mut().unwrap();
+            added.retain(|t| t["special"] == true);
+            for (i, content) in contents.iter().enumerate() {
+                added.push(serde_json::json!({
+                    "id": first_id + i, "content": content, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": normalized, "special": below(3) == 0,
+                }));
+            }
+            let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+            assert!(
+                encoder.normalizes_here() || encoder.pre_tokenizes_lazily(),
+                "round {round}"
+            );
+            let texts: Vec<String> = (0..20)
+                .map(|_| (0..below(60)).map(|_| alphabet[below(alphabet.len())]).collect())
+                .collect();
+            assert_encodes_as_the_crate(&encoder, &texts);
+            kept_tokens_found += texts
+                .iter()
+                .flat_map(|t| encoder.encode_by_crate(t))
+                .filter(|&id| id >= first_id as u32)
+                .count();
+            // Spaces around a token matter to the crate: its path.
+            json["added_tokens"].as_array_mut().unwrap().last_mut().unwrap()["special"] = Value::Bool(false);
+            json["added_tokens"].as_array_mut().unwrap().last_mut().unwrap()["lstrip"] = Value::Bool(true);
+            let stripping = from_json(&serde_json::to_vec(&json).unwrap());
+            assert!(!stripping.normalizes_here() && !stripping.pre_tokenizes_lazily());
+            assert_encodes_as_the_crate(&stripping, &texts);
+        }
+        assert!(
+            kept_tokens_found > 50,
+            "the texts must hold the tokens: {kept_tokens_found}"
+        );
+        // By hand: a skipped special "ȸȹ" hides the "ȹ" in it; the longest
+        // token wins where several start. (Not ASCII, so that no content is
+        // a token of the byte-level vocabulary already: the crate adds
+        // those as plain vocabulary.)
+        let mut json = llama3.clone();
+        let added = json["added_tokens"].as_array_mut().unwrap();
+        let tokens = [("ȸȹ", true), ("ȹ", false), ("ȸ|", false), ("ȸ", false)];
+        for (i, (content, special)) in tokens.iter().enumerate() {
+            added.push(serde_json::json!({
+                "id": 128256 + i, "content": content, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": special,
+            }));
+        }
+        let encoder = from_json(&serde_json::to_vec(&json).unwrap());
+        let text = "xȸȹ ȸ| ȸ ȹ".to_string();
+        let expected = encoder.encode_by_crate(&text);
+        let count = |content: &str| {
+            let id = encoder.tokenizer.token_to_id(content).unwrap();
+            expected.iter().filter(|&&found| found == id).count()
+        };
+        assert_eq!(tokens.map(|(content, _)| count(content)), [0, 1, 1, 1]);
+        assert_encodes_as_the_crate(&encoder, &[text]);
     }
 
     /// A BPE whose merges cross the word separator: the pieces must not be
