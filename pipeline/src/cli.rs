@@ -139,6 +139,31 @@ pub enum EvalCommand {
         #[arg(long)]
         misjudged: bool,
     },
+    /// Which code runs each part of a tokenizer (thresher's or the
+    /// `tokenizers` crate's), whether its ids equal the reference's on your
+    /// documents, whole and cut at --max-tokens, and the speed of each (one
+    /// thread). Exits 1 when any document's ids differ.
+    Tokenizer {
+        /// A `tokenizer.json` or a tiktoken `tokenizer.model`.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// The `tokenizer.json` whose ids must be equal, as the crate encodes
+        /// it (default: the tokenizer itself when it is a `tokenizer.json`).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Documents: a file or a folder of JSONL, Parquet or WET, plain or compressed.
+        #[arg(long, default_value = "examples/data")]
+        input: PathBuf,
+        /// At most this many documents.
+        #[arg(long, default_value_t = 100_000)]
+        max_docs: usize,
+        /// The cut checked besides whole documents (a stage's `max_tokens`).
+        #[arg(long, default_value_t = 512)]
+        max_tokens: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Language ID accuracy per language on sentences and on pseudo-documents
     /// of several sentences, and its speed (one thread).
     Langid {

@@ -681,3 +681,191 @@ pub fn render_code(e: &CodeEvaluation) -> String {
     ));
     out
 }
+
+/// `thresher eval tokenizer`: which code runs each part of a tokenizer,
+/// whether its ids equal the reference's (the `tokenizers` crate's own
+/// `encode` of a `tokenizer.json`) on the user's documents, whole and cut at
+/// `max_tokens`, and how fast each side is. A user with an unusual
+/// tokenizer checks exactness on their own data before a run.
+#[derive(Debug, Serialize)]
+pub struct TokenizerEvaluation {
+    pub tokenizer: String,
+    pub kind: String,
+    /// (part, what runs it), in the order the text goes through them.
+    pub parts: Vec<(String, String)>,
+    /// The `tokenizer.json` the ids are held to; `None`: no check.
+    pub reference: Option<String>,
+    pub documents: usize,
+    pub text_bytes: u64,
+    pub max_tokens: usize,
+    /// Documents whose ids differ from the reference's: whole, and in their
+    /// first `max_tokens`.
+    pub whole_differing: Option<usize>,
+    pub first_differing: Option<usize>,
+    /// The first document that differs: its id and the first position.
+    pub first_difference: Option<(String, usize)>,
+    /// One thread, whole documents.
+    pub thresher_mb_per_s: f64,
+    pub reference_mb_per_s: Option<f64>,
+    /// One thread, the first `max_tokens` of each document.
+    pub thresher_first_docs_per_s: f64,
+}
+
+/// Reads the documents of `input` (a file or a folder of any format the
+/// pipeline reads), at most `max_docs`, as (id, text).
+fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    if input.is_dir() {
+        crate::bench::walk(input, &mut files);
+    } else {
+        files.push(input.to_path_buf());
+    }
+    let mut docs = Vec::new();
+    for path in files {
+        let name = path.to_string_lossy().to_string();
+        let Some(format) = crate::readers::format_of(&name) else {
+            continue;
+        };
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {name}"))?;
+        let limits = crate::readers::ReadLimits {
+            max_record_bytes: 1 << 30,
+        };
+        for record in crate::readers::read_records(Box::new(file), &name, format, limits) {
+            if docs.len() >= max_docs {
+                return Ok(docs);
+            }
+            if let crate::readers::Record::Document { doc, .. } = record {
+                docs.push((doc.id, doc.text));
+            }
+        }
+    }
+    if docs.is_empty() {
+        bail!(
+            "no documents in {} (JSONL, Parquet or WET, plain or compressed)",
+            input.display()
+        );
+    }
+    Ok(docs)
+}
+
+pub fn evaluate_tokenizer(
+    tokenizer_path: &Path,
+    reference_path: Option<&Path>,
+    input: &Path,
+    max_docs: usize,
+    max_tokens: usize,
+) -> anyhow::Result<TokenizerEvaluation> {
+    use thresher_classifiers::TextTokenizer;
+    let tokenizer = TextTokenizer::load(tokenizer_path)?;
+    let reference = match reference_path {
+        Some(path) => Some((path, TextTokenizer::load(path)?)),
+        None => None,
+    };
+    if let Some((path, reference)) = &reference {
+        if reference.kind() != "huggingface" {
+            bail!("the reference {} must be a tokenizer.json", path.display());
+        }
+    }
+    let docs = read_documents(input, max_docs)?;
+    let text_bytes: u64 = docs.iter().map(|(_, text)| text.len() as u64).sum();
+    let mb = text_bytes as f64 / 1e6;
+    // The reference's ids: the crate's own encode of the reference file, or
+    // of the tokenizer itself when it is a tokenizer.json.
+    let by_reference = |text: &str| match &reference {
+        Some((_, reference)) => reference.encode_by_crate(text),
+        None => tokenizer.encode_by_crate(text),
+    };
+    let timed = |encode: &dyn Fn(&str) -> Option<Vec<u32>>| -> (Option<Vec<Vec<u32>>>, f64) {
+        let start = Instant::now();
+        let ids: Option<Vec<Vec<u32>>> = docs.iter().map(|(_, text)| encode(text)).collect();
+        (ids, start.elapsed().as_secs_f64())
+    };
+    let (whole, whole_seconds) = timed(&|text| Some(tokenizer.encode(text)));
+    let whole = whole.expect("thresher always encodes");
+    let (first, first_seconds) = timed(&|text| Some(tokenizer.encode_first(text, max_tokens)));
+    let first = first.expect("thresher always encodes");
+    let (expected, reference_seconds) = timed(&by_reference);
+    let reference_name = match (&reference, &expected) {
+        (Some((path, _)), _) => Some(path.display().to_string()),
+        (None, Some(_)) => Some(format!("{} (the tokenizers crate)", tokenizer_path.display())),
+        (None, None) => None,
+    };
+    let mut evaluation = TokenizerEvaluation {
+        tokenizer: tokenizer_path.display().to_string(),
+        kind: tokenizer.kind().to_string(),
+        parts: tokenizer
+            .describe()
+            .into_iter()
+            .map(|(part, what)| (part.to_string(), what))
+            .collect(),
+        reference: reference_name,
+        documents: docs.len(),
+        text_bytes,
+        max_tokens,
+        whole_differing: None,
+        first_differing: None,
+        first_difference: None,
+        thresher_mb_per_s: mb / whole_seconds,
+        reference_mb_per_s: expected.as_ref().map(|_| mb / reference_seconds),
+        thresher_first_docs_per_s: docs.len() as f64 / first_seconds,
+    };
+    if let Some(expected) = expected {
+        let mut whole_differing = 0;
+        let mut first_differing = 0;
+        for (((id, _), ours), (theirs, ours_first)) in docs.iter().zip(&whole).zip(expected.iter().zip(&first)) {
+            if ours != theirs {
+                whole_differing += 1;
+                if evaluation.first_difference.is_none() {
+                    let at = ours.iter().zip(theirs).take_while(|(a, b)| a == b).count();
+                    evaluation.first_difference = Some((id.clone(), at));
+                }
+            }
+            if ours_first.as_slice() != &theirs[..max_tokens.min(theirs.len())] {
+                first_differing += 1;
+            }
+        }
+        evaluation.whole_differing = Some(whole_differing);
+        evaluation.first_differing = Some(first_differing);
+    }
+    Ok(evaluation)
+}
+
+pub fn render_tokenizer(e: &TokenizerEvaluation) -> String {
+    let mut out = format!("tokenizer: {} ({})\n", e.tokenizer, e.kind);
+    for (part, what) in &e.parts {
+        out += &format!("  {part:<14} {what}\n");
+    }
+    out += &format!(
+        "documents: {} ({:.1} MB of text)\n",
+        e.documents,
+        e.text_bytes as f64 / 1e6
+    );
+    match (&e.reference, e.whole_differing, e.first_differing) {
+        (Some(reference), Some(whole), Some(first)) => {
+            out += &format!("ids against {reference}:\n");
+            out += &format!("  whole documents: {} of {} equal\n", e.documents - whole, e.documents);
+            out += &format!(
+                "  first {} tokens: {} of {} equal\n",
+                e.max_tokens,
+                e.documents - first,
+                e.documents
+            );
+            if let Some((id, at)) = &e.first_difference {
+                out += &format!("  first difference: document {id}, at token {at}\n");
+            }
+        }
+        _ => out += "ids: no reference to check against (give --reference tokenizer.json)\n",
+    }
+    out += &format!("speed, one thread: whole documents {:.1} MB/s", e.thresher_mb_per_s);
+    if let Some(reference) = e.reference_mb_per_s {
+        out += &format!(
+            " (the reference {reference:.1} MB/s: {:.1}x)",
+            e.thresher_mb_per_s / reference
+        );
+    }
+    out += &format!(
+        "; the first {} tokens {:.0} documents/s\n",
+        e.max_tokens, e.thresher_first_docs_per_s
+    );
+    out
+}

@@ -158,6 +158,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eval(EvalCommand::Tokenizer {
+            tokenizer,
+            reference,
+            input,
+            max_docs,
+            max_tokens,
+            json,
+        }) => {
+            let evaluation =
+                thresher::eval::evaluate_tokenizer(&tokenizer, reference.as_deref(), &input, max_docs, max_tokens)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            } else {
+                print!("{}", thresher::eval::render_tokenizer(&evaluation));
+            }
+            let differing = evaluation.whole_differing.unwrap_or(0) + evaluation.first_differing.unwrap_or(0);
+            Ok(if differing > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Eval(EvalCommand::Code {
             model,
             data,

@@ -716,6 +716,60 @@ impl HuggingFaceEncoder {
         self.cuts.is_some()
     }
 
+    /// Which code runs each part of the encoding, for `thresher eval
+    /// tokenizer`: (part, what runs it), in the crate's order.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let crate_runs = |what: &str| format!("the tokenizers crate ({what})");
+        let added = match (&self.byte_level, &self.string_edits) {
+            (Some(b), _) => Some(&b.added_tokens),
+            (None, Some(e)) => Some(&e.added_tokens),
+            _ => None,
+        };
+        let added = match added {
+            Some(AddedTokensInText::None) => "none to find (special tokens are text)".to_string(),
+            Some(_) => "thresher (the crate's automaton, lazily)".to_string(),
+            None => crate_runs("over the whole text"),
+        };
+        let normalizer = match (&self.byte_level, &self.string_edits, self.tokenizer.get_normalizer()) {
+            (_, _, None) => "none".to_string(),
+            (Some(b), _, Some(_)) if b.unicode_form.is_some() => "thresher (Unicode normal form)".to_string(),
+            (None, Some(_), Some(_)) => "thresher (string edits)".to_string(),
+            _ => crate_runs("over the whole text"),
+        };
+        let pre_tokenizer = match (&self.byte_level, self.tokenizer.get_pre_tokenizer()) {
+            (_, None) => match &self.cuts {
+                Some(_) => "none (each document one piece, cut where no merge crosses)".to_string(),
+                None => "none (each document one piece)".to_string(),
+            },
+            (Some(b), Some(_)) => {
+                let mut splits: Vec<String> = b
+                    .steps
+                    .iter()
+                    .map(|step| match step {
+                        PreSplit::Split(Splitter::ByHand(pattern)) => format!("{} by hand", pattern.name()),
+                        PreSplit::Split(Splitter::Regex(_)) => "a regex split (the crate's regex engine)".into(),
+                        PreSplit::Digits(_) => "digits".into(),
+                    })
+                    .collect();
+                if b.own_regex {
+                    splits.push(format!("ByteLevel's {} by hand", SplitPattern::Gpt2.name()));
+                }
+                format!("thresher, lazily: {}", splits.join(", then "))
+            }
+            (None, Some(_)) => crate_runs("over the whole text"),
+        };
+        let model = match &self.merge_list {
+            Some(_) => "thresher (the merge list's BPE)".to_string(),
+            None => crate_runs("its model"),
+        };
+        vec![
+            ("added tokens", added),
+            ("normalizer", normalizer),
+            ("pre-tokenizer", pre_tokenizer),
+            ("model", model),
+        ]
+    }
+
     /// `Tokenizer::encode_fast(text, false)`'s ids: the reference.
     pub fn encode_by_crate(&self, text: &str) -> Vec<u32> {
         self.tokenizer

@@ -160,6 +160,20 @@ impl TextTokenizer {
     }
 
     /// Which loader read the file: `huggingface` or `tiktoken`.
+    /// Which code runs each part of the encoding: (part, what runs it).
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        match &self.engine {
+            Engine_::HuggingFace(t) => t.describe(),
+            Engine_::Tiktoken(_) => vec![
+                (
+                    "pre-tokenizer",
+                    format!("thresher ({} by hand)", pretokenize::SplitPattern::LLAMA3.name()),
+                ),
+                ("model", "thresher (tiktoken's BPE)".to_string()),
+            ],
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self.engine {
             Engine_::HuggingFace(_) => "huggingface",

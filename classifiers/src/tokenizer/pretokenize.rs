@@ -193,6 +193,27 @@ impl SplitPattern {
         None
     }
 
+    /// What the pattern is, for people.
+    pub fn name(self) -> String {
+        let numbers = |max_digits| match max_digits {
+            1 => "one digit at a time".to_string(),
+            usize::MAX => "numbers whole".to_string(),
+            k => format!("numbers by up to {k} digits"),
+        };
+        match self {
+            Self::Cl100k { max_digits } => format!("cl100k's pattern ({})", numbers(max_digits)),
+            Self::Gpt2 => "GPT-2's pattern".to_string(),
+            Self::O200k {
+                max_digits,
+                contractions,
+            } => format!(
+                "o200k's pattern ({}{})",
+                numbers(max_digits),
+                if contractions { "" } else { ", no contractions" }
+            ),
+        }
+    }
+
     /// Splits `text` into pre-tokens; every byte of `text` is in exactly one.
     pub fn split(self, text: &str) -> Pretokens<'_> {
         Pretokens {

@@ -41,3 +41,100 @@ fn langid_evaluation_covers_every_language_and_catches_wrong_labels() {
     assert!(eng["sentence_accuracy"].as_f64().unwrap() < 0.05);
     assert_eq!(eng["top_confusion"][0], "deu");
 }
+
+fn tokenizer_eval(dir: &std::path::Path, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["eval", "tokenizer", "--json"];
+    all.extend_from_slice(args);
+    let out = run_expect(thresher(dir, &all), code);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `thresher eval tokenizer`: Llama 3's `tokenizer.model` against its
+/// `tokenizer.json` on real crawl text, Dolma's Llama 2 file (added tokens
+/// that are not special) on text holding them, and a reference that cannot
+/// agree, which must fail the command and name the first difference.
+#[test]
+fn tokenizer_evaluation_checks_ids_against_the_reference() {
+    let dir = TestDir::new("eval-tokenizer");
+    let tokenizers = testdata().join("tokenizer");
+    let crawl = testdata().join("webcrawl");
+    let model = tokenizers.join("llama3-tokenizer.model");
+    let llama3 = tokenizers.join("llama3-tokenizer.json");
+    let e = tokenizer_eval(
+        &dir.path,
+        &[
+            "--tokenizer",
+            model.to_str().unwrap(),
+            "--reference",
+            llama3.to_str().unwrap(),
+            "--input",
+            crawl.to_str().unwrap(),
+            "--max-docs",
+            "400",
+        ],
+        0,
+    );
+    assert_eq!(e["kind"], "tiktoken");
+    assert!(e["documents"].as_u64().unwrap() >= 20, "{e}");
+    assert_eq!(
+        (e["whole_differing"].as_u64(), e["first_differing"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(e["thresher_mb_per_s"].as_f64().unwrap() > 0.0 && e["reference_mb_per_s"].as_f64().unwrap() > 0.0);
+
+    // Placeholders of Dolma's PII masking, between and inside words.
+    let masked = dir.join("masked.jsonl");
+    let lines: Vec<String> = (0..50)
+        .map(|i| {
+            let text = format!(
+                "Write to |||EMAIL_ADDRESS||| or call|||PHONE_NUMBER|||{i}. Server |||IP_ADDRESS|||,|||IP_ADDRESS||| x{i}"
+            );
+            serde_json::json!({"id": format!("doc{i}"), "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(&masked, lines.join("\n")).unwrap();
+    let dolma = tokenizers.join("llama2-hf-tokenizer.dolma-test.json");
+    let e = tokenizer_eval(
+        &dir.path,
+        &[
+            "--tokenizer",
+            dolma.to_str().unwrap(),
+            "--input",
+            masked.to_str().unwrap(),
+            "--max-tokens",
+            "20",
+        ],
+        0,
+    );
+    assert_eq!(e["documents"], 50);
+    assert_eq!(
+        (e["whole_differing"].as_u64(), e["first_differing"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let parts = e["parts"].as_array().unwrap();
+    assert!(
+        parts
+            .iter()
+            .any(|p| p[0] == "added tokens" && p[1].as_str().unwrap().starts_with("thresher")),
+        "{e}"
+    );
+
+    // Llama 2's ids are not Llama 3's: every document differs, exit code 1.
+    let e = tokenizer_eval(
+        &dir.path,
+        &[
+            "--tokenizer",
+            model.to_str().unwrap(),
+            "--reference",
+            dolma.to_str().unwrap(),
+            "--input",
+            masked.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert_eq!(
+        (e["whole_differing"].as_u64(), e["first_differing"].as_u64()),
+        (Some(50), Some(50))
+    );
+    assert_eq!(e["first_difference"][0], "doc0");
+}
