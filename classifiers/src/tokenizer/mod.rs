@@ -35,6 +35,20 @@ pub enum TokenizerError {
 /// OpenAI's cl100k pattern; [`pretokenize`] implements it by hand.
 pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// A SentencePiece `ModelProto`: its first field is a piece (field 1,
+/// length-delimited: tag 0x0A), whose own first field is the piece's text
+/// (tag 0x0A again, after the length varint).
+fn looks_like_sentencepiece(bytes: &[u8]) -> bool {
+    if bytes.first() != Some(&0x0A) {
+        return false;
+    }
+    // Skip the piece's length varint.
+    let Some(end) = bytes[1..].iter().take(10).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    bytes.get(2 + end) == Some(&0x0A)
+}
+
 /// The 256 special tokens Meta appends after the tiktoken ranks (llama-models'
 /// `tokenizer.py`): named ones first, then `<|reserved_special_token_N|>`.
 pub fn llama3_special_tokens() -> Vec<String> {
@@ -84,6 +98,13 @@ impl TextTokenizer {
         };
         if bytes.first() == Some(&b'{') {
             Self::from_hf_json(&bytes).map_err(invalid)
+        } else if looks_like_sentencepiece(&bytes) {
+            Err(invalid(
+                "a SentencePiece model (Llama 2, Mistral, Gemma), which thresher does not read; use the \
+                 checkpoint's tokenizer.json, or write one with transformers: `python -c \"from transformers \
+                 import AutoTokenizer; AutoTokenizer.from_pretrained('MODEL_DIR').save_pretrained('OUT_DIR')\"`"
+                    .into(),
+            ))
         } else {
             let text = std::str::from_utf8(&bytes).map_err(|_| {
                 invalid("neither a tokenizer.json nor a tiktoken file (base64 token and rank per line); a SentencePiece model is not supported".into())
@@ -256,6 +277,27 @@ mod tests {
 
     fn testdata() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+    }
+
+    /// Llama 2's SentencePiece model is refused with what to do instead;
+    /// other binary files get the general message.
+    #[test]
+    fn a_sentencepiece_model_is_refused_with_the_way_out() {
+        let path = testdata().join("tokenizer/llama2-tokenizer.model");
+        let error = TextTokenizer::load(&path).err().expect("refused").to_string();
+        assert!(error.contains("llama2-tokenizer.model"), "{error}");
+        assert!(
+            error.contains("SentencePiece") && error.contains("save_pretrained"),
+            "{error}"
+        );
+        let other = std::env::temp_dir().join(format!("thresher-not-a-tokenizer-{}", std::process::id()));
+        std::fs::write(&other, [0x0A, 0x05, 0xFF, 0xFE, 0x00]).unwrap();
+        let error = TextTokenizer::load(&other).err().expect("refused").to_string();
+        std::fs::remove_file(&other).unwrap();
+        assert!(
+            error.contains("neither a tokenizer.json nor a tiktoken file"),
+            "{error}"
+        );
     }
 
     /// `encode_first` is a prefix of `encode` for every limit, on real text
