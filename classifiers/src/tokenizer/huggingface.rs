@@ -565,7 +565,7 @@ impl Normalizer for StringEdits {
 }
 
 /// Character pairs no vocabulary token contains, for an eligible BPE.
-struct CutPoints {
+pub(crate) struct CutPoints {
     /// Every pair of neighbouring characters inside some vocabulary token.
     joined: FxHashSet<(char, char)>,
     /// Characters that are tokens by themselves. A character that is not
@@ -593,9 +593,15 @@ impl CutPoints {
         if !merges::is_plain(bpe) || bpe.ignore_merges {
             return None;
         }
+        Some(Self::of_tokens(vocab.keys().map(String::as_str)))
+    }
+
+    /// From every token of a vocabulary whose BPE only ever merges two
+    /// neighbouring symbols into the token of their joined text.
+    pub(crate) fn of_tokens<'t>(tokens: impl Iterator<Item = &'t str>) -> Self {
         let mut joined = FxHashSet::default();
         let mut single = FxHashSet::default();
-        for token in vocab.keys() {
+        for token in tokens {
             let mut chars = token.chars();
             let Some(mut previous) = chars.next() else {
                 continue;
@@ -610,12 +616,12 @@ impl CutPoints {
                 single.insert(previous);
             }
         }
-        Some(Self { joined, single })
+        Self { joined, single }
     }
 
     /// Calls `encode` on consecutive pieces of `text` that cover it, cut
     /// only where no merge can cross, until `encode` returns false.
-    fn for_each_piece(&self, text: &str, mut encode: impl FnMut(&str) -> bool) {
+    pub(crate) fn for_each_piece(&self, text: &str, mut encode: impl FnMut(&str) -> bool) {
         let mut start = 0;
         let mut chars = text.char_indices().peekable();
         while let Some((_, a)) = chars.next() {
@@ -834,7 +840,7 @@ impl HuggingFaceEncoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::pretokenize::O200K_PATTERN;
     use super::*;
     use std::path::{Path, PathBuf};
@@ -872,7 +878,7 @@ mod tests {
     /// long line per sentence), code of many languages, raw crawl records
     /// (WARC headers and HTML with \r\n, WET text), and edge cases of
     /// whitespace, unknown characters and emoji.
-    fn texts() -> Vec<String> {
+    pub(crate) fn texts() -> Vec<String> {
         let mut texts = Vec::new();
         let mut files: Vec<_> = std::fs::read_dir(testdata().join("langid/sentences"))
             .unwrap()

@@ -61,6 +61,27 @@ const NO_MERGE: (u32, u32) = (u32::MAX, u32::MAX);
 /// Symbol runs up to this long are merged by scanning; longer ones with a heap.
 const SCAN_UP_TO: usize = 64;
 
+/// The tokens that are one character, by character.
+pub(crate) fn single_chars<'t>(tokens: impl Iterator<Item = (&'t str, u32)>) -> FxHashMap<char, u32> {
+    tokens
+        .filter_map(|(token, id)| {
+            let mut chars = token.chars();
+            let c = chars.next()?;
+            chars.next().is_none().then_some((c, id))
+        })
+        .collect()
+}
+
+/// The ids of the 256 byte-fallback tokens `<0x00>` … `<0xFF>`; `None` when
+/// one is missing.
+pub(crate) fn byte_fallback_ids(id_of: impl Fn(&str) -> Option<u32>) -> Option<[u32; 256]> {
+    let mut ids = [0u32; 256];
+    for (byte, id) in ids.iter_mut().enumerate() {
+        *id = id_of(&format!("<0x{byte:02X}>"))?;
+    }
+    Some(ids)
+}
+
 /// Whether the model has dropout: its merges are random, so a piece's ids
 /// depend on more than the piece.
 pub(crate) fn merges_at_random(bpe: &BPE) -> bool {
@@ -116,29 +137,15 @@ impl MergeListBpe {
                 }
                 Symbols::Bytes(ids)
             }
-            None => {
-                let single = vocab
-                    .iter()
-                    .filter_map(|(token, &id)| {
-                        let mut chars = token.chars();
-                        let c = chars.next()?;
-                        chars.next().is_none().then_some((c, id))
-                    })
-                    .collect();
+            None => Symbols::Chars {
+                single: single_chars(vocab.iter().map(|(token, &id)| (token.as_str(), id))),
                 // All 256 `<0xXX>` tokens, or none used: the crate falls to
                 // the unknown token when one is missing, which is left to it.
-                let byte_fallback = bpe.byte_fallback.then(|| -> Option<[u32; 256]> {
-                    let mut ids = [0u32; 256];
-                    for (byte, id) in ids.iter_mut().enumerate() {
-                        *id = *vocab.get(&format!("<0x{byte:02X}>"))?;
-                    }
-                    Some(ids)
-                });
-                Symbols::Chars {
-                    single,
-                    byte_fallback: byte_fallback.flatten(),
-                }
-            }
+                byte_fallback: bpe
+                    .byte_fallback
+                    .then(|| byte_fallback_ids(|token| vocab.get(token).copied()))
+                    .flatten(),
+            },
         };
         let whole = bpe
             .ignore_merges
@@ -149,6 +156,25 @@ impl MergeListBpe {
             whole,
             cache_owner: piece_cache::owner_id(),
         })
+    }
+
+    /// A vocabulary of characters with its merges given directly, as
+    /// (left id, right id, rank, merged id): SentencePiece's BPE, where a
+    /// pair's rank is its joined piece's score (pieces of equal score tie,
+    /// and the leftmost pair goes first, as in SentencePiece).
+    pub(crate) fn of_ranked_merges(
+        merges: impl Iterator<Item = (u32, u32, u32, u32)>,
+        single: FxHashMap<char, u32>,
+        byte_fallback: Option<[u32; 256]>,
+    ) -> Self {
+        Self {
+            pairs: merges
+                .map(|(left, right, rank, merged)| (pair_key(left, right), (rank, merged)))
+                .collect(),
+            symbols: Symbols::Chars { single, byte_fallback },
+            whole: None,
+            cache_owner: piece_cache::owner_id(),
+        }
     }
 
     /// Appends the ids of one pre-token, given as the input's bytes (raw

@@ -2,9 +2,10 @@
 //! the reference), or Meta's tiktoken-format `tokenizer.model` (base64 token +
 //! rank per line), encoded by thresher's own exact byte-level BPE ([`bpe`])
 //! behind a hand-written Llama 3 pre-tokenizer ([`pretokenize`]), which is the
-//! fast path.
+//! fast path, or a SentencePiece BPE `tokenizer.model` (Llama 2, Mistral),
+//! encoded by SentencePiece's own rule ([`sentencepiece`]).
 //!
-//! Both paths treat text that looks like a special token (`<|eot_id|>`) as
+//! All paths treat text that looks like a special token (`<|eot_id|>`) as
 //! plain text: documents must never smuggle control tokens into training data.
 //! Special tokens are added only where the caller asks (BOS/EOS).
 
@@ -18,9 +19,11 @@ pub mod huggingface;
 mod merges;
 mod piece_cache;
 pub mod pretokenize;
+pub mod sentencepiece;
 
 use bpe::BytePairEncoder;
 use huggingface::HuggingFaceEncoder;
+use sentencepiece::SentencePieceEncoder;
 
 /// Errors of loading a tokenizer; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ pub fn llama3_special_tokens() -> Vec<String> {
 enum Engine_ {
     HuggingFace(Box<HuggingFaceEncoder>),
     Tiktoken(Box<BytePairEncoder>),
+    SentencePiece(Box<SentencePieceEncoder>),
 }
 
 /// A loaded tokenizer. `encode` is `&self` and the type is `Sync`: one per
@@ -86,7 +90,8 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json` (Hugging Face) or a tiktoken `.model` / `.tiktoken` file.
+    /// Loads `tokenizer.json` (Hugging Face), a tiktoken `.model` / `.tiktoken`
+    /// file (Llama 3) or a SentencePiece BPE `.model` (Llama 2, Mistral).
     pub fn load(path: &Path) -> Result<Self, TokenizerError> {
         let bytes = std::fs::read(path).map_err(|source| TokenizerError::Read {
             path: path.to_path_buf(),
@@ -99,15 +104,15 @@ impl TextTokenizer {
         if bytes.first() == Some(&b'{') {
             Self::from_hf_json(&bytes).map_err(invalid)
         } else if looks_like_sentencepiece(&bytes) {
-            Err(invalid(
-                "a SentencePiece model (Llama 2, Mistral, Gemma), which thresher does not read; use the \
-                 checkpoint's tokenizer.json, or write one with transformers: `python -c \"from transformers \
-                 import AutoTokenizer; AutoTokenizer.from_pretrained('MODEL_DIR').save_pretrained('OUT_DIR')\"`"
-                    .into(),
-            ))
+            let encoder = SentencePieceEncoder::from_bytes(&bytes).map_err(invalid)?;
+            Ok(Self {
+                specials: encoder.specials.iter().cloned().collect(),
+                vocab_size: encoder.vocab_size,
+                engine: Engine_::SentencePiece(Box::new(encoder)),
+            })
         } else {
             let text = std::str::from_utf8(&bytes).map_err(|_| {
-                invalid("neither a tokenizer.json nor a tiktoken file (base64 token and rank per line); a SentencePiece model is not supported".into())
+                invalid("neither a tokenizer.json, a tiktoken file (base64 token and rank per line) nor a SentencePiece model".into())
             })?;
             Self::from_tiktoken(text).map_err(invalid)
         }
@@ -180,7 +185,6 @@ impl TextTokenizer {
         })
     }
 
-    /// Which loader read the file: `huggingface` or `tiktoken`.
     /// Which code runs each part of the encoding: (part, what runs it).
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         match &self.engine {
@@ -192,13 +196,23 @@ impl TextTokenizer {
                 ),
                 ("model", "thresher (tiktoken's BPE)".to_string()),
             ],
+            Engine_::SentencePiece(_) => vec![
+                ("normalizer", "thresher (SentencePiece's identity rule)".to_string()),
+                (
+                    "pre-tokenizer",
+                    "none (each document one piece, cut where no merge crosses)".to_string(),
+                ),
+                ("model", "thresher (SentencePiece's BPE)".to_string()),
+            ],
         }
     }
 
+    /// Which loader read the file: `huggingface`, `tiktoken` or `sentencepiece`.
     pub fn kind(&self) -> &'static str {
         match self.engine {
             Engine_::HuggingFace(_) => "huggingface",
             Engine_::Tiktoken(_) => "tiktoken",
+            Engine_::SentencePiece(_) => "sentencepiece",
         }
     }
 
@@ -238,6 +252,7 @@ impl TextTokenizer {
                 ids.truncate(limit);
                 ids
             }
+            Engine_::SentencePiece(sp) => sp.encode_first(text, limit),
         }
     }
 
@@ -247,7 +262,7 @@ impl TextTokenizer {
     pub fn encode_by_crate(&self, text: &str) -> Option<Vec<u32>> {
         match &self.engine {
             Engine_::HuggingFace(t) => Some(t.encode_by_crate(text)),
-            Engine_::Tiktoken(_) => None,
+            Engine_::Tiktoken(_) | Engine_::SentencePiece(_) => None,
         }
     }
 
@@ -266,6 +281,7 @@ impl TextTokenizer {
         match &self.engine {
             Engine_::HuggingFace(t) => t.tokenizer.decode(ids, false).unwrap_or_default(),
             Engine_::Tiktoken(bpe) => String::from_utf8_lossy(&bpe.decode(ids)).into_owned(),
+            Engine_::SentencePiece(sp) => sp.decode(ids),
         }
     }
 }
@@ -279,25 +295,22 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
     }
 
-    /// Llama 2's SentencePiece model is refused with what to do instead;
-    /// other binary files get the general message.
+    /// Llama 2's SentencePiece model loads by its bytes, with its control
+    /// pieces as special tokens; other binary files get the general message.
     #[test]
-    fn a_sentencepiece_model_is_refused_with_the_way_out() {
-        let path = testdata().join("tokenizer/llama2-tokenizer.model");
-        let error = TextTokenizer::load(&path).err().expect("refused").to_string();
-        assert!(error.contains("llama2-tokenizer.model"), "{error}");
-        assert!(
-            error.contains("SentencePiece") && error.contains("save_pretrained"),
-            "{error}"
+    fn a_sentencepiece_model_is_told_from_other_files() {
+        let llama2 = TextTokenizer::load(&testdata().join("tokenizer/llama2-tokenizer.model")).unwrap();
+        assert_eq!((llama2.kind(), llama2.vocab_size()), ("sentencepiece", 32000));
+        assert_eq!(
+            (llama2.special_id("<s>"), llama2.special_id("</s>")),
+            (Some(1), Some(2))
         );
+        assert_eq!(llama2.encode("Hello"), [15043]);
         let other = std::env::temp_dir().join(format!("thresher-not-a-tokenizer-{}", std::process::id()));
         std::fs::write(&other, [0x0A, 0x05, 0xFF, 0xFE, 0x00]).unwrap();
         let error = TextTokenizer::load(&other).err().expect("refused").to_string();
         std::fs::remove_file(&other).unwrap();
-        assert!(
-            error.contains("neither a tokenizer.json nor a tiktoken file"),
-            "{error}"
-        );
+        assert!(error.contains("neither a tokenizer.json, a tiktoken file"), "{error}");
     }
 
     /// `encode_first` is a prefix of `encode` for every limit, on real text

@@ -50,7 +50,8 @@ fn tokenizer_eval(dir: &std::path::Path, args: &[&str], code: i32) -> serde_json
 }
 
 /// `thresher eval tokenizer`: Llama 3's `tokenizer.model` against its
-/// `tokenizer.json` on real crawl text, Dolma's Llama 2 file (added tokens
+/// `tokenizer.json` on real crawl text, Llama 2's SentencePiece model
+/// against the same vocabulary's `tokenizer.json`, Dolma's Llama 2 file (added tokens
 /// that are not special) on text holding them, and a reference that cannot
 /// agree, which must fail the command and name the first difference.
 #[test]
@@ -82,6 +83,28 @@ fn tokenizer_evaluation_checks_ids_against_the_reference() {
     );
     assert!(e["thresher_mb_per_s"].as_f64().unwrap() > 0.0 && e["reference_mb_per_s"].as_f64().unwrap() > 0.0);
 
+    // Meta's Llama 2 SentencePiece model against the same vocabulary's
+    // tokenizer.json (Dolma's), as the crate encodes it.
+    let sentencepiece = tokenizers.join("llama2-tokenizer.model");
+    let dolma = tokenizers.join("llama2-hf-tokenizer.dolma-test.json");
+    let e = tokenizer_eval(
+        &dir.path,
+        &[
+            "--tokenizer",
+            sentencepiece.to_str().unwrap(),
+            "--reference",
+            dolma.to_str().unwrap(),
+            "--input",
+            crawl.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(e["kind"], "sentencepiece");
+    assert_eq!(
+        (e["whole_differing"].as_u64(), e["first_differing"].as_u64()),
+        (Some(0), Some(0))
+    );
+
     // Placeholders of Dolma's PII masking, between and inside words.
     let masked = dir.join("masked.jsonl");
     let lines: Vec<String> = (0..50)
@@ -93,7 +116,6 @@ fn tokenizer_evaluation_checks_ids_against_the_reference() {
         })
         .collect();
     std::fs::write(&masked, lines.join("\n")).unwrap();
-    let dolma = tokenizers.join("llama2-hf-tokenizer.dolma-test.json");
     let e = tokenizer_eval(
         &dir.path,
         &[
