@@ -17,7 +17,7 @@
 //! Taken: BPE models with the `identity` normalization (Llama 2, Mistral),
 //! with or without the dummy prefix. Refused, with a message that names the
 //! setting: Unigram models, other normalization rules, removing extra
-//! white space, white space as a suffix, user-defined and unused pieces.
+//! white space, white space as a suffix, unused pieces.
 //! A checkpoint's `tokenizer.json` reads those.
 
 use std::borrow::Cow;
@@ -38,6 +38,8 @@ const BYTE: u64 = 6;
 const BPE: u64 = 2;
 
 pub struct SentencePieceEncoder {
+    /// User-defined pieces (value: id), matched before any merge.
+    user_defined: Option<daachorse::DoubleArrayAhoCorasick<u32>>,
     bpe: MergeListBpe,
     cuts: CutPoints,
     /// `add_dummy_prefix`: a space before a non-empty text.
@@ -203,8 +205,8 @@ impl SentencePieceEncoder {
         if suffix {
             return refuse("treat_whitespace_as_suffix");
         }
-        if let Some(piece) = pieces.iter().find(|p| p.kind == USER_DEFINED || p.kind == UNUSED) {
-            return refuse(&format!("user-defined or unused pieces ('{}')", piece.text));
+        if let Some(piece) = pieces.iter().find(|p| p.kind == UNUSED) {
+            return refuse(&format!("unused pieces ('{}')", piece.text));
         }
         let id_of = |i: usize| i as u32;
         let normal: FxHashMap<&str, u32> = pieces
@@ -254,7 +256,27 @@ impl SentencePieceEncoder {
             .filter(|(_, p)| p.kind == CONTROL || p.kind == UNKNOWN)
             .map(|(i, p)| (p.text.clone(), id_of(i)))
             .collect();
+        // User-defined pieces: SentencePiece's prefix matcher takes the
+        // longest one wherever one starts, left to right (leftmost-longest),
+        // and they never merge. Nor can a merge make one: its first
+        // character would have been matched there already.
+        let user_defined: Vec<(&str, u32)> = pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.kind == USER_DEFINED)
+            .map(|(i, p)| (p.text.as_str(), id_of(i)))
+            .collect();
+        let user_defined = match user_defined.is_empty() {
+            true => None,
+            false => Some(
+                daachorse::DoubleArrayAhoCorasickBuilder::new()
+                    .match_kind(daachorse::MatchKind::LeftmostLongest)
+                    .build_with_values(user_defined)
+                    .map_err(|e| format!("user-defined pieces: {e}"))?,
+            ),
+        };
         Ok(Self {
+            user_defined,
             bpe: MergeListBpe::of_ranked_merges(merges.into_iter(), single.clone(), byte_ids),
             cuts: CutPoints::of_tokens(normal.keys().copied()),
             dummy_prefix,
@@ -287,10 +309,34 @@ impl SentencePieceEncoder {
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         let normalized = self.normalize(text);
         let mut ids = Vec::with_capacity(limit.min(normalized.len() / 3 + 16));
-        self.cuts.for_each_piece(&normalized, |part| {
-            self.encode_part(part, &mut ids);
+        let encode = |segment: &str, ids: &mut Vec<u32>| {
+            self.cuts.for_each_piece(segment, |part| {
+                self.encode_part(part, ids);
+                ids.len() < limit
+            });
             ids.len() < limit
-        });
+        };
+        match &self.user_defined {
+            None => {
+                encode(&normalized, &mut ids);
+            }
+            Some(automaton) => {
+                let mut start = 0;
+                for found in automaton.leftmost_find_iter(normalized.as_ref()) {
+                    if start < found.start() && !encode(&normalized[start..found.start()], &mut ids) {
+                        break;
+                    }
+                    ids.push(found.value());
+                    if ids.len() >= limit {
+                        break;
+                    }
+                    start = found.end();
+                }
+                if start < normalized.len() && ids.len() < limit {
+                    encode(&normalized[start..], &mut ids);
+                }
+            }
+        }
         ids.truncate(limit);
         ids
     }
@@ -389,29 +435,50 @@ mod tests {
         }
     }
 
-    /// Meta's Llama 2 `tokenizer.model` against the `sentencepiece` library
-    /// itself (Python; `scripts/test` installs it), whole and cut.
-    #[test]
-    fn llama2_encodes_as_the_sentencepiece_library() {
-        let texts = texts();
-        let input = std::env::temp_dir().join(format!("thresher-sp-texts-{}.json", std::process::id()));
-        std::fs::write(&input, serde_json::to_vec(&texts).unwrap()).unwrap();
+    /// Runs `script` with Python's `sentencepiece` (`scripts/test` installs
+    /// it) and `args`, then the texts' JSON as the last argument; returns
+    /// what it prints, parsed.
+    fn by_library(script: &str, args: &[&str], texts: &[String]) -> serde_json::Value {
+        let dir = std::env::temp_dir().join(format!("thresher-sp-{}-{:x}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("texts.json");
+        std::fs::write(&input, serde_json::to_vec(texts).unwrap()).unwrap();
         let python = std::env::var("THRESHER_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = "import json, sys, sentencepiece as spm\n\
-                      sp = spm.SentencePieceProcessor(model_file=sys.argv[1])\n\
-                      print(json.dumps([sp.encode(t) for t in json.load(open(sys.argv[2]))]))";
-        let model = testdata().join("tokenizer/llama2-tokenizer.model");
         let out = std::process::Command::new(&python)
-            .args(["-c", script, model.to_str().unwrap(), input.to_str().unwrap()])
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .arg(&input)
+            .current_dir(&dir)
             .output()
             .expect("python runs");
-        std::fs::remove_file(&input).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(
             out.status.success(),
             "the reference needs Python's sentencepiece ({python}; scripts/test installs it): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let expected: Vec<Vec<u32>> = serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    /// Meta's Llama 2 `tokenizer.model` against the `sentencepiece` library
+    /// itself, whole and cut.
+    #[test]
+    fn llama2_encodes_as_the_sentencepiece_library() {
+        let texts = texts();
+        let model = testdata().join("tokenizer/llama2-tokenizer.model");
+        let script = "import json, sys, sentencepiece as spm\n\
+                      sp = spm.SentencePieceProcessor(model_file=sys.argv[1])\n\
+                      print(json.dumps([sp.encode(t) for t in json.load(open(sys.argv[2]))]))";
+        let expected: Vec<Vec<u32>> =
+            serde_json::from_value(by_library(script, &[model.to_str().unwrap()], &texts)).unwrap();
         assert_eq!(expected.len(), texts.len());
         let encoder = llama2();
         assert_encodes_as(&encoder, &texts, &expected);
@@ -420,6 +487,49 @@ mod tests {
             encoder.decode(&encoder.encode_first("Hello  world 🦀", usize::MAX)),
             "Hello  world 🦀"
         );
+    }
+
+    /// A BPE model the library trains here, unlike Llama 2's: user-defined
+    /// pieces (one a prefix of another, one inside common words, one not a
+    /// word at all), no dummy prefix, a small vocabulary (much byte
+    /// fallback). thresher against the library on the same texts.
+    #[test]
+    fn a_trained_model_with_user_defined_pieces_encodes_as_the_library() {
+        let mut corpus = String::new();
+        for language in ["en", "de", "ru", "es"] {
+            corpus += &std::fs::read_to_string(testdata().join(format!("langid/sentences/{language}.txt"))).unwrap();
+        }
+        let script = r#"
+import json, sys, sentencepiece as spm
+texts = json.load(open(sys.argv[1]))
+open("corpus.txt", "w").write(texts[0])
+spm.SentencePieceTrainer.train(input="corpus.txt", model_prefix="m", vocab_size=900, model_type="bpe",
+    byte_fallback=True, user_defined_symbols=["<mask>", "ab", "abc", "ing", "der"],
+    normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+    minloglevel=2)
+sp = spm.SentencePieceProcessor(model_file="m.model")
+print(json.dumps({"model": list(open("m.model", "rb").read()), "ids": [sp.encode(t) for t in texts[1:]]}))
+"#;
+        let mut texts = vec![corpus];
+        texts.extend(self::texts());
+        texts.push("abc ab abcd xabcab <mask>ing derdering  <mask> der".repeat(3));
+        let out = by_library(script, &[], &texts);
+        let model: Vec<u8> = serde_json::from_value(out["model"].clone()).unwrap();
+        let expected: Vec<Vec<u32>> = serde_json::from_value(out["ids"].clone()).unwrap();
+        let encoder = SentencePieceEncoder::from_bytes(&model).unwrap();
+        assert!(encoder.user_defined.is_some() && !encoder.dummy_prefix);
+        assert_encodes_as(&encoder, &texts[1..], &expected);
+        let user_defined: Vec<u32> = ["<mask>", "ab", "abc", "ing", "der"]
+            .iter()
+            .map(|piece| encoder.pieces.iter().position(|(text, _)| text == piece).unwrap() as u32)
+            .collect();
+        let found = expected
+            .last()
+            .unwrap()
+            .iter()
+            .filter(|id| user_defined.contains(id))
+            .count();
+        assert!(found > 20, "the text must hold user-defined pieces: {found}");
     }
 
     /// Settings this reader does not implement are refused by name.
