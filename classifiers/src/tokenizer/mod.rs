@@ -196,14 +196,7 @@ impl TextTokenizer {
                 ),
                 ("model", "thresher (tiktoken's BPE)".to_string()),
             ],
-            Engine_::SentencePiece(_) => vec![
-                ("normalizer", "thresher (SentencePiece's identity rule)".to_string()),
-                (
-                    "pre-tokenizer",
-                    "none (each document one piece, cut where no merge crosses)".to_string(),
-                ),
-                ("model", "thresher (SentencePiece's BPE)".to_string()),
-            ],
+            Engine_::SentencePiece(sp) => sp.describe(),
         }
     }
 

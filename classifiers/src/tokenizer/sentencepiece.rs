@@ -290,6 +290,24 @@ impl SentencePieceEncoder {
         })
     }
 
+    /// Which code runs each part (all of it thresher's), for `thresher eval
+    /// tokenizer`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let user_defined = match &self.user_defined {
+            Some(_) => "thresher (matched first, the longest where several start)",
+            None => "none",
+        };
+        vec![
+            ("normalizer", "thresher (SentencePiece's identity rule)".to_string()),
+            ("user-defined", user_defined.to_string()),
+            (
+                "pre-tokenizer",
+                "none (each document one piece, cut where no merge crosses)".to_string(),
+            ),
+            ("model", "thresher (SentencePiece's BPE)".to_string()),
+        ]
+    }
+
     /// The `identity` normalization: the dummy prefix, spaces escaped.
     fn normalize<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if text.is_empty() {
