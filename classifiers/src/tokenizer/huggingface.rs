@@ -160,7 +160,7 @@ impl AddedTokensInText {
 /// `find_matches`: its own automaton, daachorse, leftmost-longest), but
 /// lazily, left to right, and without building a `NormalizedString` of the
 /// whole text.
-struct AddedTokenFinder {
+pub(crate) struct AddedTokenFinder {
     /// Pattern values: an index into `ids`.
     automaton: daachorse::DoubleArrayAhoCorasick<u32>,
     /// Per pattern, the id of a token the crate keeps, or `None` for one it
@@ -171,7 +171,7 @@ struct AddedTokenFinder {
 impl AddedTokenFinder {
     /// `None` when the automaton cannot be built (the crate's could not
     /// either: an empty or repeated pattern).
-    fn new(patterns: Vec<(String, Option<u32>)>) -> Option<Self> {
+    pub(crate) fn new(patterns: Vec<(String, Option<u32>)>) -> Option<Self> {
         let ids = patterns.iter().map(|(_, id)| *id).collect();
         let automaton = daachorse::DoubleArrayAhoCorasickBuilder::new()
             .match_kind(daachorse::MatchKind::LeftmostLongest)
@@ -184,7 +184,7 @@ impl AddedTokenFinder {
     /// each of them, in order, until it returns false. Empty text is not
     /// emitted (the crate's pieces between tokens are never empty, and an
     /// empty document encodes to nothing).
-    fn for_each_piece<'t>(&self, text: &'t str, mut emit: impl FnMut(TextPiece<'t>) -> bool) {
+    pub(crate) fn for_each_piece<'t>(&self, text: &'t str, mut emit: impl FnMut(TextPiece<'t>) -> bool) {
         let mut start = 0;
         for found in self.automaton.leftmost_find_iter(text) {
             let Some(id) = self.ids[found.value() as usize] else {
@@ -205,7 +205,7 @@ impl AddedTokenFinder {
 }
 
 /// Normalized text between added tokens, or an added token's id.
-enum TextPiece<'a> {
+pub(crate) enum TextPiece<'a> {
     Text(&'a str),
     Added(u32),
 }
@@ -617,6 +617,11 @@ impl CutPoints {
             }
         }
         Self { joined, single }
+    }
+
+    /// Whether `c` is a token by itself.
+    pub(crate) fn is_token(&self, c: char) -> bool {
+        self.single.contains(&c)
     }
 
     /// Calls `encode` on consecutive pieces of `text` that cover it, cut

@@ -38,20 +38,6 @@ pub enum TokenizerError {
 /// OpenAI's cl100k pattern; [`pretokenize`] implements it by hand.
 pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// A SentencePiece `ModelProto`: its first field is a piece (field 1,
-/// length-delimited: tag 0x0A), whose own first field is the piece's text
-/// (tag 0x0A again, after the length varint).
-fn looks_like_sentencepiece(bytes: &[u8]) -> bool {
-    if bytes.first() != Some(&0x0A) {
-        return false;
-    }
-    // Skip the piece's length varint.
-    let Some(end) = bytes[1..].iter().take(10).position(|b| b & 0x80 == 0) else {
-        return false;
-    };
-    bytes.get(2 + end) == Some(&0x0A)
-}
-
 /// The 256 special tokens Meta appends after the tiktoken ranks (llama-models'
 /// `tokenizer.py`): named ones first, then `<|reserved_special_token_N|>`.
 pub fn llama3_special_tokens() -> Vec<String> {
@@ -103,7 +89,7 @@ impl TextTokenizer {
         };
         if bytes.first() == Some(&b'{') {
             Self::from_hf_json(&bytes).map_err(invalid)
-        } else if looks_like_sentencepiece(&bytes) {
+        } else if sentencepiece::looks_like_model(&bytes) {
             let encoder = SentencePieceEncoder::from_bytes(&bytes).map_err(invalid)?;
             Ok(Self {
                 specials: encoder.specials.iter().cloned().collect(),

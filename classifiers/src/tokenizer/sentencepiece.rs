@@ -24,7 +24,7 @@ use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
 
-use super::huggingface::CutPoints;
+use super::huggingface::{AddedTokenFinder, CutPoints, TextPiece};
 use super::merges::{self, MergeListBpe};
 
 /// SentencePiece's piece types (`sentencepiece_model.proto`).
@@ -38,20 +38,19 @@ const BYTE: u64 = 6;
 const BPE: u64 = 2;
 
 pub struct SentencePieceEncoder {
-    /// User-defined pieces (value: id), matched before any merge.
-    user_defined: Option<daachorse::DoubleArrayAhoCorasick<u32>>,
+    /// User-defined pieces, matched before any merge.
+    user_defined: Option<AddedTokenFinder>,
     bpe: MergeListBpe,
+    /// Also which characters are pieces; the others are unknown.
     cuts: CutPoints,
     /// `add_dummy_prefix`: a space before a non-empty text.
     dummy_prefix: bool,
     /// `escape_whitespaces`: spaces written as `▁`.
     escape_whitespaces: bool,
-    /// Characters that are pieces; the others are unknown.
-    single: rustc_hash::FxHashSet<char>,
     byte_fallback: bool,
     unk_id: u32,
-    /// Every piece's text and whether it is a `<0xXX>` byte, by id.
-    pieces: Vec<(String, bool)>,
+    /// Every piece's text and type, by id.
+    pieces: Vec<(String, u64)>,
     /// Control and unknown pieces: name → id.
     pub specials: Vec<(String, u32)>,
     pub vocab_size: usize,
@@ -121,6 +120,17 @@ fn each_field<'a>(bytes: &'a [u8], mut f: impl FnMut(u64, Field<'a>) -> Result<(
         f(number, field)?;
     }
     Ok(())
+}
+
+/// Whether `bytes` open as a SentencePiece `ModelProto`: its first field is
+/// a piece (field 1, a message) whose own first field is the piece's text
+/// (field 1 again).
+pub fn looks_like_model(bytes: &[u8]) -> bool {
+    let first = |bytes| match (Fields { bytes }).next_field() {
+        Ok(Some((1, Field::Bytes(message)))) => Some(message),
+        _ => None,
+    };
+    first(bytes).and_then(first).is_some()
 }
 
 struct Piece {
@@ -208,13 +218,15 @@ impl SentencePieceEncoder {
         if let Some(piece) = pieces.iter().find(|p| p.kind == UNUSED) {
             return refuse(&format!("unused pieces ('{}')", piece.text));
         }
-        let id_of = |i: usize| i as u32;
-        let normal: FxHashMap<&str, u32> = pieces
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.kind == NORMAL)
-            .map(|(i, p)| (p.text.as_str(), id_of(i)))
-            .collect();
+        // (text, id) of the pieces of one type.
+        let of_kind = |kind: u64| {
+            pieces
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.kind == kind)
+                .map(|(i, p)| (p.text.as_str(), i as u32))
+        };
+        let normal: FxHashMap<&str, u32> = of_kind(NORMAL).collect();
         let single = merges::single_chars(normal.iter().map(|(&text, &id)| (text, id)));
         // A character that is no piece goes to bytes or the unknown id
         // before merging here; SentencePiece keeps it as a symbol, which
@@ -223,12 +235,7 @@ impl SentencePieceEncoder {
             return refuse(&format!("a piece ('{piece}') holding a character that is no piece"));
         }
         let byte_ids = if byte_fallback {
-            let by_text: FxHashMap<&str, u32> = pieces
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.kind == BYTE)
-                .map(|(i, p)| (p.text.as_str(), id_of(i)))
-                .collect();
+            let by_text: FxHashMap<&str, u32> = of_kind(BYTE).collect();
             Some(
                 merges::byte_fallback_ids(|text| by_text.get(text).copied())
                     .ok_or("byte fallback without all 256 byte pieces")?,
@@ -250,43 +257,32 @@ impl SentencePieceEncoder {
                 }
             }
         }
-        let specials = pieces
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.kind == CONTROL || p.kind == UNKNOWN)
-            .map(|(i, p)| (p.text.clone(), id_of(i)))
+        let specials = of_kind(UNKNOWN)
+            .chain(of_kind(CONTROL))
+            .map(|(text, id)| (text.to_string(), id))
             .collect();
         // User-defined pieces: SentencePiece's prefix matcher takes the
         // longest one wherever one starts, left to right (leftmost-longest),
         // and they never merge. Nor can a merge make one: its first
         // character would have been matched there already.
-        let user_defined: Vec<(&str, u32)> = pieces
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.kind == USER_DEFINED)
-            .map(|(i, p)| (p.text.as_str(), id_of(i)))
-            .collect();
+        let user_defined = of_kind(USER_DEFINED)
+            .map(|(text, id)| (text.to_string(), Some(id)))
+            .collect::<Vec<_>>();
         let user_defined = match user_defined.is_empty() {
             true => None,
-            false => Some(
-                daachorse::DoubleArrayAhoCorasickBuilder::new()
-                    .match_kind(daachorse::MatchKind::LeftmostLongest)
-                    .build_with_values(user_defined)
-                    .map_err(|e| format!("user-defined pieces: {e}"))?,
-            ),
+            false => Some(AddedTokenFinder::new(user_defined).ok_or("user-defined pieces empty or repeated")?),
         };
         Ok(Self {
             user_defined,
-            bpe: MergeListBpe::of_ranked_merges(merges.into_iter(), single.clone(), byte_ids),
+            bpe: MergeListBpe::of_ranked_merges(merges.into_iter(), single, byte_ids),
             cuts: CutPoints::of_tokens(normal.keys().copied()),
             dummy_prefix,
             escape_whitespaces: escape,
-            single: single.keys().copied().collect(),
             byte_fallback,
             unk_id: unk_id as u32,
             specials,
             vocab_size: pieces.len(),
-            pieces: pieces.iter().map(|p| (p.text.clone(), p.kind == BYTE)).collect(),
+            pieces: pieces.iter().map(|p| (p.text.clone(), p.kind)).collect(),
         })
     }
 
@@ -327,32 +323,20 @@ impl SentencePieceEncoder {
     pub fn encode_first(&self, text: &str, limit: usize) -> Vec<u32> {
         let normalized = self.normalize(text);
         let mut ids = Vec::with_capacity(limit.min(normalized.len() / 3 + 16));
-        let encode = |segment: &str, ids: &mut Vec<u32>| {
-            self.cuts.for_each_piece(segment, |part| {
-                self.encode_part(part, ids);
-                ids.len() < limit
-            });
+        let mut take = |piece: TextPiece| -> bool {
+            match piece {
+                TextPiece::Text(segment) => self.cuts.for_each_piece(segment, |part| {
+                    self.encode_part(part, &mut ids);
+                    ids.len() < limit
+                }),
+                TextPiece::Added(id) => ids.push(id),
+            }
             ids.len() < limit
         };
         match &self.user_defined {
+            Some(user_defined) => user_defined.for_each_piece(&normalized, take),
             None => {
-                encode(&normalized, &mut ids);
-            }
-            Some(automaton) => {
-                let mut start = 0;
-                for found in automaton.leftmost_find_iter(normalized.as_ref()) {
-                    if start < found.start() && !encode(&normalized[start..found.start()], &mut ids) {
-                        break;
-                    }
-                    ids.push(found.value());
-                    if ids.len() >= limit {
-                        break;
-                    }
-                    start = found.end();
-                }
-                if start < normalized.len() && ids.len() < limit {
-                    encode(&normalized[start..], &mut ids);
-                }
+                take(TextPiece::Text(&normalized));
             }
         }
         ids.truncate(limit);
@@ -365,13 +349,12 @@ impl SentencePieceEncoder {
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some((text, is_byte)) = self.pieces.get(id as usize) else {
-                continue;
-            };
-            if *is_byte {
-                bytes.extend(u8::from_str_radix(text.trim_start_matches("<0x").trim_end_matches('>'), 16).ok());
-            } else if !self.specials.iter().any(|(_, special)| *special == id) {
-                bytes.extend_from_slice(text.as_bytes());
+            match self.pieces.get(id as usize) {
+                Some((text, BYTE)) => {
+                    bytes.extend(u8::from_str_radix(text.trim_start_matches("<0x").trim_end_matches('>'), 16).ok())
+                }
+                Some((_, CONTROL | UNKNOWN)) | None => {}
+                Some((text, _)) => bytes.extend_from_slice(text.as_bytes()),
             }
         }
         let text = String::from_utf8_lossy(&bytes).replace('▁', " ");
@@ -391,10 +374,10 @@ impl SentencePieceEncoder {
         debug_assert!(!self.byte_fallback);
         let mut rest = part;
         while let Some(c) = rest.chars().next() {
-            let known = self.single.contains(&c);
+            let known = self.cuts.is_token(c);
             let end = rest
                 .char_indices()
-                .find(|&(_, next)| self.single.contains(&next) != known)
+                .find(|&(_, next)| self.cuts.is_token(next) != known)
                 .map_or(rest.len(), |(i, _)| i);
             match known {
                 true => {
