@@ -17,7 +17,7 @@ use thresher_stages::Document;
 
 use crate::cli::{BenchArgs, BenchSuite};
 use crate::config::PipelineConfig;
-use crate::readers::{format_of, read_records, Format, ReadLimits, Record};
+use crate::readers::{format_of, read_documents, read_records, walk, Format, ReadLimits, Record};
 use crate::runner::{Pipeline, RunOptions};
 
 /// Deterministic, so every run builds the same corpus.
@@ -29,19 +29,6 @@ struct Sources {
     paragraphs: Vec<String>,
     sentences: Vec<(String, Vec<String>)>,
     code: Vec<String>,
-}
-
-pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 fn gather(testdata: &Path) -> anyhow::Result<Sources> {
@@ -367,25 +354,10 @@ fn pack_bench(doc_lengths: &[u32], tokenize_seconds: f64) {
 }
 
 fn corpus_texts(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut files = Vec::new();
-    walk(dir, &mut files);
-    let mut texts = Vec::new();
-    for path in files {
-        let name = path.to_string_lossy().to_string();
-        for record in read_records(
-            Box::new(std::fs::File::open(&path)?),
-            &name,
-            Format::Jsonl,
-            ReadLimits {
-                max_record_bytes: 1 << 30,
-            },
-        ) {
-            if let Record::Document { doc, .. } = record {
-                texts.push(doc.text);
-            }
-        }
-    }
-    Ok(texts)
+    Ok(read_documents(dir, usize::MAX)?
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect())
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {

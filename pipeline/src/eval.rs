@@ -711,43 +711,6 @@ pub struct TokenizerEvaluation {
     pub thresher_first_docs_per_s: f64,
 }
 
-/// Reads the documents of `input` (a file or a folder of any format the
-/// pipeline reads), at most `max_docs`, as (id, text).
-fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(String, String)>> {
-    let mut files = Vec::new();
-    if input.is_dir() {
-        crate::bench::walk(input, &mut files);
-    } else {
-        files.push(input.to_path_buf());
-    }
-    let mut docs = Vec::new();
-    for path in files {
-        let name = path.to_string_lossy().to_string();
-        let Some(format) = crate::readers::format_of(&name) else {
-            continue;
-        };
-        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {name}"))?;
-        let limits = crate::readers::ReadLimits {
-            max_record_bytes: 1 << 30,
-        };
-        for record in crate::readers::read_records(Box::new(file), &name, format, limits) {
-            if docs.len() >= max_docs {
-                return Ok(docs);
-            }
-            if let crate::readers::Record::Document { doc, .. } = record {
-                docs.push((doc.id, doc.text));
-            }
-        }
-    }
-    if docs.is_empty() {
-        bail!(
-            "no documents in {} (JSONL, Parquet or WET, plain or compressed)",
-            input.display()
-        );
-    }
-    Ok(docs)
-}
-
 pub fn evaluate_tokenizer(
     tokenizer_path: &Path,
     reference_path: Option<&Path>,
@@ -766,7 +729,7 @@ pub fn evaluate_tokenizer(
             bail!("the reference {} must be a tokenizer.json", path.display());
         }
     }
-    let docs = read_documents(input, max_docs)?;
+    let docs = crate::readers::read_documents(input, max_docs)?;
     let text_bytes: u64 = docs.iter().map(|(_, text)| text.len() as u64).sum();
     let mb = text_bytes as f64 / 1e6;
     // The reference's ids: the crate's own encode of the reference file, or

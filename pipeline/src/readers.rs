@@ -7,6 +7,9 @@
 //! yields one last bad record holding the bytes of the partial record and ends.
 
 use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -692,6 +695,57 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
             }
         })
     }))
+}
+
+/// Every file under `dir`, in name order, depth first.
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// Reads the documents of `input` (a file or a folder of any format the
+/// pipeline reads), at most `max_docs`, as (id, text).
+pub fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    if input.is_dir() {
+        walk(input, &mut files);
+    } else {
+        files.push(input.to_path_buf());
+    }
+    let mut docs = Vec::new();
+    for path in files {
+        let name = path.to_string_lossy().to_string();
+        let Some(format) = format_of(&name) else {
+            continue;
+        };
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {name}"))?;
+        let limits = ReadLimits {
+            max_record_bytes: 1 << 30,
+        };
+        for record in read_records(Box::new(file), &name, format, limits) {
+            if docs.len() >= max_docs {
+                return Ok(docs);
+            }
+            if let Record::Document { doc, .. } = record {
+                docs.push((doc.id, doc.text));
+            }
+        }
+    }
+    if docs.is_empty() {
+        bail!(
+            "no documents in {} (JSONL, Parquet or WET, plain or compressed)",
+            input.display()
+        );
+    }
+    Ok(docs)
 }
 
 #[cfg(test)]
