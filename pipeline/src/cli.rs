@@ -89,7 +89,8 @@ pub struct SubmitArgs {
     /// Kubernetes: print one Indexed Job per stage step (YAML, in run order).
     #[arg(long)]
     pub k8s: bool,
-    /// Tasks per step (steps with fewer units of work get fewer).
+    /// Tasks per step (steps with fewer units of work get fewer); a stage's
+    /// `[stages.submit] tasks` replaces it for that stage.
     #[arg(long, default_value_t = 1)]
     pub tasks: usize,
     /// Slurm: write the scripts and print what would be submitted, submit nothing.
@@ -107,7 +108,8 @@ pub struct SubmitArgs {
     /// Kubernetes: where the config is mounted in the container (default: CONFIG as given).
     #[arg(long)]
     pub config_in_container: Option<String>,
-    /// Slurm: options for every sbatch, after `--` (e.g. -- --partition=cpu --time=2:00:00).
+    /// Slurm: options for every sbatch, after `--` (e.g. -- --partition=cpu --time=2:00:00);
+    /// a stage's `[stages.submit] sbatch` options come after these.
     #[arg(last = true)]
     pub sbatch_args: Vec<String>,
 }

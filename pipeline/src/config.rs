@@ -15,7 +15,7 @@
 //! keep = ["en", "de"]
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,52 @@ pub struct StageEntry {
     /// A metadata field (dotted path, e.g. `lang`) whose value splits the
     /// stage's output into `<field>=<value>/` folders.
     pub partition_by: Option<String>,
+    /// How `thresher submit` schedules this stage (`[stages.submit]`).
+    pub submit: StageSubmit,
     pub config: StageConfig,
+}
+
+/// `[stages.submit]`: where and how wide `thresher submit` runs one stage's
+/// tasks, so that one pipeline can send `quality` to GPU nodes and the rest
+/// to CPU nodes. Never part of the stage's config hash: where a task runs
+/// does not change what it writes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSubmit {
+    /// Tasks for each step of this stage instead of `--tasks` (a step with
+    /// fewer units of work still gets fewer), e.g. one per GPU.
+    pub tasks: Option<usize>,
+    /// Slurm: options for this stage's `sbatch`, after those given after
+    /// `--` on the command line, so that these win where both set one.
+    #[serde(default)]
+    pub sbatch: Vec<String>,
+    /// Kubernetes: the container's resource limits (`"nvidia.com/gpu" = 1`).
+    #[serde(default)]
+    pub k8s_limits: BTreeMap<String, Quantity>,
+    /// Kubernetes: the container's resource requests (`cpu = "8"`).
+    #[serde(default)]
+    pub k8s_requests: BTreeMap<String, Quantity>,
+    /// Kubernetes: the pod's `nodeSelector` (labels of the nodes it may run on).
+    #[serde(default)]
+    pub k8s_node_selector: BTreeMap<String, String>,
+}
+
+/// A Kubernetes resource quantity, written as a number (`1`) or a string
+/// (`"500m"`, `"32Gi"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Quantity {
+    Integer(u64),
+    Text(String),
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quantity::Integer(n) => write!(f, "{n}"),
+            Quantity::Text(s) => f.write_str(s),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +237,23 @@ impl PipelineConfig {
                     continue;
                 }
             };
+            let submit = match table.remove("submit") {
+                None => StageSubmit::default(),
+                Some(value) => match StageSubmit::deserialize(value) {
+                    Ok(submit) if submit.tasks == Some(0) => {
+                        problems.push(format!("stage '{name}': submit.tasks must be at least 1"));
+                        submit
+                    }
+                    Ok(submit) => submit,
+                    Err(e) => {
+                        problems.push(format!(
+                            "stage '{name}': [stages.submit]: {} (keys: tasks, sbatch, k8s_limits, k8s_requests, k8s_node_selector)",
+                            e.to_string().trim()
+                        ));
+                        StageSubmit::default()
+                    }
+                },
+            };
             if partition_by.is_some() && kind == "pack" {
                 problems.push(format!(
                     "stages[{i}]: `partition_by` does not apply to pack, whose output is token rows"
@@ -215,6 +277,7 @@ impl PipelineConfig {
                     stages.push(StageEntry {
                         name,
                         partition_by,
+                        submit,
                         config,
                     });
                 }
@@ -350,5 +413,55 @@ mod tests {
         assert!(err.contains("nope"), "{err}");
         assert!(err.contains("already exists"), "{err}");
         assert!(err.contains("compression_level"), "{err}");
+    }
+
+    #[test]
+    fn stage_submit_settings_parse_and_are_checked() {
+        let c = parse(
+            r#"
+            [input]
+            path = "in"
+            [output]
+            path = "out"
+            [[stages]]
+            kind = "exact_dedup"
+            [[stages]]
+            kind = "langid"
+            [stages.submit]
+            tasks = 2
+            sbatch = ["--partition=gpu", "--gres=gpu:1"]
+            k8s_limits = { "nvidia.com/gpu" = 1, memory = "32Gi" }
+            k8s_node_selector = { "gpu-type" = "h100" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.stages[0].submit, StageSubmit::default());
+        let submit = &c.stages[1].submit;
+        assert_eq!(submit.tasks, Some(2));
+        assert_eq!(submit.sbatch, ["--partition=gpu", "--gres=gpu:1"]);
+        let limits: Vec<String> = submit.k8s_limits.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(limits, ["memory=32Gi", "nvidia.com/gpu=1"]);
+        assert_eq!(submit.k8s_node_selector["gpu-type"], "h100");
+
+        let err = parse(
+            r#"
+            [input]
+            path = "in"
+            [output]
+            path = "out"
+            [[stages]]
+            kind = "langid"
+            [stages.submit]
+            tasks = 0
+            [[stages]]
+            kind = "exact_dedup"
+            [stages.submit]
+            gpus = 1
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("stage 'langid': submit.tasks must be at least 1"), "{err}");
+        assert!(err.contains("stage 'exact_dedup'") && err.contains("gpus"), "{err}");
     }
 }

@@ -503,8 +503,8 @@ impl Pipeline {
                 (counts.quarantined as f64 / counts.documents_in as f64 + 0.005).min(1.0),
             )));
         }
-        let outputs = match &stage.stage {
-            thresher_stages::Stage::Pack(_) => match self.stage_outputs(stage)? {
+        let outputs = match &stage.config {
+            thresher_stages::registry::StageConfig::Pack(_) => match self.stage_outputs(stage)? {
                 Some(outputs) => outputs,
                 None => {
                     tracing::info!(

@@ -283,9 +283,13 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 _ => format!(" --dependency=afterok:<job of #{i}>"),
             };
             println!(
-                "### #{} would be submitted as: sbatch --parsable{}{after} {}",
+                "### #{} would be submitted as: sbatch{}{after} {}",
                 i + 1,
-                options.sbatch_args.iter().map(|a| format!(" {a}")).collect::<String>(),
+                options
+                    .sbatch_args_of(&s.array)
+                    .iter()
+                    .map(|a| format!(" {a}"))
+                    .collect::<String>(),
                 s.script.display()
             );
             print!("{}", std::fs::read_to_string(&s.script)?);

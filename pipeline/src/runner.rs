@@ -20,7 +20,7 @@
 //! the same bytes as an uninterrupted one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -29,6 +29,7 @@ use thresher_manifests::{
     shard_manifest_key, Counts, ObjectInfo, ShardManifest, StageLock, StageManifest, StageStats, Timing,
     STAGE_LOCK_KEY, STAGE_MANIFEST_KEY, TOOL_VERSION,
 };
+use thresher_stages::registry::StageConfig;
 use thresher_stages::{Decision, Document, GlobalStage, Position, Stage};
 
 use crate::config::PipelineConfig;
@@ -105,7 +106,8 @@ pub(crate) enum StageInput {
     Upstream { position: usize },
 }
 
-/// One configured stage, resolved: its storage, config hash and built stage.
+/// One configured stage, resolved: its storage and config hash, and the
+/// stage itself, built when it first runs.
 pub struct StagePlan {
     pub position: usize,
     pub name: String,
@@ -114,7 +116,10 @@ pub struct StagePlan {
     pub config_hash: String,
     pub output_url: String,
     pub output: Arc<dyn Storage>,
-    pub stage: Stage,
+    pub config: StageConfig,
+    /// Built on first use ([`StagePlan::stage`]): a task of another stage
+    /// never loads this stage's model or tokenizer, nor opens its GPU.
+    built: OnceLock<Stage>,
     /// See `StageEntry::partition_by`.
     pub partition_by: Option<String>,
     pub(crate) input: StageInput,
@@ -127,6 +132,28 @@ pub struct Pipeline {
     pub stages: Vec<StagePlan>,
     policy_raw: ReadPolicy,
     policy_upstream: ReadPolicy,
+}
+
+impl StagePlan {
+    /// The built stage: the first call builds it (loads its model or
+    /// tokenizer); a stage that fails to build names itself.
+    pub fn stage(&self) -> Result<&Stage> {
+        if let Some(stage) = self.built.get() {
+            return Ok(stage);
+        }
+        let stage = self
+            .config
+            .build()
+            .map_err(|e| Error::Input(format!("stage '{}' ({}): {e}", self.name, self.kind)))?;
+        // Tasks build a stage from one thread, before its units start; a
+        // second build racing this one would only be dropped.
+        Ok(self.built.get_or_init(|| stage))
+    }
+
+    /// Step names in order, known without building the stage.
+    pub fn steps(&self) -> &'static [&'static str] {
+        self.config.steps()
+    }
 }
 
 fn hash_hex(value: &Value) -> String {
@@ -207,7 +234,8 @@ impl Pipeline {
                 kind: entry.config.kind(),
                 output: open_url(&output_url)?,
                 output_url: output_url.clone(),
-                stage: entry.config.build()?,
+                config: entry.config.clone(),
+                built: OnceLock::new(),
                 partition_by: entry.partition_by.clone(),
                 config_json,
                 config_hash: config_hash.clone(),
@@ -422,6 +450,16 @@ impl Pipeline {
                 self.stages.iter().collect()
             }
         };
+        // Build every selected stage that has work left before running the
+        // first: a checkpoint or tokenizer that cannot load fails now, not
+        // after hours of earlier stages. Stages not selected are never built,
+        // so a task of `ingest` neither loads the quality model nor needs
+        // the GPU that `quality`'s tasks run on.
+        for stage in &selected {
+            if self.completed(stage)?.is_none() {
+                stage.stage()?;
+            }
+        }
         let mut report = RunReport::default();
         for stage in selected {
             let stage_report = self.run_stage(stage, options)?;
@@ -441,7 +479,7 @@ impl Pipeline {
     }
 
     fn run_stage(&self, stage: &StagePlan, options: &RunOptions) -> Result<StageReport> {
-        let steps = stage.stage.steps();
+        let steps = stage.steps();
         if let Some(step) = &options.step {
             if !steps.contains(&step.as_str()) {
                 return Err(Error::Input(format!(
@@ -478,7 +516,7 @@ impl Pipeline {
             if options.step.as_ref().is_some_and(|s| s != step) {
                 continue;
             }
-            let result = match (&stage.stage, *step) {
+            let result = match (stage.stage()?, *step) {
                 (Stage::Document(doc_stage), "apply") => self.apply_step(
                     stage,
                     &shards,
@@ -1055,11 +1093,13 @@ impl Pipeline {
             } else {
                 stage.output.list("")?.into_iter().map(|o| o.key).collect()
             };
-            for step in stage.stage.steps() {
-                let (units, done) = match (&stage.stage, *step, &shards) {
-                    (_, _, None) => (None, 0),
-                    (Stage::Global(g), "resolve", Some(_)) => {
-                        let n = g.partitions() as usize;
+            for step in stage.steps() {
+                // Step names tell the kind: only global stages scan, resolve
+                // and cluster; only pack packs.
+                let (units, done) = match (*step, &shards) {
+                    (_, None) => (None, 0),
+                    ("resolve", Some(_)) => {
+                        let n = stage.config.partitions().unwrap_or(1) as usize;
                         (
                             Some(n),
                             present
@@ -1068,19 +1108,19 @@ impl Pipeline {
                                 .count(),
                         )
                     }
-                    (Stage::Pack(_), "pack", Some(_)) => (Some(1), usize::from(self.packed(stage)?.is_some())),
-                    (Stage::Global(_), "cluster", Some(_)) => (
+                    ("pack", Some(_)) => (Some(1), usize::from(self.packed(stage)?.is_some())),
+                    ("cluster", Some(_)) => (
                         Some(1),
                         usize::from(present.contains(&crate::global_steps::cluster_key())),
                     ),
-                    (Stage::Global(_), "scan", Some(s)) => (
+                    ("scan", Some(s)) => (
                         Some(s.len()),
                         present
                             .iter()
                             .filter(|k| k.starts_with(&format!("{WORK_PREFIX}scan/")))
                             .count(),
                     ),
-                    (_, _, Some(s)) => (
+                    (_, Some(s)) => (
                         Some(s.len()),
                         s.iter()
                             .filter(|sh| present.contains(&shard_manifest_key(&sh.output_name)))

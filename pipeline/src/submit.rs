@@ -12,17 +12,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use thresher_stages::Stage;
-
+use crate::config::StageSubmit;
 use crate::error::{Error, Result};
 use crate::runner::Pipeline;
 
-/// One array: a step of a stage and how many tasks share it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One array: a step of a stage, how many tasks share it, and the stage's
+/// own scheduling settings (`[stages.submit]`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskArray {
     pub stage: String,
     pub step: String,
     pub tasks: usize,
+    pub settings: StageSubmit,
 }
 
 impl TaskArray {
@@ -42,22 +43,24 @@ impl TaskArray {
     }
 }
 
-/// The arrays of a pipeline in run order, `tasks` tasks each at most: a step
-/// with fewer units than that gets fewer (resolve: one per partition; pack's
-/// `pack`: one).
+/// The arrays of a pipeline in run order, `tasks` tasks each at most (or the
+/// stage's own `submit.tasks`): a step with fewer units than that gets fewer
+/// (resolve: one per partition; pack's `pack`: one).
 pub fn task_arrays(pipeline: &Pipeline, tasks: usize) -> Vec<TaskArray> {
     let mut arrays = Vec::new();
-    for stage in &pipeline.stages {
-        for step in stage.stage.steps() {
-            let most = match (&stage.stage, *step) {
-                (Stage::Global(global), "resolve") => global.partitions() as usize,
-                (Stage::Pack(_), "pack") | (Stage::Global(_), "cluster") => 1,
+    for (stage, entry) in pipeline.stages.iter().zip(&pipeline.config.stages) {
+        let tasks = entry.submit.tasks.unwrap_or(tasks);
+        for step in stage.steps() {
+            let most = match *step {
+                "resolve" => stage.config.partitions().unwrap_or(1) as usize,
+                "pack" | "cluster" => 1,
                 _ => usize::MAX,
             };
             arrays.push(TaskArray {
                 stage: stage.name.clone(),
                 step: step.to_string(),
                 tasks: tasks.clamp(1, most.max(1)),
+                settings: entry.submit.clone(),
             });
         }
     }
@@ -105,6 +108,18 @@ pub struct SlurmOptions {
     pub sbatch_args: Vec<String>,
 }
 
+impl SlurmOptions {
+    /// The options of one array's `sbatch`, before the dependency and the
+    /// script: the command line's, then the stage's own (sbatch keeps the
+    /// last value of an option, so the stage's win).
+    pub fn sbatch_args_of(&self, array: &TaskArray) -> Vec<String> {
+        let mut args = vec!["--parsable".to_string()];
+        args.extend(self.sbatch_args.iter().cloned());
+        args.extend(array.settings.sbatch.iter().cloned());
+        args
+    }
+}
+
 /// The batch script of one array.
 pub fn slurm_script(array: &TaskArray, options: &SlurmOptions) -> String {
     let stem = options
@@ -131,6 +146,7 @@ pub fn slurm_script(array: &TaskArray, options: &SlurmOptions) -> String {
          #SBATCH --kill-on-invalid-dep=yes\n\
          # Written by `thresher submit`: stage '{stage}', step '{step}', {tasks} task(s).\n\
          # A rerun of any task skips what is committed and redoes the rest.\n\
+         {stage_options}\
          set -euo pipefail\n\
          cd {workdir}\n\
          exec {command}\n",
@@ -141,6 +157,19 @@ pub fn slurm_script(array: &TaskArray, options: &SlurmOptions) -> String {
         tasks = array.tasks,
         workdir = shell_quote(&options.workdir.to_string_lossy()),
         command = command.join(" "),
+        stage_options = match array.settings.sbatch.is_empty() {
+            true => String::new(),
+            false => format!(
+                "# This stage's own sbatch options ([stages.submit]), given after the command line's: {}\n",
+                array
+                    .settings
+                    .sbatch
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        },
     )
 }
 
@@ -169,7 +198,7 @@ pub fn submit_slurm(arrays: &[TaskArray], options: &SlurmOptions, dry_run: bool)
             None
         } else {
             let mut sbatch = Command::new("sbatch");
-            sbatch.arg("--parsable").args(&options.sbatch_args);
+            sbatch.args(options.sbatch_args_of(array));
             if let Some(previous) = submitted.last().and_then(|s| s.job_id.as_ref()) {
                 sbatch.arg(format!("--dependency=afterok:{previous}"));
             }
@@ -259,7 +288,7 @@ pub fn k8s_manifests(arrays: &[TaskArray], options: &K8sOptions) -> String {
              \x20     containers:\n\
              \x20       - name: thresher\n\
              \x20         image: {image}\n\
-             \x20         command: [{command}]\n",
+             \x20         command: [{command}]\n{resources}",
             stage = array.stage,
             step = array.step,
             tasks = array.tasks,
@@ -272,7 +301,35 @@ pub fn k8s_manifests(arrays: &[TaskArray], options: &K8sOptions) -> String {
             step_label = yaml_string(&array.step),
             image = yaml_string(&options.image),
             command = command.join(", "),
+            resources = k8s_placement(&array.settings),
         ));
+    }
+    out
+}
+
+/// A stage's container resources and node selector (`[stages.submit]`
+/// `k8s_*`), as YAML lines under its container; empty when it sets none.
+fn k8s_placement(settings: &StageSubmit) -> String {
+    let flow = |map: &mut dyn Iterator<Item = (&String, String)>| {
+        let pairs: Vec<String> = map
+            .map(|(k, v)| format!("{}: {}", yaml_string(k), yaml_string(&v)))
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    };
+    let mut out = String::new();
+    if !settings.k8s_limits.is_empty() || !settings.k8s_requests.is_empty() {
+        out.push_str("          resources:\n");
+        for (name, map) in [("limits", &settings.k8s_limits), ("requests", &settings.k8s_requests)] {
+            if !map.is_empty() {
+                let line = flow(&mut map.iter().map(|(k, v)| (k, v.to_string())));
+                out.push_str(&format!("            {name}: {line}\n"));
+            }
+        }
+    }
+    if !settings.k8s_node_selector.is_empty() {
+        // A pod-level key, after the containers list.
+        let line = flow(&mut settings.k8s_node_selector.iter().map(|(k, v)| (k, v.clone())));
+        out.push_str(&format!("      nodeSelector: {line}\n"));
     }
     out
 }

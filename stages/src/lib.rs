@@ -161,15 +161,3 @@ pub enum Stage {
     /// The terminal stage: documents become packed token rows, not documents.
     Pack(Box<pack::Pack>),
 }
-
-impl Stage {
-    /// Step names in order; document stages have the single step `apply`.
-    pub fn steps(&self) -> &'static [&'static str] {
-        match self {
-            Stage::Document(_) | Stage::Batch(_) => &["apply"],
-            Stage::Global(g) if g.clusters() => &["scan", "resolve", "cluster", "apply"],
-            Stage::Global(_) => &["scan", "resolve", "apply"],
-            Stage::Pack(_) => &["tokenize", "pack"],
-        }
-    }
-}

@@ -102,7 +102,7 @@ impl QualityConfig {
             return Err(invalid(format!("{} has no config.json", self.model.display())));
         }
         self.tokenizer_path()?;
-        parse_device(&self.device).map(|_| ())
+        DeviceSetting::parse(&self.device).map(|_| ())
     }
 
     fn tokenizer_path(&self) -> Result<PathBuf> {
@@ -119,32 +119,58 @@ impl QualityConfig {
     }
 }
 
-/// The candle device of a `device` setting (`auto`, `cpu`, `cuda`, `cuda:N`).
-pub fn parse_device(name: &str) -> Result<Device> {
-    let invalid = |message: String| Error::Config {
-        kind: "quality",
-        message,
-    };
-    let cuda = |index: usize| {
-        Device::new_cuda(index).map_err(|e| {
-            invalid(format!(
-                "device '{name}': {e} (a GPU needs a build with the `cuda` feature: ../shared/cuda/build-cuda.sh)"
-            ))
-        })
-    };
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(if thresher_classifiers::candle_core::utils::cuda_is_available() {
-            cuda(0)?
-        } else {
-            Device::Cpu
-        }),
-        "cuda" => cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            Some(index) => cuda(index),
-            None => Err(invalid(format!("device '{other}': expected auto, cpu, cuda or cuda:N"))),
-        },
+/// A `device` setting, read without opening anything: a config naming a
+/// GPU is valid on a machine without one (the login node that submits it,
+/// the CPU nodes running the other stages); the GPU is opened when the stage
+/// is built, on the node that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSetting {
+    /// A GPU when the build has CUDA and one is present, else the CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceSetting {
+    /// Reads `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+                Some(index) => Ok(Self::Cuda(index)),
+                None => Err(Error::Config {
+                    kind: "quality",
+                    message: format!("device '{other}': expected auto, cpu, cuda or cuda:N"),
+                }),
+            },
+        }
     }
+
+    /// Opens the device (`Auto`: GPU 0 when CUDA sees one).
+    pub fn open(self) -> Result<Device> {
+        let cuda = |index: usize| {
+            Device::new_cuda(index).map_err(|e| Error::Config {
+                kind: "quality",
+                message: format!(
+                    "device cuda:{index}: {e} (a GPU needs a build with the `cuda` feature: \
+                     ../shared/cuda/build-cuda.sh, and a GPU on the node running this stage)"
+                ),
+            })
+        };
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto if thresher_classifiers::candle_core::utils::cuda_is_available() => cuda(0),
+            Self::Auto => Ok(Device::Cpu),
+            Self::Cuda(index) => cuda(index),
+        }
+    }
+}
+
+/// The candle device of a `device` setting (`auto`, `cpu`, `cuda`, `cuda:N`), opened.
+pub fn parse_device(name: &str) -> Result<Device> {
+    DeviceSetting::parse(name)?.open()
 }
 
 pub struct Quality {
@@ -312,6 +338,34 @@ mod tests {
             json!({"model": model, "tokenizer": tokenizer, "device": "cpu", "max_tokens": 64, "batch_tokens": 128}),
         )
         .unwrap()
+    }
+
+    /// A config naming a GPU is checked without opening it (the node that
+    /// reads it may have none); building the stage opens it and says which.
+    #[test]
+    fn a_gpu_is_opened_when_the_stage_is_built_not_when_the_config_is_read() {
+        let mut cfg = config(tiny_model());
+        for (name, setting) in [
+            ("auto", DeviceSetting::Auto),
+            ("cpu", DeviceSetting::Cpu),
+            ("cuda", DeviceSetting::Cuda(0)),
+            ("cuda:3", DeviceSetting::Cuda(3)),
+        ] {
+            assert_eq!(DeviceSetting::parse(name).unwrap(), setting);
+        }
+        for bad in ["gpu", "cuda:", "cuda:x", "CUDA"] {
+            cfg.device = bad.into();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("cuda:N"), "{err}");
+        }
+        // No machine running the tests has a hundredth GPU.
+        cfg.device = "cuda:99".into();
+        cfg.validate().unwrap();
+        let err = Quality::new(cfg).err().expect("no GPU 99").to_string();
+        assert!(
+            err.contains("cuda:99") && err.contains("node running this stage"),
+            "{err}"
+        );
     }
 
     #[test]

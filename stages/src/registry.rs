@@ -56,6 +56,35 @@ impl StageConfig {
         }
     }
 
+    /// Step names in order, known from the config alone, so that a task or
+    /// `thresher submit` can plan a stage without building it (loading a
+    /// model or a tokenizer). Document and batch stages have the single step
+    /// `apply`; a global stage's steps follow [`crate::GlobalStage::clusters`].
+    pub fn steps(&self) -> &'static [&'static str] {
+        match self {
+            StageConfig::Ingest(_) | StageConfig::Langid(_) | StageConfig::Code(_) | StageConfig::Quality(_) => {
+                &["apply"]
+            }
+            StageConfig::UrlDedup(_) | StageConfig::ExactDedup(_) | StageConfig::LineDedup(_) => {
+                &["scan", "resolve", "apply"]
+            }
+            StageConfig::MinhashDedup(_) => &["scan", "resolve", "cluster", "apply"],
+            StageConfig::Pack(_) => &["tokenize", "pack"],
+        }
+    }
+
+    /// A global stage's resolve partitions (part of its config, never the
+    /// task count); `None` for other kinds.
+    pub fn partitions(&self) -> Option<u32> {
+        match self {
+            StageConfig::UrlDedup(c) => Some(c.partitions),
+            StageConfig::ExactDedup(c) => Some(c.partitions),
+            StageConfig::LineDedup(c) => Some(c.partitions),
+            StageConfig::MinhashDedup(c) => Some(c.partitions),
+            _ => None,
+        }
+    }
+
     /// Checks the config without the expensive parts of building (loading a
     /// tokenizer or a model): what `thresher` runs on every config it reads.
     pub fn validate(&self) -> Result<()> {
@@ -97,5 +126,31 @@ mod tests {
             assert_eq!(c.kind(), *kind);
             c.build().unwrap();
         }
+    }
+
+    /// `steps` and `partitions` describe a stage without building it: they
+    /// must say what the built stage does.
+    #[test]
+    fn steps_and_partitions_match_the_built_stages() {
+        for kind in StageConfig::KINDS.iter().filter(|k| !["pack", "quality"].contains(*k)) {
+            let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
+            match c.build().unwrap() {
+                Stage::Global(g) => {
+                    let expected: &[&str] = match g.clusters() {
+                        true => &["scan", "resolve", "cluster", "apply"],
+                        false => &["scan", "resolve", "apply"],
+                    };
+                    assert_eq!(c.steps(), expected, "{kind}");
+                    assert_eq!(c.partitions(), Some(g.partitions()), "{kind}");
+                }
+                Stage::Document(_) | Stage::Batch(_) => {
+                    assert_eq!(c.steps(), ["apply"], "{kind}");
+                    assert_eq!(c.partitions(), None, "{kind}");
+                }
+                Stage::Pack(_) => unreachable!("pack is filtered out"),
+            }
+        }
+        let pack: StageConfig = serde_json::from_str(r#"{"kind":"pack","tokenizer":"t.model"}"#).unwrap();
+        assert_eq!(pack.steps(), ["tokenize", "pack"]);
     }
 }

@@ -108,3 +108,113 @@ fn trained_head_filters_what_it_was_taught() {
         + rejected.iter().filter(|d| d["metadata"]["truth"] == "bad").count();
     assert!(right as f64 >= 0.9 * 120.0, "{right} of 120 filtered as taught");
 }
+
+/// A pipeline whose `quality` stage names a GPU: the tasks of the other
+/// stages, and `thresher submit` on a login node, never build that stage (no
+/// model is loaded, no GPU opened); the stage's own task fails naming the
+/// device; and a whole run fails before its first stage, not after it.
+#[test]
+fn a_stage_on_a_gpu_is_built_only_by_its_own_tasks() {
+    let dir = TestDir::new("quality-gpu-stage");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 2, 10, 9);
+    let fixtures = repo_root().join("classifiers/tests/fixtures/tiny-llama-cls");
+    // No machine running the tests has a hundredth GPU.
+    let stages = format!(
+        "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"quality\"\nmodel = {:?}\ntokenizer = {:?}\n\
+         device = \"cuda:99\"\n\n[stages.submit]\ntasks = 1\nsbatch = [\"--gres=gpu:1\", \"--partition=gpu\"]\n\
+         k8s_limits = {{ \"nvidia.com/gpu\" = 1 }}\nk8s_requests = {{ cpu = \"8\" }}\n\
+         k8s_node_selector = {{ pool = \"gpu\" }}\n",
+        fixtures.join("classes").to_string_lossy(),
+        fixtures.join("byte-tokenizer.model").to_string_lossy()
+    );
+    let config = write_config(&dir.path, &input, "", &stages);
+    let config = config.to_str().unwrap();
+
+    let jobs = dir.join("jobs");
+    let plan = stdout(&run_expect(
+        thresher(
+            &dir.path,
+            &[
+                "submit",
+                config,
+                "--slurm",
+                "--dry-run",
+                "--tasks",
+                "2",
+                "--script-dir",
+                jobs.to_str().unwrap(),
+                "--",
+                "--partition=cpu",
+            ],
+        ),
+        0,
+    ));
+    assert!(
+        plan.contains("sbatch --parsable --partition=cpu --gres=gpu:1 --partition=gpu --dependency"),
+        "quality's own options come after the command line's:\n{plan}"
+    );
+    assert!(
+        plan.contains("sbatch --parsable --partition=cpu /"),
+        "ingest keeps the command line's:\n{plan}"
+    );
+    let rows: Vec<Vec<&str>> = plan
+        .lines()
+        .skip_while(|l| !l.starts_with("#    stage"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{plan}");
+    assert_eq!((rows[0][1], rows[0][3]), ("ingest", "2"), "{plan}");
+    assert_eq!(
+        (rows[1][1], rows[1][3]),
+        ("quality", "1"),
+        "submit.tasks replaces --tasks:\n{plan}"
+    );
+    let yaml = stdout(&run_expect(
+        thresher(
+            &dir.path,
+            &["submit", config, "--k8s", "--image", "thresher:1", "--tasks", "2"],
+        ),
+        0,
+    ));
+    // PyYAML (installed with moto) reads the Jobs: only quality's pods ask
+    // for a GPU and its nodes.
+    let yaml_path = dir.join("jobs.yaml");
+    std::fs::write(&yaml_path, &yaml).unwrap();
+    let parsed = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             for job in yaml.safe_load_all(open(sys.argv[1])):\n\
+             \x20   pod = job['spec']['template']['spec']\n\
+             \x20   print(job['metadata']['labels']['thresher/stage'], json.dumps(pod['containers'][0].get('resources')), json.dumps(pod.get('nodeSelector')))",
+            yaml_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout),
+        "ingest null null\n\
+         quality {\"limits\": {\"nvidia.com/gpu\": \"1\"}, \"requests\": {\"cpu\": \"8\"}} {\"pool\": \"gpu\"}\n"
+    );
+
+    run_expect(thresher(&dir.path, &["run", config, "--stage", "ingest"]), 0);
+    let out = run_expect(thresher(&dir.path, &["run", config, "--stage", "quality"]), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("stage 'quality'") && err.contains("cuda:99"),
+        "the error names the stage and the device: {err}"
+    );
+    assert!(!dir.join("out/quality/_manifest/stage.json").exists());
+
+    // A whole run checks every stage it will run before starting the first.
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    let err = stderr(&run_expect(thresher(&dir.path, &["run", config]), 2));
+    assert!(err.contains("cuda:99"), "{err}");
+    assert!(
+        !dir.join("out/ingest/_manifest/stage.json").exists(),
+        "ingest ran before a stage that cannot start"
+    );
+}

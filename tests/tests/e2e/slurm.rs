@@ -39,6 +39,8 @@ struct ArrayRun {
     step: String,
     tasks: usize,
     states: Vec<String>,
+    /// Each task's `Comment` (the last `--comment` sbatch was given).
+    comments: Vec<String>,
 }
 
 /// `thresher submit CONFIG --slurm --tasks 3`, with `env` for every task,
@@ -56,6 +58,7 @@ fn submit_and_wait(config: &std::path::Path, jobs: &std::path::Path, env: &[(&st
             jobs.to_str().unwrap(),
             "--",
             "--time=15",
+            "--comment=every-stage",
         ],
     );
     submit.env("SLURM_CONF", slurm_conf());
@@ -105,6 +108,11 @@ fn submit_and_wait(config: &std::path::Path, jobs: &std::path::Path, env: &[(&st
                     .filter_map(|w| w.strip_prefix("JobState="))
                     .map(str::to_string)
                     .collect(),
+                comments: text
+                    .split_whitespace()
+                    .filter_map(|w| w.strip_prefix("Comment="))
+                    .map(str::to_string)
+                    .collect(),
             }
         })
         .collect()
@@ -142,8 +150,20 @@ fn quickstart_on_slurm_equals_the_local_run() {
     let local = quickstart(&dir, "local");
     run_expect(thresher(&repo_root(), &["run", local.to_str().unwrap()]), 0);
 
+    // The quality stage as a GPU stage would be sent elsewhere: its own
+    // task count and sbatch options ([stages.submit]), which must not change
+    // a byte of the output.
+    let config = quickstart(&dir, "slurm");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let quality_line = text.lines().find(|l| l.starts_with("histogram_width")).unwrap();
+    let text = text.replacen(
+        quality_line,
+        &format!("{quality_line}\n[stages.submit]\ntasks = 2\nsbatch = [\"--comment=quality-nodes\"]"),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
     let jobs = dir.join("jobs");
-    let runs = submit_and_wait(&quickstart(&dir, "slurm"), &jobs, &[]);
+    let runs = submit_and_wait(&config, &jobs, &[]);
     for run in &runs {
         assert_eq!(
             run.states.len(),
@@ -153,6 +173,12 @@ fn quickstart_on_slurm_equals_the_local_run() {
             run.step,
             run.states
         );
+        let (tasks, comment) = match run.stage.as_str() {
+            "quality" => (2, "quality-nodes"),
+            _ => (run.tasks, "every-stage"),
+        };
+        assert_eq!(run.tasks, tasks, "{}", run.stage);
+        assert_eq!(run.comments, vec![comment; tasks], "{} {}", run.stage, run.step);
     }
     assert_all_completed(&runs);
     let logs = std::fs::read_dir(&jobs)
