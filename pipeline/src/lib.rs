@@ -24,6 +24,7 @@ pub mod inspect;
 mod pack_steps;
 pub mod progress;
 pub mod readers;
+pub mod remote_files;
 pub mod report;
 pub mod runner;
 pub mod shard;

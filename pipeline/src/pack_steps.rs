@@ -22,7 +22,6 @@
 use std::io::{Read, Write};
 
 use serde_json::{json, Value};
-use sha2::Digest;
 use thresher_manifests::{shard_manifest_key, ObjectInfo, ShardManifest, StageStats};
 use thresher_stages::pack::{pack_window, windows, Pack, PackStats};
 use thresher_stages::{Decision, Document};
@@ -307,15 +306,18 @@ impl Pipeline {
         if config.megatron {
             outputs.extend(self.write_megatron(out, shards, &lengths)?);
         }
-        let tokenizer_bytes = std::fs::read(&config.tokenizer)
-            .map_err(|e| Error::io("cannot read tokenizer", config.tokenizer.display(), e))?;
-        let sha256 = format!("{:x}", sha2::Sha256::digest(&tokenizer_bytes));
+        // The tokenizer as configured (a URL stays a URL), not the local
+        // copy the stage was built from.
+        let tokenizer_path = match &stage.config {
+            thresher_stages::registry::StageConfig::Pack(c) => c.tokenizer.clone(),
+            _ => config.tokenizer.clone(),
+        };
         let by = |group: &str| json!(stats.0.get(group).cloned().unwrap_or_default());
         let manifest = json!({
             "config_hash": stage.config_hash,
             "tokenizer": {
-                "path": config.tokenizer,
-                "sha256": sha256,
+                "path": tokenizer_path,
+                "sha256": pack.tokenizer_sha256,
                 "kind": pack.tokenizer.kind(),
                 "vocab_size": pack.tokenizer.vocab_size(),
             },

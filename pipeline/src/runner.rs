@@ -141,10 +141,12 @@ impl StagePlan {
         if let Some(stage) = self.built.get() {
             return Ok(stage);
         }
-        let stage = self
-            .config
-            .build()
-            .map_err(|e| Error::Input(format!("stage '{}' ({}): {e}", self.name, self.kind)))?;
+        let failed = |e: &dyn std::fmt::Display| Error::Input(format!("stage '{}' ({}): {e}", self.name, self.kind));
+        // Models and tokenizers named by URL are copied to local disk for
+        // the build, and the copies deleted after it.
+        let localized = crate::remote_files::localize(&self.config).map_err(|e| failed(&e))?;
+        let stage = localized.config.build().map_err(|e| failed(&e))?;
+        drop(localized);
         // Tasks build a stage from one thread, before its units start; a
         // second build racing this one would only be dropped.
         Ok(self.built.get_or_init(|| stage))
@@ -456,7 +458,9 @@ impl Pipeline {
         // so a task of `ingest` neither loads the quality model nor needs
         // the GPU that `quality`'s tasks run on.
         for stage in &selected {
-            if self.completed(stage)?.is_none() {
+            // An output folder that cannot be read is reported by the stage's
+            // own run below, with its name.
+            if !matches!(self.completed(stage), Ok(Some(_))) {
                 stage.stage()?;
             }
         }

@@ -46,6 +46,13 @@ pub mod url_dedup;
 pub use document::Document;
 pub use thresher_manifests::StageStats;
 
+/// Whether a configured model or tokenizer path is a URL (`s3://…`): the
+/// pipeline copies such files to local disk when it builds the stage
+/// (`thresher::remote_files`), so reading the config cannot look at them.
+pub fn is_url(path: &std::path::Path) -> bool {
+    path.to_str().is_some_and(|s| s.contains("://"))
+}
+
 /// Errors of stage construction and of global steps.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

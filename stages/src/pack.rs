@@ -70,6 +70,10 @@ pub struct Pack {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub pad: u32,
+    /// SHA-256 of the tokenizer file, hex: the packed output's manifest
+    /// records which tokenizer made it (the file may be a copy of an `s3://`
+    /// one, gone by the time the rows are written).
+    pub tokenizer_sha256: String,
 }
 
 impl PackConfig {
@@ -85,7 +89,7 @@ impl PackConfig {
                 self.window_tokens, self.seq_len
             )));
         }
-        if !self.tokenizer.is_file() {
+        if !crate::is_url(&self.tokenizer) && !self.tokenizer.is_file() {
             return Err(invalid(format!(
                 "tokenizer '{}' is not a file",
                 self.tokenizer.display()
@@ -124,12 +128,17 @@ impl Pack {
                 tokenizer.vocab_size()
             )));
         }
+        let bytes = std::fs::read(&config.tokenizer)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", config.tokenizer.display())))?;
+        use sha2::Digest;
+        let tokenizer_sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
         Ok(Self {
             config,
             tokenizer: Arc::new(tokenizer),
             bos,
             eos,
             pad,
+            tokenizer_sha256,
         })
     }
 

@@ -98,10 +98,14 @@ impl QualityConfig {
         if self.histogram_width <= 0.0 {
             return Err(invalid("histogram_width must be positive".into()));
         }
-        if !self.model.join("config.json").is_file() {
-            return Err(invalid(format!("{} has no config.json", self.model.display())));
+        // A checkpoint in object storage is checked when the stage is built,
+        // on the node that fetches it.
+        if !crate::is_url(&self.model) {
+            if !self.model.join("config.json").is_file() {
+                return Err(invalid(format!("{} has no config.json", self.model.display())));
+            }
+            self.tokenizer_path()?;
         }
-        self.tokenizer_path()?;
         DeviceSetting::parse(&self.device).map(|_| ())
     }
 

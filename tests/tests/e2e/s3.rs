@@ -395,3 +395,106 @@ fn large_objects_go_up_in_parts_and_listing_pages() {
     storage.delete_prefix("many/").unwrap();
     assert!(storage.list("many/").unwrap().is_empty());
 }
+
+/// `model` and `tokenizer` may be `s3://` URLs: the classifier and both
+/// tokenizers are copied from the bucket when their stage is built, the
+/// output is byte for byte the local files' (manifests keep the URLs), and
+/// the copies are gone after the run.
+#[test]
+fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
+    let dir = TestDir::new("s3-models");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 2, 20, 11);
+    let fixtures = repo_root().join("classifiers/tests/fixtures/tiny-llama-cls");
+    let tokenizers = dir.join("tokenizers");
+    std::fs::create_dir_all(&tokenizers).unwrap();
+    std::fs::copy(llama3_tokenizer(), tokenizers.join("llama3.model")).unwrap();
+    let stages = |model: &str, byte_tokenizer: &str, llama3: &str| {
+        format!(
+            "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"quality\"\nmodel = {model:?}\n\
+             tokenizer = {byte_tokenizer:?}\ndevice = \"cpu\"\nmax_tokens = 128\nbatch_tokens = 1024\n\n\
+             [[stages]]\nkind = \"pack\"\ntokenizer = {llama3:?}\nseq_len = 512\nwindow_tokens = 4096\n"
+        )
+    };
+    let local_dir = dir.join("local");
+    std::fs::create_dir_all(&local_dir).unwrap();
+    let local = write_config(
+        &local_dir,
+        &input,
+        "",
+        &stages(
+            fixtures.join("classes").to_str().unwrap(),
+            fixtures.join("byte-tokenizer.model").to_str().unwrap(),
+            tokenizers.join("llama3.model").to_str().unwrap(),
+        ),
+    );
+    run_expect(thresher(&local_dir, &["run", local.to_str().unwrap()]), 0);
+
+    let moto = Server::moto();
+    s3_tool(moto.port, &["mkbucket", "models"]);
+    s3_tool(moto.port, &["upload", fixtures.to_str().unwrap(), "s3://models/tiny"]);
+    s3_tool(
+        moto.port,
+        &["upload", tokenizers.to_str().unwrap(), "s3://models/tokenizers"],
+    );
+    let remote_dir = dir.join("remote");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    let temp = dir.join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let remote = write_config(
+        &remote_dir,
+        &input,
+        "",
+        &stages(
+            "s3://models/tiny/classes",
+            "s3://models/tiny/byte-tokenizer.model",
+            "s3://models/tokenizers/llama3.model",
+        ),
+    );
+    let mut cmd = thresher(&remote_dir, &["run", remote.to_str().unwrap()]);
+    s3_env(&mut cmd, moto.port);
+    cmd.env("TMPDIR", &temp).env("RUST_LOG", "info");
+    let log = stderr(&run_expect(cmd, 0));
+    assert!(log.contains("copying s3://models/tiny/classes"), "{log}");
+
+    let data = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        outputs(root)
+            .into_iter()
+            .filter(|(k, _)| !k.contains("_manifest/") && !k.ends_with("manifest.json"))
+            .collect()
+    };
+    let expected = data(&local_dir.join("out"));
+    assert!(
+        expected.keys().any(|k| k.starts_with("quality/shard-")),
+        "{:?}",
+        expected.keys()
+    );
+    assert!(expected.keys().any(|k| k.starts_with("pack/")), "{:?}", expected.keys());
+    assert_same_outputs(&expected, &data(&remote_dir.join("out")), "models from s3://");
+    let pack = std::fs::read_to_string(remote_dir.join("out/pack/manifest.json")).unwrap();
+    assert!(pack.contains("s3://models/tokenizers/llama3.model"), "{pack}");
+    let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
+    assert!(left.is_empty(), "copies left behind: {left:?}");
+
+    // A folder that is not a checkpoint is named in the error.
+    let wrong = write_config(
+        &remote_dir,
+        &input,
+        "",
+        &stages(
+            "s3://models/tiny",
+            "s3://models/tiny/byte-tokenizer.model",
+            "s3://models/tokenizers/llama3.model",
+        ),
+    );
+    std::fs::remove_dir_all(remote_dir.join("out")).unwrap();
+    let mut cmd = thresher(&remote_dir, &["run", wrong.to_str().unwrap()]);
+    s3_env(&mut cmd, moto.port);
+    cmd.env("TMPDIR", &temp);
+    let err = stderr(&run_expect(cmd, 2));
+    assert!(
+        err.contains("s3://models/tiny") && err.contains("holds no config.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0);
+}
