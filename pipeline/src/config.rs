@@ -144,6 +144,10 @@ pub struct StageSubmit {
     /// Kubernetes: the pod's `nodeSelector` (labels of the nodes it may run on).
     #[serde(default)]
     pub k8s_node_selector: BTreeMap<String, String>,
+    /// Kubernetes: the pod's `tolerations`, for nodes tainted for GPU work
+    /// (`{ key = "nvidia.com/gpu", operator = "Exists", effect = "NoSchedule" }`).
+    #[serde(default)]
+    pub k8s_tolerations: Vec<BTreeMap<String, String>>,
 }
 
 /// A Kubernetes resource quantity, written as a number (`1`) or a string
@@ -247,7 +251,7 @@ impl PipelineConfig {
                     Ok(submit) => submit,
                     Err(e) => {
                         problems.push(format!(
-                            "stage '{name}': [stages.submit]: {} (keys: tasks, sbatch, k8s_limits, k8s_requests, k8s_node_selector)",
+                            "stage '{name}': [stages.submit]: {} (keys: tasks, sbatch, k8s_limits, k8s_requests, k8s_node_selector, k8s_tolerations)",
                             e.to_string().trim()
                         ));
                         StageSubmit::default()

@@ -47,6 +47,18 @@ impl Drop for TempFolder {
 pub struct Localized {
     pub config: StageConfig,
     pub folder: Option<TempFolder>,
+    /// Each local copy and the URL it came from.
+    copies: Vec<(PathBuf, String)>,
+}
+
+impl Localized {
+    /// A message about the copies (an error building the stage) with each
+    /// copy's path replaced by its URL: the user never named the copy.
+    pub fn with_urls(&self, message: &str) -> String {
+        self.copies.iter().fold(message.to_string(), |text, (copy, url)| {
+            text.replace(&*copy.to_string_lossy(), url)
+        })
+    }
 }
 
 /// Which files of a checkpoint folder the quality stage reads: the config,
@@ -97,6 +109,7 @@ fn copy_checkpoint(url: &str, to: &Path) -> Result<()> {
 pub fn localize(config: &StageConfig) -> Result<Localized> {
     let mut config = config.clone();
     let mut folder: Option<TempFolder> = None;
+    let mut copies = Vec::new();
     let mut local = |url: &Path, checkpoint: bool| -> Result<PathBuf> {
         if folder.is_none() {
             folder = Some(TempFolder::new()?);
@@ -113,6 +126,7 @@ pub fn localize(config: &StageConfig) -> Result<Localized> {
             true => copy_checkpoint(text.trim_end_matches('/'), &to)?,
             false => copy_object(&text, &to)?,
         }
+        copies.push((to.clone(), text.trim_end_matches('/').to_string()));
         Ok(to)
     };
     match &mut config {
@@ -129,7 +143,7 @@ pub fn localize(config: &StageConfig) -> Result<Localized> {
         }
         _ => {}
     }
-    Ok(Localized { config, folder })
+    Ok(Localized { config, folder, copies })
 }
 
 #[cfg(test)]
@@ -179,6 +193,11 @@ mod tests {
             std::fs::read(fixtures.join("byte-tokenizer.model")).unwrap()
         );
         localized.config.build().unwrap();
+        let message = format!("{} has no `score` head", c.model.display());
+        assert_eq!(
+            localized.with_urls(&message),
+            format!("file://{}/classes has no `score` head", fixtures.display())
+        );
         let folder = localized.folder.as_ref().unwrap().0.clone();
         drop(localized);
         assert!(!folder.exists());

@@ -145,7 +145,10 @@ impl StagePlan {
         // Models and tokenizers named by URL are copied to local disk for
         // the build, and the copies deleted after it.
         let localized = crate::remote_files::localize(&self.config).map_err(|e| failed(&e))?;
-        let stage = localized.config.build().map_err(|e| failed(&e))?;
+        let stage = localized
+            .config
+            .build()
+            .map_err(|e| failed(&localized.with_urls(&e.to_string())))?;
         drop(localized);
         // Tasks build a stage from one thread, before its units start; a
         // second build racing this one would only be dropped.

@@ -307,8 +307,9 @@ pub fn k8s_manifests(arrays: &[TaskArray], options: &K8sOptions) -> String {
     out
 }
 
-/// A stage's container resources and node selector (`[stages.submit]`
-/// `k8s_*`), as YAML lines under its container; empty when it sets none.
+/// A stage's container resources, node selector and tolerations
+/// (`[stages.submit]` `k8s_*`), as YAML lines under its container; empty
+/// when it sets none.
 fn k8s_placement(settings: &StageSubmit) -> String {
     let flow = |map: &mut dyn Iterator<Item = (&String, String)>| {
         let pairs: Vec<String> = map
@@ -326,10 +327,18 @@ fn k8s_placement(settings: &StageSubmit) -> String {
             }
         }
     }
+    // Pod-level keys, after the containers list.
     if !settings.k8s_node_selector.is_empty() {
-        // A pod-level key, after the containers list.
         let line = flow(&mut settings.k8s_node_selector.iter().map(|(k, v)| (k, v.clone())));
         out.push_str(&format!("      nodeSelector: {line}\n"));
+    }
+    if !settings.k8s_tolerations.is_empty() {
+        let items: Vec<String> = settings
+            .k8s_tolerations
+            .iter()
+            .map(|t| flow(&mut t.iter().map(|(k, v)| (k, v.clone()))))
+            .collect();
+        out.push_str(&format!("      tolerations: [{}]\n", items.join(", ")));
     }
     out
 }

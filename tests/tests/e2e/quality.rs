@@ -124,7 +124,8 @@ fn a_stage_on_a_gpu_is_built_only_by_its_own_tasks() {
         "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"quality\"\nmodel = {:?}\ntokenizer = {:?}\n\
          device = \"cuda:99\"\n\n[stages.submit]\ntasks = 1\nsbatch = [\"--gres=gpu:1\", \"--partition=gpu\"]\n\
          k8s_limits = {{ \"nvidia.com/gpu\" = 1 }}\nk8s_requests = {{ cpu = \"8\" }}\n\
-         k8s_node_selector = {{ pool = \"gpu\" }}\n",
+         k8s_node_selector = {{ pool = \"gpu\" }}\n\
+         k8s_tolerations = [{{ key = \"nvidia.com/gpu\", operator = \"Exists\", effect = \"NoSchedule\" }}]\n",
         fixtures.join("classes").to_string_lossy(),
         fixtures.join("byte-tokenizer.model").to_string_lossy()
     );
@@ -188,7 +189,7 @@ fn a_stage_on_a_gpu_is_built_only_by_its_own_tasks() {
             "import json, sys, yaml\n\
              for job in yaml.safe_load_all(open(sys.argv[1])):\n\
              \x20   pod = job['spec']['template']['spec']\n\
-             \x20   print(job['metadata']['labels']['thresher/stage'], json.dumps(pod['containers'][0].get('resources')), json.dumps(pod.get('nodeSelector')))",
+             \x20   print(job['metadata']['labels']['thresher/stage'], json.dumps(pod['containers'][0].get('resources')), json.dumps(pod.get('nodeSelector')), json.dumps(pod.get('tolerations')))",
             yaml_path.to_str().unwrap(),
         ])
         .output()
@@ -196,8 +197,9 @@ fn a_stage_on_a_gpu_is_built_only_by_its_own_tasks() {
     assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
     assert_eq!(
         String::from_utf8_lossy(&parsed.stdout),
-        "ingest null null\n\
-         quality {\"limits\": {\"nvidia.com/gpu\": \"1\"}, \"requests\": {\"cpu\": \"8\"}} {\"pool\": \"gpu\"}\n"
+        "ingest null null null\n\
+         quality {\"limits\": {\"nvidia.com/gpu\": \"1\"}, \"requests\": {\"cpu\": \"8\"}} {\"pool\": \"gpu\"} \
+         [{\"effect\": \"NoSchedule\", \"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\"}]\n"
     );
 
     run_expect(thresher(&dir.path, &["run", config, "--stage", "ingest"]), 0);
