@@ -89,7 +89,8 @@ impl KeptSink for TokenSink<'_> {
         stats.add("tokens_by_lang", lang, n);
         stats.add("tokens_by_source", source, n);
         // Code and quality as the `code` and `quality` stages tagged them
-        // ("unknown" / "unscored" when they did not run or could not judge).
+        // ("unknown" / "unscored" when they did not run or could not judge;
+        // quality under the key `quality_field` names).
         let code = doc.metadata.get("code").filter(|c| c.is_object());
         let kind = match code.and_then(|c| c["is_code"].as_bool()) {
             Some(true) => "code",
@@ -102,7 +103,10 @@ impl KeptSink for TokenSink<'_> {
         };
         stats.add("tokens_by_kind", kind, n);
         stats.add("tokens_by_code_language", code_language, n);
-        let quality = doc.metadata.get("quality").and_then(|q| q["score"].as_f64());
+        let quality = doc
+            .metadata
+            .get(&self.pack.config.quality_field)
+            .and_then(|q| q["score"].as_f64());
         stats.add("tokens_by_quality_bucket", &quality_bucket(quality), n);
         stats.add("tokens", "total", n);
         self.docs

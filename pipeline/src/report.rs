@@ -277,7 +277,24 @@ pub fn build(root: &str) -> anyhow::Result<Report> {
 
     // Quality-score histogram (the quality stage's documents per bin) with
     // the final output's tokens per bin.
-    if let Some(quality) = stages.iter().rev().find(|s| s.kind == "quality") {
+    // With several quality stages, the one whose tag pack buckets tokens by
+    // (`field` = pack's `quality_field`; both default to `quality`).
+    let field_of = |config: &serde_json::Value, key: &str| {
+        config[key]
+            .as_str()
+            .unwrap_or(thresher_stages::quality::DEFAULT_FIELD)
+            .to_string()
+    };
+    let bucketed = stages
+        .iter()
+        .find(|s| s.kind == "pack")
+        .map(|s| field_of(&s.config, "quality_field"))
+        .unwrap_or_else(|| thresher_stages::quality::DEFAULT_FIELD.to_string());
+    if let Some(quality) = stages
+        .iter()
+        .rev()
+        .find(|s| s.kind == "quality" && field_of(&s.config, "field") == bucketed)
+    {
         let documents = pairs(
             "bucket",
             "documents_scored",

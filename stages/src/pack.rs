@@ -48,6 +48,14 @@ pub struct PackConfig {
     /// packs by itself).
     #[serde(default)]
     pub megatron: bool,
+    /// The metadata key whose `score` buckets `tokens_by_quality_bucket`:
+    /// the `field` of the quality stage to count tokens by. Left out of the
+    /// config hash while it is the default.
+    #[serde(
+        default = "crate::quality::default_field_name",
+        skip_serializing_if = "crate::quality::is_default_field"
+    )]
+    pub quality_field: String,
 }
 
 fn default_seq_len() -> u32 {
@@ -89,6 +97,7 @@ impl PackConfig {
                 self.window_tokens, self.seq_len
             )));
         }
+        crate::quality::check_field(&self.quality_field).map_err(|e| invalid(format!("quality_{e}")))?;
         if !crate::is_url(&self.tokenizer) && !self.tokenizer.is_file() {
             return Err(invalid(format!(
                 "tokenizer '{}' is not a file",

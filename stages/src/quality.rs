@@ -56,6 +56,40 @@ pub struct QualityConfig {
     /// Width of the score histogram's bins in the manifest.
     #[serde(default = "default_histogram_width")]
     pub histogram_width: f64,
+    /// The metadata key of the tag, so that two classifiers in one pipeline
+    /// (say an educational-value score and a toxicity score) keep both tags.
+    /// Left out of the config hash while it is the default, so configs
+    /// written before the key existed keep their outputs.
+    #[serde(default = "default_field_name", skip_serializing_if = "is_default_field")]
+    pub field: String,
+}
+
+/// The metadata key `quality` writes by default, and the one `pack`'s
+/// quality buckets read by default.
+pub const DEFAULT_FIELD: &str = "quality";
+
+pub fn default_field_name() -> String {
+    DEFAULT_FIELD.into()
+}
+
+/// Serde's `skip_serializing_if` takes a `&String`.
+#[allow(clippy::ptr_arg)]
+pub fn is_default_field(field: &String) -> bool {
+    field == DEFAULT_FIELD
+}
+
+/// A metadata key a stage may write or read: letters, digits, `_` and `-`,
+/// not starting with `_` (kept for thresher's own fields).
+pub fn check_field(field: &str) -> std::result::Result<(), String> {
+    let valid = !field.is_empty()
+        && !field.starts_with('_')
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "field '{field}' must be a metadata key of letters, digits, '_' and '-', not starting with '_'"
+        )),
+    }
 }
 
 fn default_max_tokens() -> usize {
@@ -98,6 +132,7 @@ impl QualityConfig {
         if self.histogram_width <= 0.0 {
             return Err(invalid("histogram_width must be positive".into()));
         }
+        check_field(&self.field).map_err(invalid)?;
         // A checkpoint in object storage is checked when the stage is built,
         // on the node that fetches it.
         if !crate::is_url(&self.model) {
@@ -288,7 +323,7 @@ impl BatchStage for Quality {
             .zip(scores)
             .map(|(doc, scored)| {
                 let Some(Judgement { score, probabilities }) = scored else {
-                    doc.metadata.insert("quality".into(), Value::Null);
+                    doc.metadata.insert(self.config.field.clone(), Value::Null);
                     stats.add("quality_histogram", "unscored", 1);
                     return Decision::Keep;
                 };
@@ -303,7 +338,7 @@ impl BatchStage for Quality {
                         probabilities.into_iter().map(|(l, p)| (l, json!(round4(p)))).collect();
                     tag.insert("probabilities".into(), Value::Object(probs));
                 }
-                doc.metadata.insert("quality".into(), Value::Object(tag));
+                doc.metadata.insert(self.config.field.clone(), Value::Object(tag));
                 stats.add(
                     "quality_histogram",
                     &histogram_bin(written, self.config.histogram_width),
@@ -514,5 +549,29 @@ mod tests {
         cfg = config(tiny_model());
         cfg.device = "tpu".into();
         assert!(cfg.validate().unwrap_err().to_string().contains("tpu"));
+    }
+
+    /// `field` names the tag's key: a second classifier keeps the first's
+    /// tag. The default stays out of the serialized config (so out of the
+    /// config hash of outputs made before the key existed).
+    #[test]
+    fn the_field_key_names_the_tag() {
+        let mut cfg = config(tiny_model());
+        assert!(serde_json::to_value(&cfg).unwrap().get("field").is_none());
+        cfg.field = "edu".into();
+        assert_eq!(serde_json::to_value(&cfg).unwrap()["field"], "edu");
+        let mut docs = vec![Document::new("0", "a text about rivers")];
+        docs[0].metadata.insert("quality".into(), json!({"score": 7}));
+        Quality::new(cfg.clone())
+            .unwrap()
+            .process_batch(&mut docs, &mut StageStats::default())
+            .unwrap();
+        assert_eq!(docs[0].metadata["quality"], json!({"score": 7}), "left alone");
+        assert!(docs[0].metadata["edu"]["score"].is_number(), "{:?}", docs[0].metadata);
+        for bad in ["", "_quality", "a.b", "edu score"] {
+            cfg.field = bad.into();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("field '{bad}'")), "{err}");
+        }
     }
 }

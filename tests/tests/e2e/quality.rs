@@ -220,3 +220,73 @@ fn a_stage_on_a_gpu_is_built_only_by_its_own_tasks() {
         "ingest ran before a stage that cannot start"
     );
 }
+
+/// Two classifiers in one pipeline: each writes its own `field`, the second
+/// leaves the first's tag alone, pack buckets tokens by the field it is
+/// told, and the report's histogram is that stage's.
+#[test]
+fn two_classifiers_keep_both_tags_and_pack_buckets_by_the_chosen_one() {
+    let dir = TestDir::new("quality-two-fields");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 2, 15, 4);
+    let fixtures = repo_root().join("classifiers/tests/fixtures/tiny-llama-cls");
+    let tokenizer = fixtures.join("byte-tokenizer.model");
+    let stages = format!(
+        "[[stages]]\nkind = \"ingest\"\n\n\
+         [[stages]]\nkind = \"quality\"\nname = \"edu\"\nfield = \"edu\"\nmodel = {regression:?}\ntokenizer = {tokenizer:?}\n\
+         device = \"cpu\"\nhistogram_width = 0.1\n\n\
+         [[stages]]\nkind = \"quality\"\nmodel = {classes:?}\ntokenizer = {tokenizer:?}\ndevice = \"cpu\"\nhistogram_width = 0.1\n\n\
+         [[stages]]\nkind = \"pack\"\ntokenizer = {llama3:?}\nseq_len = 512\nwindow_tokens = 4096\nquality_field = \"edu\"\n",
+        classes = fixtures.join("classes").to_string_lossy(),
+        regression = fixtures.join("regression").to_string_lossy(),
+        tokenizer = tokenizer.to_string_lossy(),
+        llama3 = llama3_tokenizer().to_string_lossy(),
+    );
+    let config = write_config(&dir.path, &input, "", &stages);
+    run_expect(thresher(&dir.path, &["run", config.to_str().unwrap()]), 0);
+
+    // `edu` runs first; `quality` after it must keep its tag.
+    let first: std::collections::BTreeMap<String, serde_json::Value> = stage_documents(&dir.join("out/edu"))
+        .into_iter()
+        .map(|d| (d["id"].as_str().unwrap().to_string(), d["metadata"]["edu"].clone()))
+        .collect();
+    let both = stage_documents(&dir.join("out/quality"));
+    assert_eq!(both.len(), first.len());
+    let mut buckets = std::collections::BTreeSet::new();
+    for doc in &both {
+        assert_eq!(doc["metadata"]["edu"], first[doc["id"].as_str().unwrap()], "{doc}");
+        assert!(doc["metadata"]["quality"]["probabilities"].is_object(), "{doc}");
+        let edu = doc["metadata"]["edu"]["score"].as_f64().expect("an edu score");
+        let low = (edu / 0.1).floor() * 0.1;
+        buckets.insert(format!("[{low:.2}, {:.2})", low + 0.1));
+    }
+    let pack = read_json(&dir.join("out/pack/manifest.json"));
+    let packed: std::collections::BTreeSet<String> = pack["tokens_by_quality_bucket"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(packed, buckets, "pack buckets the edu scores");
+
+    let report: serde_json::Value = serde_json::from_slice(
+        &run_expect(
+            thresher(
+                &dir.path,
+                &["report", dir.join("out").to_str().unwrap(), "--format", "json"],
+            ),
+            0,
+        )
+        .stdout,
+    )
+    .unwrap();
+    let histogram: std::collections::BTreeSet<String> = report["tables"]["quality_histogram"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .map(|row| row["bucket"].as_str().unwrap().to_string())
+        .collect();
+    // The last quality stage is `quality`, whose bins differ: the report
+    // must pick the stage pack buckets by.
+    assert_eq!(histogram, buckets, "the report shows the edu stage's histogram");
+}
