@@ -202,6 +202,25 @@ mod tests {
         drop(localized);
         assert!(!folder.exists());
 
+        // Without `tokenizer`, the stage takes the checkpoint's own, copied
+        // with it; its README is not copied.
+        let demo = std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/demo-quality"))
+            .unwrap();
+        let config: StageConfig = serde_json::from_value(serde_json::json!({
+            "kind": "quality",
+            "model": format!("file://{}/", demo.display()),
+            "device": "cpu",
+        }))
+        .unwrap();
+        let localized = localize(&config).unwrap();
+        let StageConfig::Quality(c) = &localized.config else {
+            unreachable!()
+        };
+        assert!(c.tokenizer.is_none());
+        assert!(c.model.join("tokenizer.json").is_file());
+        assert!(!c.model.join("README.md").exists());
+        localized.config.build().unwrap();
+
         let missing: StageConfig = serde_json::from_value(serde_json::json!({
             "kind": "quality",
             "model": format!("file://{}", fixtures.display()),
