@@ -735,10 +735,7 @@ struct PartitionedSink<'a> {
 
 /// The folder of a document under `partition_by = field`.
 fn partition_folder(field: &str, metadata: &serde_json::Map<String, Value>) -> String {
-    let mut parts = field.split('.');
-    let first = parts.next().and_then(|p| metadata.get(p));
-    let value = parts.fold(first, |v, p| v.and_then(|v| v.get(p)));
-    let text = match value {
+    let text = match thresher_stages::filter::metadata_value(metadata, field) {
         None | Some(Value::Null) => "none".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::code::{Code, CodeConfig};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
+use crate::filter::{Filter, FilterConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::line_dedup::{LineDedup, LineDedupConfig};
@@ -25,6 +26,7 @@ pub enum StageConfig {
     Langid(LangidConfig),
     Code(CodeConfig),
     Quality(QualityConfig),
+    Filter(FilterConfig),
     Pack(PackConfig),
 }
 
@@ -39,6 +41,7 @@ impl StageConfig {
         "langid",
         "code",
         "quality",
+        "filter",
         "pack",
     ];
 
@@ -52,6 +55,7 @@ impl StageConfig {
             StageConfig::Langid(_) => "langid",
             StageConfig::Code(_) => "code",
             StageConfig::Quality(_) => "quality",
+            StageConfig::Filter(_) => "filter",
             StageConfig::Pack(_) => "pack",
         }
     }
@@ -62,9 +66,11 @@ impl StageConfig {
     /// `apply`; a global stage's steps follow [`crate::GlobalStage::clusters`].
     pub fn steps(&self) -> &'static [&'static str] {
         match self {
-            StageConfig::Ingest(_) | StageConfig::Langid(_) | StageConfig::Code(_) | StageConfig::Quality(_) => {
-                &["apply"]
-            }
+            StageConfig::Ingest(_)
+            | StageConfig::Langid(_)
+            | StageConfig::Code(_)
+            | StageConfig::Quality(_)
+            | StageConfig::Filter(_) => &["apply"],
             StageConfig::UrlDedup(_) | StageConfig::ExactDedup(_) | StageConfig::LineDedup(_) => {
                 &["scan", "resolve", "apply"]
             }
@@ -106,6 +112,7 @@ impl StageConfig {
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Code(c) => Stage::Document(Box::new(Code::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
+            StageConfig::Filter(c) => Stage::Document(Box::new(Filter::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
         })
     }
@@ -121,7 +128,10 @@ mod tests {
         assert_eq!(c, StageConfig::ExactDedup(ExactDedupConfig::default()));
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"langid","sample_byte":3}"#).is_err());
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
-        for kind in StageConfig::KINDS.iter().filter(|k| !["pack", "quality"].contains(*k)) {
+        for kind in StageConfig::KINDS
+            .iter()
+            .filter(|k| !["pack", "quality", "filter"].contains(*k))
+        {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
             c.build().unwrap();
@@ -132,8 +142,14 @@ mod tests {
     /// must say what the built stage does.
     #[test]
     fn steps_and_partitions_match_the_built_stages() {
-        for kind in StageConfig::KINDS.iter().filter(|k| !["pack", "quality"].contains(*k)) {
-            let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
+        let filter: StageConfig = serde_json::from_str(r#"{"kind":"filter","field":"lang","values":["eng"]}"#).unwrap();
+        for c in StageConfig::KINDS
+            .iter()
+            .filter(|k| !["pack", "quality", "filter"].contains(*k))
+            .map(|kind| serde_json::from_str::<StageConfig>(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap())
+            .chain([filter])
+        {
+            let kind = c.kind();
             match c.build().unwrap() {
                 Stage::Global(g) => {
                     let expected: &[&str] = match g.clusters() {

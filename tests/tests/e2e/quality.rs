@@ -290,3 +290,76 @@ fn two_classifiers_keep_both_tags_and_pack_buckets_by_the_chosen_one() {
     // must pick the stage pack buckets by.
     assert_eq!(histogram, buckets, "the report shows the edu stage's histogram");
 }
+
+/// Scoring once and choosing the threshold after: `quality` without
+/// `min_score`, then `filter` on `quality.score`, keeps exactly what
+/// `min_score` keeps; a new threshold reruns the filter alone (the scores,
+/// the expensive part, stay complete).
+#[test]
+fn a_filter_after_scoring_keeps_what_min_score_keeps_and_reruns_alone() {
+    let dir = TestDir::new("quality-then-filter");
+    let input = dir.join("input");
+    multilingual_corpus(&input, 3, 40, 5);
+    let fixtures = repo_root().join("classifiers/tests/fixtures/tiny-llama-cls");
+    let quality = format!(
+        "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"quality\"\nmodel = {:?}\ntokenizer = {:?}\n\
+         device = \"cpu\"\nmax_tokens = 128\nbatch_tokens = 1024\n",
+        fixtures.join("classes").to_string_lossy(),
+        fixtures.join("byte-tokenizer.model").to_string_lossy()
+    );
+    let ids = |stage: &std::path::Path| -> std::collections::BTreeSet<String> {
+        stage_documents(stage)
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let filtered_dir = dir.join("filtered");
+    std::fs::create_dir_all(&filtered_dir).unwrap();
+    let with_filter =
+        |min: f64| format!("{quality}\n[[stages]]\nkind = \"filter\"\nfield = \"quality.score\"\nmin = {min:?}\n");
+    let config = write_config(&filtered_dir, &input, "", &with_filter(1.0));
+    run_expect(thresher(&filtered_dir, &["run", config.to_str().unwrap()]), 0);
+
+    let at_once_dir = dir.join("min-score");
+    std::fs::create_dir_all(&at_once_dir).unwrap();
+    let at_once = write_config(&at_once_dir, &input, "", &format!("{quality}min_score = 1.0\n"));
+    run_expect(thresher(&at_once_dir, &["run", at_once.to_str().unwrap()]), 0);
+
+    let kept = ids(&filtered_dir.join("out/filter"));
+    assert!(
+        !kept.is_empty() && kept.len() < 120,
+        "min 1.0 should split: {}",
+        kept.len()
+    );
+    assert_eq!(kept, ids(&at_once_dir.join("out/quality")));
+    let filter_counts = &read_json(&filtered_dir.join("out/filter/_manifest/stage.json"))["counts"];
+    let quality_counts = &read_json(&at_once_dir.join("out/quality/_manifest/stage.json"))["counts"];
+    assert_eq!(
+        filter_counts["rejected"]["field_below_min"],
+        quality_counts["rejected"]["quality_below_min_score"]
+    );
+
+    // A lower threshold: only the filter runs again.
+    let scores = std::fs::read(filtered_dir.join("out/quality/_manifest/stage.json")).unwrap();
+    std::fs::write(&config, {
+        let text = std::fs::read_to_string(&config).unwrap();
+        text.replace("min = 1.0", "min = 0.5")
+    })
+    .unwrap();
+    let mut rerun = thresher(&filtered_dir, &["run", config.to_str().unwrap(), "--force"]);
+    rerun.env("RUST_LOG", "info");
+    let log = stderr(&run_expect(rerun, 0));
+    assert!(log.contains("stage 'quality' is already complete"), "{log}");
+    assert_eq!(
+        std::fs::read(filtered_dir.join("out/quality/_manifest/stage.json")).unwrap(),
+        scores
+    );
+    let more = ids(&filtered_dir.join("out/filter"));
+    assert!(
+        more.is_superset(&kept) && more.len() > kept.len(),
+        "{} then {}",
+        kept.len(),
+        more.len()
+    );
+}

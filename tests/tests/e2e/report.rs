@@ -60,6 +60,7 @@ fn report_totals_equal_counts_of_the_output_files() {
             "langid",
             "code",
             "quality",
+            "filter",
             "pack"
         ]
     );
