@@ -201,10 +201,32 @@ impl DeviceSetting {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Auto if thresher_classifiers::candle_core::utils::cuda_is_available() => cuda(0),
-            Self::Auto => Ok(Device::Cpu),
+            Self::Auto => {
+                if let Some(file) = gpu_without_cuda_build(&NVIDIA_FILES) {
+                    tracing::warn!(
+                        "device auto: this node has an NVIDIA GPU ({file}) but this thresher was built \
+                         without the `cuda` feature, so the quality stage scores on the CPU, far slower; \
+                         build with ../shared/cuda/build-cuda.sh, or set device = \"cpu\" to say it is meant"
+                    );
+                }
+                Ok(Device::Cpu)
+            }
             Self::Cuda(index) => cuda(index),
         }
     }
+}
+
+/// Files that exist on a node with an NVIDIA GPU and its driver.
+const NVIDIA_FILES: [&str; 2] = ["/dev/nvidiactl", "/proc/driver/nvidia/version"];
+
+/// The first of `files` that exists, when this build cannot use a GPU:
+/// `auto` then falls back to the CPU on a GPU node, which a user running
+/// the wrong binary must hear about.
+fn gpu_without_cuda_build<'a>(files: &[&'a str]) -> Option<&'a str> {
+    if thresher_classifiers::candle_core::utils::cuda_is_available() {
+        return None;
+    }
+    files.iter().copied().find(|f| std::path::Path::new(f).exists())
 }
 
 /// The candle device of a `device` setting (`auto`, `cpu`, `cuda`, `cuda:N`), opened.
@@ -397,6 +419,18 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains("cuda:N"), "{err}");
         }
+        // A GPU node running a build without CUDA is noticed.
+        let present = std::env::temp_dir().join(format!("thresher-nvidiactl-{}", std::process::id()));
+        std::fs::write(&present, b"").unwrap();
+        let files = ["/nonexistent/nvidiactl", present.to_str().unwrap()];
+        let noticed = gpu_without_cuda_build(&files);
+        std::fs::remove_file(&present).unwrap();
+        match thresher_classifiers::candle_core::utils::cuda_is_available() {
+            false => assert_eq!(noticed, Some(files[1])),
+            true => assert_eq!(noticed, None),
+        }
+        assert_eq!(gpu_without_cuda_build(&files[..1]), None);
+
         // No machine running the tests has a hundredth GPU.
         cfg.device = "cuda:99".into();
         cfg.validate().unwrap();
