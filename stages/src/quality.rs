@@ -187,7 +187,8 @@ impl DeviceSetting {
         }
     }
 
-    /// Opens the device (`Auto`: GPU 0 when CUDA sees one).
+    /// Opens the device (`Auto`: GPU 0 when the build has CUDA and the node
+    /// a GPU it can use, else the CPU).
     pub fn open(self) -> Result<Device> {
         let cuda = |index: usize| {
             Device::new_cuda(index).map_err(|e| Error::Config {
@@ -200,7 +201,13 @@ impl DeviceSetting {
         };
         match self {
             Self::Cpu => Ok(Device::Cpu),
-            Self::Auto if thresher_classifiers::candle_core::utils::cuda_is_available() => cuda(0),
+            // A CUDA build on a node without a GPU (or whose driver fails)
+            // scores on the CPU, as `auto` promises, and says why.
+            Self::Auto if thresher_classifiers::candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(0)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("device auto: no usable GPU ({e}); the quality stage scores on the CPU");
+                    Device::Cpu
+                })),
             Self::Auto => {
                 if let Some(file) = gpu_without_cuda_build(&NVIDIA_FILES) {
                     tracing::warn!(
