@@ -310,17 +310,13 @@ impl Pipeline {
         if config.megatron {
             outputs.extend(self.write_megatron(out, shards, &lengths)?);
         }
-        // The tokenizer as configured (a URL stays a URL), not the local
-        // copy the stage was built from.
-        let tokenizer_path = match &stage.config {
-            thresher_stages::registry::StageConfig::Pack(c) => c.tokenizer.clone(),
-            _ => config.tokenizer.clone(),
-        };
         let by = |group: &str| json!(stats.0.get(group).cloned().unwrap_or_default());
         let manifest = json!({
             "config_hash": stage.config_hash,
             "tokenizer": {
-                "path": tokenizer_path,
+                // As configured (a URL stays a URL), not the local copy
+                // the stage was built from.
+                "path": stage.config_json["tokenizer"],
                 "sha256": pack.tokenizer_sha256,
                 "kind": pack.tokenizer.kind(),
                 "vocab_size": pack.tokenizer.vocab_size(),

@@ -116,17 +116,15 @@ pub fn localize(config: &StageConfig) -> Result<Localized> {
         }
         let root = &folder.as_ref().expect("just made").0;
         let text = url.to_string_lossy();
-        let name = text.trim_end_matches('/').rsplit('/').next().unwrap_or("file");
-        let to = root.join(format!(
-            "{}-{name}",
-            std::fs::read_dir(root).map(|d| d.count()).unwrap_or(0)
-        ));
+        let folder_url = text.trim_end_matches('/');
+        let name = folder_url.rsplit('/').next().unwrap_or("file");
+        let to = root.join(format!("{}-{name}", copies.len()));
         tracing::info!("copying {text} to {}", to.display());
         match checkpoint {
-            true => copy_checkpoint(text.trim_end_matches('/'), &to)?,
+            true => copy_checkpoint(folder_url, &to)?,
             false => copy_object(&text, &to)?,
         }
-        copies.push((to.clone(), text.trim_end_matches('/').to_string()));
+        copies.push((to.clone(), folder_url.to_string()));
         Ok(to)
     };
     match &mut config {

@@ -311,33 +311,29 @@ pub fn k8s_manifests(arrays: &[TaskArray], options: &K8sOptions) -> String {
 /// (`[stages.submit]` `k8s_*`), as YAML lines under its container; empty
 /// when it sets none.
 fn k8s_placement(settings: &StageSubmit) -> String {
-    let flow = |map: &mut dyn Iterator<Item = (&String, String)>| {
-        let pairs: Vec<String> = map
-            .map(|(k, v)| format!("{}: {}", yaml_string(k), yaml_string(&v)))
+    /// A YAML flow mapping, `{"k": "v", ...}`, every value a string.
+    fn flow<K: AsRef<str>, V: ToString>(pairs: impl IntoIterator<Item = (K, V)>) -> String {
+        let pairs: Vec<String> = pairs
+            .into_iter()
+            .map(|(k, v)| format!("{}: {}", yaml_string(k.as_ref()), yaml_string(&v.to_string())))
             .collect();
         format!("{{{}}}", pairs.join(", "))
-    };
+    }
     let mut out = String::new();
     if !settings.k8s_limits.is_empty() || !settings.k8s_requests.is_empty() {
         out.push_str("          resources:\n");
         for (name, map) in [("limits", &settings.k8s_limits), ("requests", &settings.k8s_requests)] {
             if !map.is_empty() {
-                let line = flow(&mut map.iter().map(|(k, v)| (k, v.to_string())));
-                out.push_str(&format!("            {name}: {line}\n"));
+                out.push_str(&format!("            {name}: {}\n", flow(map)));
             }
         }
     }
     // Pod-level keys, after the containers list.
     if !settings.k8s_node_selector.is_empty() {
-        let line = flow(&mut settings.k8s_node_selector.iter().map(|(k, v)| (k, v.clone())));
-        out.push_str(&format!("      nodeSelector: {line}\n"));
+        out.push_str(&format!("      nodeSelector: {}\n", flow(&settings.k8s_node_selector)));
     }
     if !settings.k8s_tolerations.is_empty() {
-        let items: Vec<String> = settings
-            .k8s_tolerations
-            .iter()
-            .map(|t| flow(&mut t.iter().map(|(k, v)| (k, v.clone()))))
-            .collect();
+        let items: Vec<String> = settings.k8s_tolerations.iter().map(flow).collect();
         out.push_str(&format!("      tolerations: [{}]\n", items.join(", ")));
     }
     out

@@ -97,7 +97,7 @@ impl PackConfig {
                 self.window_tokens, self.seq_len
             )));
         }
-        crate::quality::check_field(&self.quality_field).map_err(|e| invalid(format!("quality_{e}")))?;
+        crate::quality::check_field("quality_field", &self.quality_field).map_err(invalid)?;
         if !crate::is_url(&self.tokenizer) && !self.tokenizer.is_file() {
             return Err(invalid(format!(
                 "tokenizer '{}' is not a file",

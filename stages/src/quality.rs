@@ -78,16 +78,17 @@ pub fn is_default_field(field: &String) -> bool {
     field == DEFAULT_FIELD
 }
 
-/// A metadata key a stage may write or read: letters, digits, `_` and `-`,
-/// not starting with `_` (kept for thresher's own fields).
-pub fn check_field(field: &str) -> std::result::Result<(), String> {
+/// A metadata key a stage may write or read (the config key `key` names
+/// it): letters, digits, `_` and `-`, not starting with `_` (kept for
+/// thresher's own fields).
+pub fn check_field(key: &str, field: &str) -> std::result::Result<(), String> {
     let valid = !field.is_empty()
         && !field.starts_with('_')
         && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match valid {
         true => Ok(()),
         false => Err(format!(
-            "field '{field}' must be a metadata key of letters, digits, '_' and '-', not starting with '_'"
+            "{key} '{field}' must be a metadata key of letters, digits, '_' and '-', not starting with '_'"
         )),
     }
 }
@@ -132,7 +133,7 @@ impl QualityConfig {
         if self.histogram_width <= 0.0 {
             return Err(invalid("histogram_width must be positive".into()));
         }
-        check_field(&self.field).map_err(invalid)?;
+        check_field("field", &self.field).map_err(invalid)?;
         // A checkpoint in object storage is checked when the stage is built,
         // on the node that fetches it.
         if !crate::is_url(&self.model) {
@@ -190,15 +191,6 @@ impl DeviceSetting {
     /// Opens the device (`Auto`: GPU 0 when the build has CUDA and the node
     /// a GPU it can use, else the CPU).
     pub fn open(self) -> Result<Device> {
-        let cuda = |index: usize| {
-            Device::new_cuda(index).map_err(|e| Error::Config {
-                kind: "quality",
-                message: format!(
-                    "device cuda:{index}: {e} (a GPU needs a build with the `cuda` feature: \
-                     ../shared/cuda/build-cuda.sh, and a GPU on the node running this stage)"
-                ),
-            })
-        };
         match self {
             Self::Cpu => Ok(Device::Cpu),
             // A CUDA build on a node without a GPU (or whose driver fails)
@@ -218,7 +210,13 @@ impl DeviceSetting {
                 }
                 Ok(Device::Cpu)
             }
-            Self::Cuda(index) => cuda(index),
+            Self::Cuda(index) => Device::new_cuda(index).map_err(|e| Error::Config {
+                kind: "quality",
+                message: format!(
+                    "device cuda:{index}: {e} (a GPU needs a build with the `cuda` feature: \
+                     ../shared/cuda/build-cuda.sh, and a GPU on the node running this stage)"
+                ),
+            }),
         }
     }
 }
