@@ -17,7 +17,7 @@ use thresher_stages::Document;
 
 use crate::cli::{BenchArgs, BenchSuite};
 use crate::config::PipelineConfig;
-use crate::readers::{format_of, read_documents, read_records, walk, Format, ReadLimits, Record};
+use crate::readers::{format_of, read_documents, read_records, walk, Format, ReadOptions, Record};
 use crate::runner::{Pipeline, RunOptions};
 
 /// Deterministic, so every run builds the same corpus.
@@ -43,14 +43,7 @@ fn gather(testdata: &Path) -> anyhow::Result<Sources> {
             None => continue,
         };
         let file = std::fs::File::open(&path)?;
-        for record in read_records(
-            Box::new(file),
-            &name,
-            format,
-            ReadLimits {
-                max_record_bytes: 1 << 26,
-            },
-        ) {
+        for record in read_records(Box::new(file), &name, format, ReadOptions::new(1 << 26)) {
             if let Record::Document { doc, .. } = record {
                 sources
                     .paragraphs

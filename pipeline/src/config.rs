@@ -23,6 +23,7 @@ use thresher_stages::registry::StageConfig;
 
 use crate::error::{Error, Result};
 use crate::readers::Format;
+use crate::web_page::HtmlFocus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +31,7 @@ pub struct InputConfig {
     /// A folder (read recursively), one file, or a `file://` URL.
     pub path: String,
     /// `auto` picks each file's format from its name (`.jsonl`, `.json`,
-    /// `.ndjson`, `.parquet`, `.wet`, `.warc.wet`, each optionally `.gz` or
+    /// `.ndjson`, `.parquet`, `.wet`, `.warc.wet`, `.warc`, each optionally `.gz` or
     /// `.zst`) and skips files with other names; a fixed format reads every file.
     #[serde(default)]
     pub format: InputFormat,
@@ -40,6 +41,10 @@ pub struct InputConfig {
     /// Records longer than this are quarantined instead of held in memory.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// WARC inputs: how much of an HTML page becomes the document's text
+    /// (`precision`, FineWeb's choice; `balanced`; `recall`).
+    #[serde(default)]
+    pub html_focus: HtmlFocus,
 }
 
 fn default_max_record_bytes() -> usize {
@@ -54,6 +59,7 @@ pub enum InputFormat {
     Jsonl,
     Parquet,
     Wet,
+    Warc,
 }
 
 impl InputFormat {
@@ -63,6 +69,7 @@ impl InputFormat {
             InputFormat::Jsonl => Some(Format::Jsonl),
             InputFormat::Parquet => Some(Format::Parquet),
             InputFormat::Wet => Some(Format::Wet),
+            InputFormat::Warc => Some(Format::Warc),
         }
     }
 }

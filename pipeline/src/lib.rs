@@ -30,6 +30,7 @@ pub mod runner;
 pub mod shard;
 pub mod storage;
 pub mod submit;
+pub mod web_page;
 pub mod writer;
 
 pub use error::{Error, Result};

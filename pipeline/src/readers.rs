@@ -1,5 +1,6 @@
-//! Readers for input shards: JSONL (plain, `.gz`, `.zst`), Parquet and Common
-//! Crawl WET.
+//! Readers for input shards: JSONL (plain, `.gz`, `.zst`), Parquet, Common
+//! Crawl WET, and WARC captures of web pages (main text extracted by
+//! [`crate::web_page`]).
 //!
 //! A reader never fails a whole file for one bad record: it yields
 //! [`Record::Bad`] with the line or byte offset, the reason and the raw bytes,
@@ -18,6 +19,7 @@ use thresher_stages::Document;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::progress::Progress;
+use crate::web_page::{holds_page, HtmlFocus, PageOutcome, PageReader};
 
 /// How records are laid out in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +28,7 @@ pub enum Format {
     Jsonl,
     Parquet,
     Wet,
+    Warc,
 }
 
 /// How a file's bytes are compressed, from its name.
@@ -60,6 +63,8 @@ impl Compression {
 const JSONL_ENDINGS: &[&str] = &[".jsonl", ".json", ".ndjson"];
 const PARQUET_ENDINGS: &[&str] = &[".parquet"];
 const WET_ENDINGS: &[&str] = &[".warc.wet", ".wet"];
+/// (`.warc.wat`, Common Crawl's link metadata, has no page text: not read.)
+const WARC_ENDINGS: &[&str] = &[".warc"];
 
 /// Strips a compression ending (`.gz`, `.zst`, `.zstd`).
 pub fn strip_compression(key: &str) -> &str {
@@ -81,6 +86,8 @@ pub fn format_of(key: &str) -> Option<Format> {
         Some(Format::Parquet)
     } else if ends(WET_ENDINGS) {
         Some(Format::Wet)
+    } else if ends(WARC_ENDINGS) {
+        Some(Format::Warc)
     } else {
         None
     }
@@ -93,6 +100,7 @@ pub fn shard_stem(key: &str) -> &str {
         .iter()
         .chain(PARQUET_ENDINGS)
         .chain(WET_ENDINGS)
+        .chain(WARC_ENDINGS)
         .chain(&[".txt"])
     {
         if let Some(s) = stem.strip_suffix(ending) {
@@ -123,14 +131,31 @@ pub enum Record {
         offset: u64,
     },
     Bad(BadRecord),
+    /// A record that is not a document (a WARC capture of an image, a
+    /// redirect): counted by `reason` in the manifest, not numbered.
+    Skipped {
+        reason: &'static str,
+    },
 }
 
-/// Limits applied while reading.
+/// Limits and choices applied while reading.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadLimits {
+pub struct ReadOptions {
     /// A record longer than this is quarantined (its first bytes kept) rather
     /// than held in memory.
     pub max_record_bytes: usize,
+    /// How much of an HTML page (WARC inputs) becomes the document's text.
+    pub html_focus: HtmlFocus,
+}
+
+impl ReadOptions {
+    /// These limits, and every choice at its default.
+    pub const fn new(max_record_bytes: usize) -> Self {
+        Self {
+            max_record_bytes,
+            html_focus: HtmlFocus::Precision,
+        }
+    }
 }
 
 /// Size and xxh3 of the raw bytes of an input, gathered while it streams.
@@ -181,7 +206,7 @@ impl<R: Read> Read for DigestingReader<R> {
 type RecordIter = Box<dyn Iterator<Item = Record> + Send>;
 
 /// Decompresses `raw` as its name says and yields its records.
-pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, limits: ReadLimits) -> RecordIter {
+pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, options: ReadOptions) -> RecordIter {
     let compression = Compression::of(key);
     let decompressed: Box<dyn Read + Send> = match compression {
         Compression::None => raw,
@@ -199,16 +224,20 @@ pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, limits
         Format::Jsonl => Box::new(JsonlRecords {
             reader: buffered,
             compression,
-            limits,
+            options,
             line: 0,
             offset: 0,
             done: false,
             buf: Vec::new(),
         }),
-        Format::Wet => Box::new(WetRecords {
+        Format::Wet | Format::Warc => Box::new(WarcRecords {
+            content: match format {
+                Format::Wet => WarcContent::Wet,
+                _ => WarcContent::Pages(Box::new(PageReader::new(options.html_focus, options.max_record_bytes))),
+            },
             reader: buffered,
             compression,
-            limits,
+            options,
             offset: 0,
             done: false,
             pending_header: None,
@@ -281,7 +310,7 @@ fn trim_line_end(mut line: &[u8]) -> &[u8] {
 struct JsonlRecords<R> {
     reader: R,
     compression: Compression,
-    limits: ReadLimits,
+    options: ReadOptions,
     line: u64,
     offset: u64,
     done: bool,
@@ -298,7 +327,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
             if let Ok(available) = self.reader.fill_buf() {
                 if let Some(end) = memchr::memchr(b'\n', available) {
                     let line = trim_line_end(&available[..end]);
-                    if line.len() <= self.limits.max_record_bytes && !line.iter().all(u8::is_ascii_whitespace) {
+                    if line.len() <= self.options.max_record_bytes && !line.iter().all(u8::is_ascii_whitespace) {
                         if let Ok(doc) = Document::from_json(line) {
                             let start = self.offset;
                             self.reader.consume(end + 1);
@@ -317,7 +346,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
             }
             self.buf.clear();
             let start = self.offset;
-            let (len, cut) = match read_line_capped(&mut self.reader, &mut self.buf, self.limits.max_record_bytes) {
+            let (len, cut) = match read_line_capped(&mut self.reader, &mut self.buf, self.options.max_record_bytes) {
                 Ok((0, _)) => return None,
                 Ok(read) => read,
                 Err(e) => {
@@ -346,7 +375,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 return Some(bad(
                     format!(
                         "record of {len} bytes exceeds max_record_bytes ({}); its first {} bytes are kept",
-                        self.limits.max_record_bytes,
+                        self.options.max_record_bytes,
                         line.len()
                     ),
                     line,
@@ -365,12 +394,14 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
     }
 }
 
-/// Common Crawl WET: WARC records whose `conversion` records hold page text.
-/// Other record types (`warcinfo`, …) are skipped: they are not documents.
-struct WetRecords<R> {
+/// WARC files: Common Crawl WET, whose `conversion` records hold page text,
+/// or captures whose `response` records hold pages. Other record types
+/// (`warcinfo`, `request`, …) are passed over: they describe the crawl.
+struct WarcRecords<R> {
+    content: WarcContent,
     reader: R,
     compression: Compression,
-    limits: ReadLimits,
+    options: ReadOptions,
     offset: u64,
     done: bool,
     /// Offset of a `WARC/` line already consumed while skipping garbage.
@@ -382,9 +413,17 @@ struct WetRecords<R> {
 /// Longest header line kept; longer header lines are cut.
 const MAX_HEADER_LINE: usize = 64 * 1024;
 
+/// What a WARC file's documents are made of.
+enum WarcContent {
+    /// WET: text already extracted, in `conversion` records.
+    Wet,
+    /// Captures: pages in `response` and `resource` records.
+    Pages(Box<PageReader>),
+}
+
 const OUTSIDE_RECORD: &str = "text outside any WARC record (expected a 'WARC/1.x' line)";
 
-impl<R: BufRead> WetRecords<R> {
+impl<R: BufRead> WarcRecords<R> {
     fn read_line(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         buf.clear();
         let (len, _) = read_line_capped(&mut self.reader, buf, MAX_HEADER_LINE)?;
@@ -423,7 +462,7 @@ impl<R: BufRead> WetRecords<R> {
             }
             if !trim_line_end(&line).is_empty() {
                 garbage_start.get_or_insert(start);
-                if garbage.len() < self.limits.max_record_bytes {
+                if garbage.len() < self.options.max_record_bytes {
                     garbage.extend_from_slice(&line);
                 }
             }
@@ -468,7 +507,6 @@ impl<R: BufRead> WetRecords<R> {
             }
             let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
             let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-            let (mut body, too_long, at_eof) = self.read_body()?;
             let bad = |reason: String, raw: Vec<u8>| {
                 Ok(Some(Record::Bad(BadRecord {
                     line: None,
@@ -477,18 +515,39 @@ impl<R: BufRead> WetRecords<R> {
                     raw,
                 })))
             };
+            let warc_type = header("warc-type").unwrap_or_default();
+            let (mut body, too_long, at_eof) = match (&self.content, content_length) {
+                // Captured pages are bytes of any kind (a PDF may hold a line
+                // that reads `WARC/1.0`): their length is the only boundary.
+                (WarcContent::Pages(_), Some(len)) => self.read_exact_body(len)?,
+                _ => self.read_body()?,
+            };
+            let pages = match &self.content {
+                WarcContent::Pages(pages) => Some(pages),
+                WarcContent::Wet => None,
+            };
             if too_long {
+                // A video or an archive past the limit is not a page: passed
+                // over like any other, not quarantined.
+                if let Some(pages) = pages {
+                    if !holds_page(&headers) {
+                        continue;
+                    }
+                    if !pages.is_page_type(&headers, &body) {
+                        return Ok(Some(Record::Skipped {
+                            reason: "not_html_or_text",
+                        }));
+                    }
+                }
                 return bad(
                     format!(
                         "WARC record body exceeds max_record_bytes ({}); its header and first bytes are kept",
-                        self.limits.max_record_bytes
+                        self.options.max_record_bytes
                     ),
                     [raw_headers, body].concat(),
                 );
             }
             match content_length {
-                // The body and the blank separator lines: exactly as specified.
-                Some(len) if len <= body.len() && body[len..].iter().all(u8::is_ascii_whitespace) => body.truncate(len),
                 Some(len) if at_eof && body.len() < len => {
                     return bad(
                         format!(
@@ -498,6 +557,8 @@ impl<R: BufRead> WetRecords<R> {
                         [raw_headers, body].concat(),
                     );
                 }
+                // The body and the blank separator lines: exactly as specified.
+                Some(len) if len <= body.len() && body[len..].iter().all(u8::is_ascii_whitespace) => body.truncate(len),
                 _ => {
                     while let [rest @ .., b'\n' | b'\r'] = body.as_slice() {
                         body.truncate(rest.len());
@@ -505,45 +566,65 @@ impl<R: BufRead> WetRecords<R> {
                     self.length_mismatches += 1;
                 }
             }
-            if header("warc-type") != Some("conversion") {
-                continue;
-            }
-            let text = match String::from_utf8(body) {
-                Ok(text) => text,
-                Err(e) => {
-                    let valid = e.utf8_error().valid_up_to();
-                    return bad(
-                        format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"),
-                        [raw_headers, e.into_bytes()].concat(),
+            let document = match pages {
+                Some(pages) if holds_page(&headers) => match pages.page(&headers, &body) {
+                    PageOutcome::Document(doc) => doc,
+                    PageOutcome::Skipped(reason) => return Ok(Some(Record::Skipped { reason })),
+                    PageOutcome::Bad(reason) => return bad(reason, [raw_headers, body].concat()),
+                },
+                Some(_) => continue,
+                None if warc_type != "conversion" => continue,
+                None => {
+                    let text = match String::from_utf8(body) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            let valid = e.utf8_error().valid_up_to();
+                            return bad(
+                                format!("WARC record body is not valid UTF-8 (first bad byte at body offset {valid})"),
+                                [raw_headers, e.into_bytes()].concat(),
+                            );
+                        }
+                    };
+                    let mut doc = Document::new(
+                        header("warc-record-id")
+                            .unwrap_or_default()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>'),
+                        text,
                     );
+                    doc.url = header("warc-target-uri").map(str::to_string);
+                    let mut metadata = Map::new();
+                    for (name, key) in [
+                        ("warc-date", "warc_date"),
+                        ("warc-identified-content-language", "warc_content_language"),
+                        ("warc-refers-to", "warc_refers_to"),
+                        ("warc-block-digest", "warc_block_digest"),
+                    ] {
+                        if let Some(v) = header(name) {
+                            metadata.insert(key.into(), Value::from(v));
+                        }
+                    }
+                    doc.metadata = metadata;
+                    doc
                 }
             };
-            let mut doc = Document::new(
-                header("warc-record-id")
-                    .unwrap_or_default()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>'),
-                text,
-            );
-            doc.url = header("warc-target-uri").map(str::to_string);
-            let mut metadata = Map::new();
-            for (name, key) in [
-                ("warc-date", "warc_date"),
-                ("warc-identified-content-language", "warc_content_language"),
-                ("warc-refers-to", "warc_refers_to"),
-                ("warc-block-digest", "warc_block_digest"),
-            ] {
-                if let Some(v) = header(name) {
-                    metadata.insert(key.into(), Value::from(v));
-                }
-            }
-            doc.metadata = metadata;
             return Ok(Some(Record::Document {
-                doc,
+                doc: document,
                 line: None,
                 offset: start,
             }));
         }
+    }
+
+    /// Reads a body of `len` bytes, keeping at most `max_record_bytes` of it.
+    /// Returns (body, cut at max_record_bytes, reached EOF before `len`).
+    fn read_exact_body(&mut self, len: usize) -> io::Result<(Vec<u8>, bool, bool)> {
+        let keep = len.min(self.options.max_record_bytes);
+        let mut body = Vec::with_capacity(keep.min(1 << 24));
+        let kept = (&mut self.reader).take(keep as u64).read_to_end(&mut body)?;
+        let skipped = io::copy(&mut (&mut self.reader).take((len - keep) as u64), &mut io::sink())? as usize;
+        self.offset += (kept + skipped) as u64;
+        Ok((body, len > keep, kept + skipped < len))
     }
 
     /// Reads body lines up to the next version line (left pending) or EOF.
@@ -561,7 +642,7 @@ impl<R: BufRead> WetRecords<R> {
                 self.pending_header = Some(start);
                 return Ok((body, too_long, false));
             }
-            if body.len() + line.len() > self.limits.max_record_bytes {
+            if body.len() + line.len() > self.options.max_record_bytes {
                 too_long = true;
                 continue;
             }
@@ -580,7 +661,7 @@ fn is_version_line(line: &[u8]) -> bool {
     digits(parts.next()) && digits(parts.next())
 }
 
-impl<R: BufRead> Iterator for WetRecords<R> {
+impl<R: BufRead> Iterator for WarcRecords<R> {
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
@@ -727,9 +808,7 @@ pub fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(Stri
             continue;
         };
         let file = std::fs::File::open(&path).with_context(|| format!("cannot open {name}"))?;
-        let limits = ReadLimits {
-            max_record_bytes: 1 << 30,
-        };
+        let limits = ReadOptions::new(1 << 30);
         for record in read_records(Box::new(file), &name, format, limits) {
             if docs.len() >= max_docs {
                 return Ok(docs);
@@ -752,12 +831,10 @@ pub fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(Stri
 mod tests {
     use super::*;
 
-    const LIMITS: ReadLimits = ReadLimits {
-        max_record_bytes: 1 << 20,
-    };
+    const LIMITS: ReadOptions = ReadOptions::new(1 << 20);
 
-    fn records(bytes: &[u8], key: &str, format: Format, limits: ReadLimits) -> Vec<Record> {
-        read_records(Box::new(io::Cursor::new(bytes.to_vec())), key, format, limits).collect()
+    fn records(bytes: &[u8], key: &str, format: Format, options: ReadOptions) -> Vec<Record> {
+        read_records(Box::new(io::Cursor::new(bytes.to_vec())), key, format, options).collect()
     }
 
     #[test]
@@ -790,12 +867,7 @@ mod tests {
     #[test]
     fn long_records_are_cut_and_quarantined() {
         let input = format!("{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n", "x".repeat(100));
-        let out = records(
-            input.as_bytes(),
-            "x.jsonl",
-            Format::Jsonl,
-            ReadLimits { max_record_bytes: 20 },
-        );
+        let out = records(input.as_bytes(), "x.jsonl", Format::Jsonl, ReadOptions::new(20));
         assert!(matches!(&out[0], Record::Bad(b) if b.raw.len() == 20 && b.reason.contains("max_record_bytes")));
         assert!(matches!(&out[1], Record::Document { doc: d, .. } if d.text == "ok"));
     }
@@ -849,7 +921,7 @@ mod tests {
             .iter()
             .map(|r| match r {
                 Record::Document { doc, .. } => doc.text.clone(),
-                Record::Bad(b) => panic!("{b:?}"),
+                other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(texts, vec!["héllo wörld\nnext line", "ok"]);

@@ -35,9 +35,10 @@ use thresher_stages::{Decision, Document, GlobalStage, Position, Stage};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::readers::{format_of, shard_stem, Format, ReadLimits};
+use crate::readers::{format_of, shard_stem, Format, ReadOptions};
 use crate::shard::{InputShard, Item, ReadPolicy, ShardRecords};
 use crate::storage::{join_url, open_url, LocalStorage, ObjectMeta, Storage, TEMP_PREFIX};
+use crate::web_page::HtmlFocus;
 use crate::writer::{quarantine_line, rejected_line, JsonlZstWriter};
 
 pub const REJECTED_PREFIX: &str = "_rejected/";
@@ -211,13 +212,18 @@ impl Pipeline {
         // The first stage's hash covers how the input is read; each later
         // stage's hash covers its upstream's, so a change anywhere upstream
         // marks everything after it as changed.
-        let mut upstream_hash = hash_hex(&json!({
+        let mut input_json = json!({
             "input": config.input.path,
             "format": config.input.format,
             "source": config.input.source,
             "max_record_bytes": config.input.max_record_bytes,
             "reject_empty_text": config.run.reject_empty_text,
-        }));
+        });
+        // Only when set: hashes of configs written before the key stay.
+        if config.input.html_focus != HtmlFocus::default() {
+            input_json["html_focus"] = json!(config.input.html_focus);
+        }
+        let mut upstream_hash = hash_hex(&input_json);
         let mut input_url = config.input.path.clone();
         for (position, entry) in config.stages.iter().enumerate() {
             let config_json = serde_json::to_value(&entry.config).expect("configs serialize");
@@ -250,19 +256,20 @@ impl Pipeline {
             upstream_hash = config_hash;
             input_url = output_url;
         }
-        let limits = ReadLimits {
-            max_record_bytes: config.input.max_record_bytes,
-        };
         let policy_raw = ReadPolicy {
-            limits,
+            read: ReadOptions {
+                max_record_bytes: config.input.max_record_bytes,
+                html_focus: config.input.html_focus,
+            },
             default_source: config.input.source.clone(),
             reject_empty_text: config.run.reject_empty_text,
         };
         // Upstream shards were written by thresher: their records can be as
         // long as anything it accepted.
         let policy_upstream = ReadPolicy {
-            limits: ReadLimits {
+            read: ReadOptions {
                 max_record_bytes: usize::MAX,
+                html_focus: HtmlFocus::default(),
             },
             default_source: None,
             reject_empty_text: config.run.reject_empty_text,
@@ -963,6 +970,7 @@ impl Pipeline {
         let input_url = input.url_of(&shard.key);
         let records = ShardRecords::open(input, shard, self.policy(stage), Some(progress.clone()))?;
         let digest = records.digest.clone();
+        let skipped = records.skipped.clone();
         let mut writer = ShardWriter {
             out,
             stage_name: &stage.name,
@@ -1026,7 +1034,10 @@ impl Pipeline {
             // The reader's and writer's CPU time belong to the shard's too.
             Ok((writer, writing_cpu + reading_cpu))
         })?;
-        let (counts, stats) = (std::mem::take(&mut writer.counts), std::mem::take(&mut writer.stats));
+        let (counts, mut stats) = (std::mem::take(&mut writer.counts), std::mem::take(&mut writer.stats));
+        for (reason, n) in skipped.lock().unwrap().iter() {
+            stats.add("input_records_skipped", reason, *n);
+        }
         if counts.quarantined > 0 {
             tracing::warn!(
                 "{input_url}: {} record(s) quarantined to {}",

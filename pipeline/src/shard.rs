@@ -3,14 +3,14 @@
 //! shards through [`ShardRecords`], so `scan` and `apply` of a global stage see
 //! exactly the same documents at the same positions.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use thresher_stages::Document;
 
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::readers::{read_records, BadRecord, DigestingReader, Format, InputDigest, ReadLimits, Record};
+use crate::readers::{read_records, BadRecord, DigestingReader, Format, InputDigest, ReadOptions, Record};
 use crate::storage::Storage;
 
 /// An input shard of a stage.
@@ -30,7 +30,7 @@ pub struct InputShard {
 /// How the runner reads records beyond the format itself.
 #[derive(Debug, Clone)]
 pub struct ReadPolicy {
-    pub limits: ReadLimits,
+    pub read: ReadOptions,
     /// `source` for documents without one.
     pub default_source: Option<String>,
     /// Flag empty or whitespace-only texts.
@@ -53,6 +53,9 @@ pub struct ShardRecords {
     /// xxh3-128 of each id seen → record index of its first use.
     seen_ids: HashMap<u128, u64>,
     pub digest: Arc<InputDigest>,
+    /// Records that are not documents, by reason (see [`Record::Skipped`]):
+    /// shared, since the shard's reader thread owns this iterator.
+    pub skipped: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 impl ShardRecords {
@@ -65,7 +68,8 @@ impl ShardRecords {
         let digest = Arc::new(InputDigest::default());
         let raw = DigestingReader::new(storage.open(&shard.key)?, digest.clone(), progress);
         Ok(Self {
-            records: read_records(Box::new(raw), &shard.key, shard.format, policy.limits),
+            records: read_records(Box::new(raw), &shard.key, shard.format, policy.read),
+            skipped: Arc::default(),
             key: shard.key.clone(),
             policy: policy.clone(),
             next_index: 0,
@@ -80,12 +84,18 @@ impl Iterator for ShardRecords {
     type Item = (u64, Item);
 
     fn next(&mut self) -> Option<(u64, Item)> {
-        let record = self.records.next()?;
+        let record = loop {
+            match self.records.next()? {
+                Record::Skipped { reason } => *self.skipped.lock().unwrap().entry(reason).or_default() += 1,
+                record => break record,
+            }
+        };
         let index = self.next_index;
         self.next_index += 1;
         let (mut doc, line, offset) = match record {
             Record::Bad(bad) => return Some((index, Item::Bad(bad))),
             Record::Document { doc, line, offset } => (doc, line, offset),
+            Record::Skipped { .. } => unreachable!("skipped above"),
         };
         if doc.id.is_empty() {
             // Stable across runs and task counts: the input key and the record index.

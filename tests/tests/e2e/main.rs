@@ -18,3 +18,4 @@ mod routing;
 mod s3;
 mod slurm;
 mod tasks;
+mod warc;

@@ -26,8 +26,9 @@ fn quickstart_runs_and_inspects_clean() {
 
     let root = dir.join("out");
     let ingest = read_json(&root.join("ingest/_manifest/stage.json"));
-    // 30 Dolma documents + 5 WET conversion records (one of them reusing an id).
-    assert_eq!(ingest["counts"]["documents_in"], 35);
+    // 30 Dolma documents + 5 WET conversion records (one of them reusing an
+    // id) + the HTML page of one of them from a WARC capture.
+    assert_eq!(ingest["counts"]["documents_in"], 36);
     assert_eq!(ingest["counts"]["quarantined"], 1);
     let quarantined = read_zst(&root.join("ingest/_quarantine/commoncrawl/cc_net-sample.jsonl.zst"));
     assert!(
@@ -48,6 +49,15 @@ fn quickstart_runs_and_inspects_clean() {
     assert_eq!(rejected[0]["rejection"]["detail"]["kept_id"], rejected[0]["id"]);
     let kept = read_zst(&root.join("url_dedup/commoncrawl/whirlwind.jsonl.zst"));
     assert_eq!(kept[0]["id"], rejected[0]["id"]);
+    // The same page from the WARC capture: its main text is shorter than the
+    // WET text of the whole page, so url_dedup keeps the WET one.
+    let html = read_zst(&root.join("ingest/commoncrawl/whirlwind-html.jsonl.zst"));
+    assert_eq!(html.len(), 1);
+    assert_eq!(html[0]["url"], kept[0]["url"]);
+    assert!(html[0]["text"].as_str().unwrap().len() < kept[0]["text"].as_str().unwrap().len());
+    let html_rejected = read_zst(&root.join("url_dedup/_rejected/commoncrawl/whirlwind-html.jsonl.zst"));
+    assert_eq!(html_rejected[0]["id"], html[0]["id"]);
+    assert_eq!(html_rejected[0]["rejection"]["detail"]["kept_id"], kept[0]["id"]);
     // Two Dolma records carry the same `metadata.url` (one of them under
     // another id, as a redirect leaves it): the longer text is kept.
     let dolma = read_zst(&root.join("url_dedup/_rejected/dolma/provided-000.jsonl.zst"));
@@ -164,7 +174,7 @@ fn plan_shows_steps_and_progress() {
     let ingest_line = plan.lines().find(|l| l.starts_with("ingest")).unwrap();
     assert!(ingest_line.contains("complete"), "{plan}");
     let scan_line = plan.lines().find(|l| l.contains(" scan ")).unwrap();
-    assert!(scan_line.contains("to do") && scan_line.contains(" 6 "), "{plan}");
+    assert!(scan_line.contains("to do") && scan_line.contains(" 7 "), "{plan}");
 }
 
 /// The first task to finish has seen only its share of the records: a rate
@@ -201,7 +211,7 @@ fn the_error_budget_is_judged_on_the_whole_stage() {
     }
     let stage = read_json(&dir.join("out/ingest/_manifest/stage.json"));
     assert_eq!(stage["counts"]["quarantined"], 1);
-    assert_eq!(stage["counts"]["documents_in"], 35);
+    assert_eq!(stage["counts"]["documents_in"], 36);
     // The whole stage over budget still fails, naming the rate.
     let strict = write_config(
         &dir.path,
@@ -210,5 +220,5 @@ fn the_error_budget_is_judged_on_the_whole_stage() {
         "[[stages]]\nkind = \"ingest\"\nname = \"strict\"\n",
     );
     let out = run_expect(thresher(&dir.path, &["run", strict.to_str().unwrap()]), 2);
-    assert!(stderr(&out).contains("1 of 35 records"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 36 records"), "{}", stderr(&out));
 }
