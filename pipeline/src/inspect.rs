@@ -23,6 +23,9 @@ pub struct StageSummary {
     pub status: String,
     pub shards: usize,
     pub counts: Counts,
+    /// Input records that were not documents (WARC captures of images,
+    /// redirects), by reason: outside `counts`, which are of documents.
+    pub skipped: std::collections::BTreeMap<String, u64>,
     pub wall_seconds: f64,
     pub cpu_seconds: f64,
 }
@@ -95,6 +98,7 @@ fn inspect_stage(
         status: String::new(),
         shards: 0,
         counts: Counts::default(),
+        skipped: Default::default(),
         wall_seconds: 0.0,
         cpu_seconds: 0.0,
     };
@@ -116,6 +120,12 @@ fn inspect_stage(
     summary.wall_seconds = manifest.timing.wall_seconds;
     summary.cpu_seconds = manifest.timing.cpu_seconds;
     summary.counts = manifest.counts.clone();
+    summary.skipped = manifest
+        .stats
+        .0
+        .get("input_records_skipped")
+        .cloned()
+        .unwrap_or_default();
     if let Some(lock) = &lock {
         if lock.config_hash != manifest.config_hash {
             problems.push(format!(
@@ -299,6 +309,20 @@ pub fn render(inspection: &Inspection) -> String {
     if !reasons.is_empty() {
         out.push_str("\nrejected by reason:\n");
         out.push_str(&reasons.join("\n"));
+        out.push('\n');
+    }
+    let skipped: Vec<String> = inspection
+        .stages
+        .iter()
+        .filter(|s| !s.skipped.is_empty())
+        .map(|s| {
+            let list: Vec<String> = s.skipped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!("  {}: {}", s.stage, list.join(", "))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        out.push_str("\ninput records that are not documents, by reason (not in docs in):\n");
+        out.push_str(&skipped.join("\n"));
         out.push('\n');
     }
     out.push('\n');

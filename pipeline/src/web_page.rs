@@ -31,6 +31,9 @@ pub enum HtmlFocus {
     Recall,
 }
 
+/// The largest HTML page whose text is extracted, as in Python trafilatura.
+const MAX_HTML_BYTES: usize = 20_000_000;
+
 /// What became of one WARC record.
 #[derive(Debug)]
 pub enum PageOutcome {
@@ -49,18 +52,25 @@ pub struct PageReader {
 }
 
 /// Whether a WARC record can hold a page: a `response`, `revisit` or
-/// `resource` record of a web URL. Others (`request`, `metadata`,
-/// `warcinfo`, wget's `resource` records of its own log at `metadata://`
-/// URLs) describe the crawl and are passed over.
+/// `resource` record of a web URL. Others describe the crawl and are passed
+/// over: `request`, `metadata` and `warcinfo` records, Heritrix's `dns:`
+/// responses, wget's `resource` records of its own log at `metadata://`.
 pub fn holds_page(headers: &[(String, String)]) -> bool {
-    match header(headers, "warc-type") {
-        Some("response" | "revisit") => true,
-        Some("resource") => header(headers, "warc-target-uri").is_some_and(|uri| {
+    let web_url = || {
+        header(headers, "warc-target-uri").is_none_or(|uri| {
             let uri = uri.trim_start_matches('<').to_ascii_lowercase();
             uri.starts_with("http://") || uri.starts_with("https://")
-        }),
-        _ => false,
-    }
+        })
+    };
+    matches!(header(headers, "warc-type"), Some("response" | "revisit" | "resource")) && web_url()
+}
+
+/// Whether a `response` record's block is an HTTP message (`application/http`,
+/// or untyped): otherwise it holds the payload itself, typed by its WARC
+/// `Content-Type`.
+fn holds_http(headers: &[(String, String)]) -> bool {
+    header(headers, "warc-type") == Some("response")
+        && header(headers, "content-type").is_none_or(|t| t.trim().to_ascii_lowercase().starts_with("application/http"))
 }
 
 impl PageReader {
@@ -91,14 +101,19 @@ impl PageReader {
     /// record's content, whole.
     pub fn page(&self, headers: &[(String, String)], block: &[u8]) -> PageOutcome {
         let warc = |name: &str| header(headers, name);
-        let (status, http_headers, payload) = match warc("warc-type") {
-            Some("revisit") => return PageOutcome::Skipped("revisit"),
-            Some("response") => match split_http_response(block) {
+        if warc("warc-type") == Some("revisit") {
+            return PageOutcome::Skipped("revisit");
+        }
+        let in_http = holds_http(headers);
+        let (status, http_headers, payload) = if in_http {
+            match split_http_response(block) {
                 Some(parts) => parts,
                 None => return PageOutcome::Bad("response record without an HTTP status line and headers".into()),
-            },
-            // A `resource` record holds the page itself, typed by its WARC header.
-            _ => (200, Vec::new(), block),
+            }
+        } else {
+            // A `resource` record (or a response stored without its HTTP
+            // head) holds the page itself, typed by its WARC header.
+            (200, Vec::new(), block)
         };
         let http = |name: &str| header(&http_headers, name);
         if !(200..300).contains(&status) {
@@ -109,7 +124,7 @@ impl PageReader {
                 _ => "http_other_status",
             });
         }
-        let content_type = if warc("warc-type") == Some("response") {
+        let content_type = if in_http {
             http("content-type")
         } else {
             warc("content-type")
@@ -159,6 +174,19 @@ impl PageReader {
         metadata.insert("charset".into(), Value::from(charset.name().to_ascii_lowercase()));
         let text = match media {
             Media::Text => text.into_owned(),
+            // Python trafilatura's limit (`MAX_FILE_SIZE`): a page larger
+            // than this is a data dump, not prose, and would hold its task
+            // up for long.
+            Media::Html if text.len() > MAX_HTML_BYTES => {
+                metadata.insert(
+                    "html_extraction_error".into(),
+                    Value::from(format!(
+                        "page of {} bytes is larger than {MAX_HTML_BYTES} bytes",
+                        text.len()
+                    )),
+                );
+                String::new()
+            }
             Media::Html => match trafilatura::extract(&text, &self.options) {
                 Ok(result) => {
                     if !result.metadata.title.trim().is_empty() {
@@ -188,13 +216,14 @@ impl PageReader {
     /// Whether a record cut at `max_record_bytes` was a page at all: a video
     /// or an archive is skipped as not text, not quarantined as too long.
     pub fn is_page_type(&self, headers: &[(String, String)], block_prefix: &[u8]) -> bool {
-        let content_type = match header(headers, "warc-type") {
-            Some("response") => match split_http_response(block_prefix) {
+        let content_type = if holds_http(headers) {
+            match split_http_response(block_prefix) {
                 Some((_, http_headers, _)) => header(&http_headers, "content-type").map(str::to_string),
                 // Headers longer than the limit: let the caller quarantine it.
                 None => return true,
-            },
-            _ => header(headers, "content-type").map(str::to_string),
+            }
+        } else {
+            header(headers, "content-type").map(str::to_string)
         };
         match content_type.map(|c| MediaType::parse(&c).essence) {
             Some(essence) => matches!(
@@ -767,6 +796,18 @@ mod tests {
         log[2].1 = "<metadata://gnu.org/software/wget/warc/wget.log>".into();
         assert!(!holds_page(&log));
         assert!(holds_page(&warc("resource")) && holds_page(&warc("response")) && !holds_page(&warc("request")));
+        // Heritrix's DNS lookups are `response` records too.
+        let mut dns = warc("response");
+        dns[2].1 = "dns:example.com".into();
+        assert!(!holds_page(&dns));
+        // A response stored without its HTTP head is typed by its WARC header.
+        let mut bare = warc("response");
+        bare.push(("content-type".into(), "text/html".into()));
+        assert!(doc(reader.page(&bare, ARTICLE.as_bytes()))
+            .text
+            .contains("Rivers carry water"));
+        bare.last_mut().unwrap().1 = "application/http; msgtype=response".into();
+        assert!(matches!(reader.page(&bare, ARTICLE.as_bytes()), PageOutcome::Bad(_)));
         assert!(matches!(
             reader.page(&warc("response"), b"garbage without a status"),
             PageOutcome::Bad(_)

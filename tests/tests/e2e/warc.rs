@@ -205,6 +205,11 @@ fn records_that_are_not_pages_are_counted_and_broken_ones_quarantined() {
     std::fs::write(input.join("crawl.warc.gz"), gz.finish().unwrap()).unwrap();
 
     let summary = ingest(&dir, &input, "");
+    let shown = stdout(&run_expect(
+        thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]),
+        0,
+    ));
+    assert!(shown.contains("ingest: http_redirect 1, not_html_or_text 2"), "{shown}");
     let docs = stage_documents(&dir.join("out/ingest"));
     let urls: Vec<&str> = docs.iter().map(|d| d["url"].as_str().unwrap()).collect();
     assert_eq!(urls, ["https://a.example/1", "https://a.example/2"]);
