@@ -24,6 +24,7 @@ use thresher_stages::registry::StageConfig;
 use crate::error::{Error, Result};
 use crate::readers::Format;
 use crate::web_page::HtmlFocus;
+use thresher_stages::FieldNames;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +46,13 @@ pub struct InputConfig {
     /// (`precision`, FineWeb's choice; `balanced`; `recall`).
     #[serde(default)]
     pub html_focus: HtmlFocus,
+    /// JSONL and Parquet inputs: the field holding the text (RedPajama's
+    /// `raw_content`, The Stack's `content`); default `text`.
+    #[serde(default)]
+    pub text_field: Option<String>,
+    /// The field holding the document id; default `id`.
+    #[serde(default)]
+    pub id_field: Option<String>,
 }
 
 fn default_max_record_bytes() -> usize {
@@ -60,6 +68,20 @@ pub enum InputFormat {
     Parquet,
     Wet,
     Warc,
+}
+
+impl InputConfig {
+    /// The text and id fields, when either is not the default.
+    pub fn field_names(&self) -> Option<FieldNames> {
+        if self.text_field.is_none() && self.id_field.is_none() {
+            return None;
+        }
+        let default = FieldNames::default();
+        Some(FieldNames {
+            text: self.text_field.clone().unwrap_or(default.text),
+            id: self.id_field.clone().unwrap_or(default.id),
+        })
+    }
 }
 
 impl InputFormat {
@@ -330,6 +352,14 @@ impl PipelineConfig {
         }
         if raw.input.max_record_bytes == 0 {
             problems.push("input.max_record_bytes must be positive".into());
+        }
+        if let Some(fields) = raw.input.field_names() {
+            if fields.text.is_empty() || fields.id.is_empty() || fields.text == fields.id {
+                problems.push(format!(
+                    "input.text_field ({:?}) and input.id_field ({:?}) must be two different, non-empty field names",
+                    fields.text, fields.id
+                ));
+            }
         }
         if !problems.is_empty() {
             return Err(config_error(format!(

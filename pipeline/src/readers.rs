@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use thresher_stages::Document;
+use thresher_stages::{Document, FieldNames};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::progress::Progress;
@@ -139,13 +139,15 @@ pub enum Record {
 }
 
 /// Limits and choices applied while reading.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// A record longer than this is quarantined (its first bytes kept) rather
     /// than held in memory.
     pub max_record_bytes: usize,
     /// How much of an HTML page (WARC inputs) becomes the document's text.
     pub html_focus: HtmlFocus,
+    /// JSONL and Parquet inputs whose text or id has another field name.
+    pub fields: Option<FieldNames>,
 }
 
 impl ReadOptions {
@@ -154,6 +156,7 @@ impl ReadOptions {
         Self {
             max_record_bytes,
             html_focus: HtmlFocus::Precision,
+            fields: None,
         }
     }
 }
@@ -243,7 +246,7 @@ pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, option
             pending_header: None,
             length_mismatches: 0,
         }),
-        Format::Parquet => read_parquet(buffered, compression),
+        Format::Parquet => read_parquet(buffered, compression, options.fields),
     }
 }
 
@@ -328,7 +331,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 if let Some(end) = memchr::memchr(b'\n', available) {
                     let line = trim_line_end(&available[..end]);
                     if line.len() <= self.options.max_record_bytes && !line.iter().all(u8::is_ascii_whitespace) {
-                        if let Ok(doc) = Document::from_json(line) {
+                        if let Ok(doc) = parse_document(line, self.options.fields.as_ref()) {
                             let start = self.offset;
                             self.reader.consume(end + 1);
                             self.line += 1;
@@ -381,7 +384,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                     line,
                 ));
             }
-            return Some(match Document::from_json(line) {
+            return Some(match parse_document(line, self.options.fields.as_ref()) {
                 Ok(doc) => Record::Document {
                     doc,
                     line: Some(self.line),
@@ -391,6 +394,14 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
             });
         }
         None
+    }
+}
+
+/// One JSON line as a document, its text and id taken from the configured fields.
+fn parse_document(line: &[u8], fields: Option<&FieldNames>) -> serde_json::Result<Document> {
+    match fields {
+        Some(fields) => Document::from_json_with(line, fields),
+        None => Document::from_json(line),
     }
 }
 
@@ -691,7 +702,9 @@ impl<R: BufRead> Iterator for WarcRecords<R> {
 /// Parquet needs random access, so the object is read into memory first.
 /// Columns `id` and `text` are required; `source`, `url` and `metadata` map to
 /// the document's fields and every other column is kept as a top-level field.
-fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
+fn read_parquet(mut reader: impl Read, compression: Compression, fields: Option<FieldNames>) -> RecordIter {
+    use serde::de::DeserializeSeed;
+    let fields = fields.unwrap_or_default();
     use parquet::file::reader::SerializedFileReader;
     use parquet::record::reader::RowIter;
 
@@ -755,7 +768,7 @@ fn read_parquet(mut reader: impl Read, compression: Compression) -> RecordIter {
                     }
                 }
                 let value = Value::Object(object);
-                match serde_json::from_value::<Document>(value.clone()) {
+                match (&fields).deserialize(value.clone()) {
                     Ok(mut doc) => {
                         if doc.url.is_none() {
                             if let Some(Value::String(url)) = doc.metadata.get("url") {

@@ -223,6 +223,11 @@ impl Pipeline {
         if config.input.html_focus != HtmlFocus::default() {
             input_json["html_focus"] = json!(config.input.html_focus);
         }
+        let fields = config.input.field_names();
+        if let Some(fields) = &fields {
+            input_json["text_field"] = json!(fields.text);
+            input_json["id_field"] = json!(fields.id);
+        }
         let mut upstream_hash = hash_hex(&input_json);
         let mut input_url = config.input.path.clone();
         for (position, entry) in config.stages.iter().enumerate() {
@@ -260,6 +265,7 @@ impl Pipeline {
             read: ReadOptions {
                 max_record_bytes: config.input.max_record_bytes,
                 html_focus: config.input.html_focus,
+                fields,
             },
             default_source: config.input.source.clone(),
             reject_empty_text: config.run.reject_empty_text,
@@ -270,6 +276,7 @@ impl Pipeline {
             read: ReadOptions {
                 max_record_bytes: usize::MAX,
                 html_focus: HtmlFocus::default(),
+                fields: None,
             },
             default_source: None,
             reject_empty_text: config.run.reject_empty_text,

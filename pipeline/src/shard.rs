@@ -68,7 +68,7 @@ impl ShardRecords {
         let digest = Arc::new(InputDigest::default());
         let raw = DigestingReader::new(storage.open(&shard.key)?, digest.clone(), progress);
         Ok(Self {
-            records: read_records(Box::new(raw), &shard.key, shard.format, policy.read),
+            records: read_records(Box::new(raw), &shard.key, shard.format, policy.read.clone()),
             skipped: Arc::default(),
             key: shard.key.clone(),
             policy: policy.clone(),

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -43,6 +43,12 @@ impl Document {
 
     /// Parses one JSON object. Fills `url` from `metadata.url` when missing.
     pub fn from_json(line: &[u8]) -> serde_json::Result<Self> {
+        Self::from_json_with(line, &FieldNames::default())
+    }
+
+    /// [`Document::from_json`] for inputs whose text or id field has another
+    /// name (RedPajama's `raw_content`, The Stack's `content`).
+    pub fn from_json_with(line: &[u8], names: &FieldNames) -> serde_json::Result<Self> {
         // One SIMD pass validates the whole line; serde_json then parses it as
         // `str`, skipping its own validation of every string.
         let text = match simdutf8::basic::from_utf8(line) {
@@ -55,7 +61,7 @@ impl Document {
                 return Err(de::Error::custom(format!("invalid UTF-8 at byte {at} of the line")));
             }
         };
-        let mut doc: Document = serde_json::from_str(text)?;
+        let mut doc = names.deserialize(&mut serde_json::Deserializer::from_str(text))?;
         if doc.url.is_none() {
             if let Some(Value::String(url)) = doc.metadata.get("url") {
                 doc.url = Some(url.clone());
@@ -174,19 +180,61 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// The input fields that hold a document's text and id (`text` and `id`
+/// unless the input says otherwise). A field named `text` or `id` that is
+/// not the configured one is kept as `text_original` / `id_original`, so
+/// that the document written never has two fields of one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldNames {
+    pub text: String,
+    pub id: String,
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        Self {
+            text: "text".into(),
+            id: "id".into(),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Document {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DocumentVisitor;
-        impl<'de> Visitor<'de> for DocumentVisitor {
+        FieldNames::default().deserialize(deserializer)
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for &FieldNames {
+    type Value = Document;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Document, D::Error> {
+        struct DocumentVisitor<'a>(&'a FieldNames);
+        impl<'de> Visitor<'de> for DocumentVisitor<'_> {
             type Value = Document;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object with a string field `text`")
+                write!(f, "a JSON object with a string field `{}`", self.0.text)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+                let names = self.0;
                 let mut doc = Document::default();
                 let mut text = None;
                 while let Some(Key(key)) = map.next_key::<Key>()? {
-                    match key.as_ref() {
+                    let field = if key == names.text.as_str() {
+                        "text"
+                    } else if key == names.id.as_str() {
+                        "id"
+                    } else {
+                        match key.as_ref() {
+                            "text" | "id" => {
+                                let value = map.next_value::<Value>()?;
+                                doc.extra.insert(format!("{key}_original"), value);
+                                continue;
+                            }
+                            other => other,
+                        }
+                    };
+                    match field {
                         "id" => doc.id = map.next_value::<Id>()?.0.unwrap_or_default(),
                         "text" => text = Some(map.next_value::<Text>()?.0),
                         "source" => doc.source = optional_string(&mut map, "source")?,
@@ -207,11 +255,11 @@ impl<'de> Deserialize<'de> for Document {
                         }
                     }
                 }
-                doc.text = text.ok_or_else(|| de::Error::custom("missing field `text`"))?;
+                doc.text = text.ok_or_else(|| de::Error::custom(format!("missing field `{}`", names.text)))?;
                 Ok(doc)
             }
         }
-        deserializer.deserialize_map(DocumentVisitor)
+        deserializer.deserialize_map(DocumentVisitor(self))
     }
 }
 
@@ -231,6 +279,28 @@ mod tests {
         let again = Document::from_json(&out).unwrap();
         assert_eq!(again, doc);
         assert_eq!(again.extra["added"], "2023");
+    }
+
+    #[test]
+    fn text_and_id_can_come_from_other_fields() {
+        let names = FieldNames {
+            text: "raw_content".into(),
+            id: "doc_id".into(),
+        };
+        let line = br#"{"doc_id":"d1","raw_content":"body","text":"a title","id":3,"meta":"{}"}"#;
+        let doc = Document::from_json_with(line, &names).unwrap();
+        assert_eq!((doc.id.as_str(), doc.text.as_str()), ("d1", "body"));
+        assert_eq!(doc.extra["text_original"], "a title");
+        assert_eq!(doc.extra["id_original"], 3);
+        assert_eq!(doc.extra["meta"], "{}");
+        // Written back with one `text` and one `id`: thresher's own shards.
+        let mut out = Vec::new();
+        doc.write_json_line(&mut out);
+        assert_eq!(Document::from_json(&out).unwrap(), doc);
+        let err = Document::from_json_with(br#"{"text":"x"}"#, &names)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `raw_content`"), "{err}");
     }
 
     #[test]

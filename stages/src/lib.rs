@@ -44,7 +44,7 @@ pub(crate) mod testing;
 pub use splitmix::SplitMix64;
 pub mod url_dedup;
 
-pub use document::Document;
+pub use document::{Document, FieldNames};
 pub use thresher_manifests::StageStats;
 
 /// Whether a configured model or tokenizer path is a URL (`s3://…`): the

@@ -302,18 +302,77 @@ fn parquet_and_wet_inputs() {
     assert!(wet[0]["text"].as_str().unwrap().len() > 1000);
 }
 
+/// Inputs whose text and id have other names (RedPajama's `raw_content`
+/// and `doc_id`), as JSONL and as Parquet: `[input] text_field`/`id_field`.
+#[test]
+fn text_and_id_fields_can_have_other_names() {
+    let dir = TestDir::new("field-names");
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    write_parquet_named(&input.join("rows.parquet"), "doc_id", "raw_content");
+    std::fs::write(
+        input.join("rp.jsonl"),
+        "{\"doc_id\":\"rp-1\",\"raw_content\":\"The river floods every spring.\",\"text\":\"a title\"}\n\
+         {\"doc_id\":\"rp-2\",\"text\":\"only the usual field\"}\n",
+    )
+    .unwrap();
+    let config = write_config(
+        &dir.path,
+        &input,
+        "text_field = \"raw_content\"\nid_field = \"doc_id\"\n",
+        "[[stages]]\nkind = \"ingest\"\n",
+    );
+    run_expect(
+        thresher(&dir.path, &["run", config.to_str().unwrap(), "--max-error-rate", "1"]),
+        0,
+    );
+    run_expect(thresher(&dir.path, &["inspect", dir.join("out").to_str().unwrap()]), 0);
+    let out = dir.join("out/ingest");
+    let rp = read_zst(&out.join("rp.jsonl.zst"));
+    assert_eq!(rp.len(), 1, "{rp:?}");
+    assert_eq!(rp[0]["id"], "rp-1");
+    assert_eq!(rp[0]["text"], "The river floods every spring.");
+    // The input's own `text` field is kept, under another name.
+    assert_eq!(rp[0]["text_original"], "a title");
+    let q = quarantine(&out, "rp.jsonl.zst");
+    assert_eq!(q[0]["line"], 2);
+    assert!(
+        q[0]["reason"].as_str().unwrap().contains("missing field `raw_content`"),
+        "{q:?}"
+    );
+    let rows = read_zst(&out.join("rows.jsonl.zst"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["id"], "p1");
+    assert_eq!(rows[0]["text"], "A short article about tides and the moon.");
+    assert_eq!(rows[1]["id"], "rows.parquet#2");
+
+    // One name for both is refused before anything runs.
+    let both = write_config(
+        &dir.path,
+        &input,
+        "text_field = \"doc_id\"\nid_field = \"doc_id\"\n",
+        "[[stages]]\nkind = \"ingest\"\n",
+    );
+    let refused = run_expect(thresher(&dir.path, &["run", both.to_str().unwrap()]), 2);
+    assert!(stderr(&refused).contains("input.text_field"), "{}", stderr(&refused));
+}
+
 /// Three rows: a full one, one with a null text (bad), one without an id.
 fn write_parquet(path: &Path) {
+    write_parquet_named(path, "id", "text");
+}
+
+fn write_parquet_named(path: &Path, id: &str, text: &str) {
     use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
     use std::sync::Arc;
 
     let schema = Arc::new(
-        parse_message_type(
-            "message doc { OPTIONAL BYTE_ARRAY id (UTF8); OPTIONAL BYTE_ARRAY text (UTF8); \
-             OPTIONAL BYTE_ARRAY url (UTF8); REQUIRED INT64 year; }",
-        )
+        parse_message_type(&format!(
+            "message doc {{ OPTIONAL BYTE_ARRAY {id} (UTF8); OPTIONAL BYTE_ARRAY {text} (UTF8); \
+                 OPTIONAL BYTE_ARRAY url (UTF8); REQUIRED INT64 year; }}"
+        ))
         .unwrap(),
     );
     let file = std::fs::File::create(path).unwrap();
