@@ -187,8 +187,9 @@ impl PageReader {
                 );
                 String::new()
             }
-            Media::Html => match trafilatura::extract(&text, &self.options) {
-                Ok(result) => {
+            Media::Html => match self.extract(&text) {
+                Err(panic) => return PageOutcome::Bad(panic),
+                Ok(Ok(result)) => {
                     if !result.metadata.title.trim().is_empty() {
                         metadata.insert("title".into(), Value::from(result.metadata.title.trim()));
                     }
@@ -197,7 +198,7 @@ impl PageReader {
                 // Nothing worth keeping (too little text, or not HTML after
                 // all): an empty text, which ingest rejects as `empty_text`,
                 // with the extractor's reason kept next to it for the audit.
-                Err(e) => {
+                Ok(Err(e)) => {
                     metadata.insert("html_extraction_error".into(), Value::from(e.to_string()));
                     String::new()
                 }
@@ -211,6 +212,23 @@ impl PageReader {
         doc.url = url;
         doc.metadata = metadata;
         PageOutcome::Document(doc)
+    }
+
+    /// trafilatura on one page. The crate is young: a panic in it must not
+    /// end the run, so it becomes an error that quarantines the page (raw
+    /// bytes kept, for a bug report) instead.
+    fn extract(&self, html: &str) -> Result<Result<trafilatura::ExtractResult, trafilatura::TrafilaturaError>, String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            trafilatura::extract(html, &self.options)
+        }))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("the HTML extractor (trafilatura) failed on this page: {message}")
+        })
     }
 
     /// Whether a record cut at `max_record_bytes` was a page at all: a video
