@@ -22,6 +22,7 @@ pub mod eval;
 mod global_steps;
 pub mod inspect;
 mod pack_steps;
+pub mod parquet_rows;
 pub mod progress;
 pub mod readers;
 pub mod remote_files;

@@ -699,15 +699,16 @@ impl<R: BufRead> Iterator for WarcRecords<R> {
     }
 }
 
-/// Parquet needs random access, so the object is read into memory first.
-/// Columns `id` and `text` are required; `source`, `url` and `metadata` map to
-/// the document's fields and every other column is kept as a top-level field.
+/// A Parquet file read whole into memory first: compressed files, and
+/// readers without ranged access to the object. Inputs of a pipeline stream
+/// instead ([`crate::parquet_rows`]). Columns `id` and `text` are required;
+/// `source`, `url` and `metadata` map to the document's fields and every
+/// other column is kept as a top-level field.
 fn read_parquet(mut reader: impl Read, compression: Compression, fields: Option<FieldNames>) -> RecordIter {
-    use serde::de::DeserializeSeed;
-    let fields = fields.unwrap_or_default();
     use parquet::file::reader::SerializedFileReader;
     use parquet::record::reader::RowIter;
 
+    let fields = fields.unwrap_or_default();
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
         return Box::new(std::iter::once(stream_error(
@@ -720,14 +721,7 @@ fn read_parquet(mut reader: impl Read, compression: Compression, fields: Option<
     }
     let file = match SerializedFileReader::new(bytes::Bytes::from(bytes)) {
         Ok(file) => file,
-        Err(e) => {
-            return Box::new(std::iter::once(Record::Bad(BadRecord {
-                line: None,
-                offset: 0,
-                reason: format!("not a readable Parquet file: {e}; the input object itself is left in place"),
-                raw: Vec::new(),
-            })))
-        }
+        Err(e) => return Box::new(std::iter::once(crate::parquet_rows::not_parquet(e))),
     };
     let rows = RowIter::from_file_into(Box::new(file));
     let mut done = false;
@@ -735,59 +729,9 @@ fn read_parquet(mut reader: impl Read, compression: Compression, fields: Option<
         if done {
             return None;
         }
-        let bad = |reason: String, raw: Vec<u8>| {
-            Record::Bad(BadRecord {
-                line: None,
-                offset: index as u64,
-                reason,
-                raw,
-            })
-        };
-        Some(match row {
-            Err(e) => {
-                done = true;
-                bad(format!("Parquet row {index} cannot be read: {e}"), Vec::new())
-            }
-            Ok(row) => {
-                let mut object = Map::new();
-                for (name, field) in row.get_column_iter() {
-                    let value = match field {
-                        parquet::record::Field::Str(s) => Value::from(s.as_str()),
-                        parquet::record::Field::Bytes(b) => match std::str::from_utf8(b.data()) {
-                            Ok(s) => Value::from(s),
-                            Err(_) => field.to_json_value(),
-                        },
-                        other => other.to_json_value(),
-                    };
-                    object.insert(name.clone(), value);
-                }
-                // A `metadata` column stored as a JSON string becomes an object.
-                if let Some(Value::String(m)) = object.get("metadata") {
-                    if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(m) {
-                        object.insert("metadata".into(), parsed);
-                    }
-                }
-                let value = Value::Object(object);
-                match (&fields).deserialize(value.clone()) {
-                    Ok(mut doc) => {
-                        if doc.url.is_none() {
-                            if let Some(Value::String(url)) = doc.metadata.get("url") {
-                                doc.url = Some(url.clone());
-                            }
-                        }
-                        Record::Document {
-                            doc,
-                            line: None,
-                            offset: index as u64,
-                        }
-                    }
-                    Err(e) => bad(
-                        format!("invalid document in Parquet row {index}: {e}"),
-                        value.to_string().into_bytes(),
-                    ),
-                }
-            }
-        })
+        let (record, fatal) = crate::parquet_rows::row_record(row, index as u64, &fields);
+        done = fatal;
+        Some(record)
     }))
 }
 

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use thresher_stages::Document;
 
 use crate::error::Result;
+use crate::parquet_rows;
 use crate::progress::Progress;
-use crate::readers::{read_records, BadRecord, DigestingReader, Format, InputDigest, ReadOptions, Record};
+use crate::readers::{read_records, BadRecord, Compression, DigestingReader, Format, InputDigest, ReadOptions, Record};
 use crate::storage::Storage;
 
 /// An input shard of a stage.
@@ -66,9 +67,23 @@ impl ShardRecords {
         progress: Option<Progress>,
     ) -> Result<Self> {
         let digest = Arc::new(InputDigest::default());
-        let raw = DigestingReader::new(storage.open(&shard.key)?, digest.clone(), progress);
+        // Parquet says where its rows are at its end: fetched first, so the
+        // file can stream a row group at a time instead of whole.
+        let parquet_tail = match (shard.format, Compression::of(&shard.key)) {
+            (Format::Parquet, Compression::None) => parquet_rows::fetch_tail(storage, &shard.key, shard.size)?,
+            _ => None,
+        };
+        let raw = Box::new(DigestingReader::new(
+            storage.open(&shard.key)?,
+            digest.clone(),
+            progress,
+        ));
+        let records = match parquet_tail {
+            Some(tail) => parquet_rows::read_streamed(raw, tail, policy.read.fields.clone()),
+            None => read_records(raw, &shard.key, shard.format, policy.read.clone()),
+        };
         Ok(Self {
-            records: read_records(Box::new(raw), &shard.key, shard.format, policy.read.clone()),
+            records,
             skipped: Arc::default(),
             key: shard.key.clone(),
             policy: policy.clone(),
