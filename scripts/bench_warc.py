@@ -62,7 +62,8 @@ def documentation_pages(limit):
     pages = []
     for path in files[::step][:limit]:
         with open(path, "rb") as f:
-            pages.append(("file://" + path, "text/html; charset=utf-8", f.read()))
+            # A web URL: thresher passes over records of other schemes (dns:, metadata://).
+            pages.append(("https://docs.invalid" + path, "text/html; charset=utf-8", f.read()))
     return pages
 
 
