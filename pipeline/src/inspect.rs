@@ -25,7 +25,7 @@ pub struct StageSummary {
     pub counts: Counts,
     /// Input records that were not documents (WARC captures of images,
     /// redirects), by reason: outside `counts`, which are of documents.
-    pub skipped: std::collections::BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
     pub wall_seconds: f64,
     pub cpu_seconds: f64,
 }
@@ -297,34 +297,15 @@ pub fn render(inspection: &Inspection) -> String {
             out.push('\n');
         }
     }
-    let reasons: Vec<String> = inspection
-        .stages
-        .iter()
-        .filter(|s| !s.counts.rejected.is_empty())
-        .map(|s| {
-            let list: Vec<String> = s.counts.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            format!("  {}: {}", s.stage, list.join(", "))
-        })
-        .collect();
-    if !reasons.is_empty() {
-        out.push_str("\nrejected by reason:\n");
-        out.push_str(&reasons.join("\n"));
-        out.push('\n');
-    }
-    let skipped: Vec<String> = inspection
-        .stages
-        .iter()
-        .filter(|s| !s.skipped.is_empty())
-        .map(|s| {
-            let list: Vec<String> = s.skipped.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            format!("  {}: {}", s.stage, list.join(", "))
-        })
-        .collect();
-    if !skipped.is_empty() {
-        out.push_str("\ninput records that are not documents, by reason (not in docs in):\n");
-        out.push_str(&skipped.join("\n"));
-        out.push('\n');
-    }
+    reason_section(&mut out, "rejected by reason", &inspection.stages, |s| {
+        &s.counts.rejected
+    });
+    reason_section(
+        &mut out,
+        "input records that are not documents, by reason (not in docs in)",
+        &inspection.stages,
+        |s| &s.skipped,
+    );
     out.push('\n');
     if inspection.problems.is_empty() {
         out.push_str(&format!(
@@ -338,6 +319,28 @@ pub fn render(inspection: &Inspection) -> String {
         }
     }
     out
+}
+
+/// A titled section with one line per stage that has any of `counts`.
+fn reason_section(
+    out: &mut String,
+    title: &str,
+    stages: &[StageSummary],
+    counts: impl Fn(&StageSummary) -> &BTreeMap<String, u64>,
+) {
+    let lines: Vec<String> = stages
+        .iter()
+        .filter(|s| !counts(s).is_empty())
+        .map(|s| {
+            let list: Vec<String> = counts(s).iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!("  {}: {}", s.stage, list.join(", "))
+        })
+        .collect();
+    if !lines.is_empty() {
+        out.push_str(&format!("\n{title}:\n"));
+        out.push_str(&lines.join("\n"));
+        out.push('\n');
+    }
 }
 
 /// Text shown of each sampled document.

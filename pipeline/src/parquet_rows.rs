@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use thresher_stages::FieldNames;
 
 use crate::error::Result;
-use crate::readers::{BadRecord, Record};
+use crate::readers::{stream_error, BadRecord, Compression, Record};
 use crate::storage::Storage;
 
 /// The end of a Parquet file, holding its footer.
@@ -126,7 +126,7 @@ impl ChunkReader for StreamedFile {
 pub fn read_streamed(
     stream: Box<dyn Read + Send>,
     tail: ParquetTail,
-    fields: Option<FieldNames>,
+    fields: FieldNames,
 ) -> Box<dyn Iterator<Item = Record> + Send> {
     let window = Arc::new(Mutex::new(Window {
         start: 0,
@@ -164,7 +164,7 @@ pub fn read_streamed(
         groups: groups.into(),
         pending: VecDeque::new(),
         next_row: 0,
-        fields: fields.unwrap_or_default(),
+        fields,
         done: false,
     })
 }
@@ -187,14 +187,7 @@ impl StreamedRows {
     /// Reads the next row group's bytes off the stream and decodes its rows
     /// into `pending`; or the bad record that ends the file.
     fn read_group(&mut self, group: usize, start: u64, end: u64) -> Option<Record> {
-        let stream_error = |position: u64, e: std::io::Error| {
-            Record::Bad(BadRecord {
-                line: None,
-                offset: position,
-                reason: format!("read failed after {position} bytes ({e})"),
-                raw: Vec::new(),
-            })
-        };
+        let stream_error = |position: u64, e| stream_error(Compression::None, position, None, e, Vec::new());
         if start < self.position {
             return Some(Record::Bad(BadRecord {
                 line: None,
@@ -267,12 +260,7 @@ impl Iterator for StreamedRows {
                         bytes: Bytes::new(),
                     };
                     if let Err(e) = std::io::copy(&mut self.stream, &mut std::io::sink()) {
-                        return Some(Record::Bad(BadRecord {
-                            line: None,
-                            offset: self.position,
-                            reason: format!("read failed after the last row group ({e})"),
-                            raw: Vec::new(),
-                        }));
+                        return Some(stream_error(Compression::None, self.position, None, e, Vec::new()));
                     }
                 }
             }
@@ -416,7 +404,8 @@ mod tests {
             tail.bytes.len() < bytes.len() / 4,
             "the tail is the footer's end, not the file"
         );
-        let streamed: Vec<Record> = read_streamed(Box::new(std::io::Cursor::new(bytes)), tail, None).collect();
+        let streamed: Vec<Record> =
+            read_streamed(Box::new(std::io::Cursor::new(bytes)), tail, FieldNames::default()).collect();
         assert_eq!(whole.len(), 60);
         assert_eq!(streamed, whole);
         assert!(matches!(&streamed[21], Record::Bad(b) if b.reason.contains("text") && b.offset == 21));

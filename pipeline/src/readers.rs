@@ -19,7 +19,7 @@ use thresher_stages::{Document, FieldNames};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::progress::Progress;
-use crate::web_page::{holds_page, HtmlFocus, PageOutcome, PageReader};
+use crate::web_page::{self, holds_page, HtmlFocus, PageOutcome, PageReader};
 
 /// How records are laid out in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,17 +146,17 @@ pub struct ReadOptions {
     pub max_record_bytes: usize,
     /// How much of an HTML page (WARC inputs) becomes the document's text.
     pub html_focus: HtmlFocus,
-    /// JSONL and Parquet inputs whose text or id has another field name.
-    pub fields: Option<FieldNames>,
+    /// The fields of JSONL and Parquet records that hold the text and id.
+    pub fields: FieldNames,
 }
 
 impl ReadOptions {
     /// These limits, and every choice at its default.
-    pub const fn new(max_record_bytes: usize) -> Self {
+    pub fn new(max_record_bytes: usize) -> Self {
         Self {
             max_record_bytes,
-            html_focus: HtmlFocus::Precision,
-            fields: None,
+            html_focus: HtmlFocus::default(),
+            fields: FieldNames::default(),
         }
     }
 }
@@ -250,7 +250,13 @@ pub fn read_records(raw: Box<dyn Read + Send>, key: &str, format: Format, option
     }
 }
 
-fn stream_error(compression: Compression, offset: u64, line: Option<u64>, e: io::Error, raw: Vec<u8>) -> Record {
+pub(crate) fn stream_error(
+    compression: Compression,
+    offset: u64,
+    line: Option<u64>,
+    e: io::Error,
+    raw: Vec<u8>,
+) -> Record {
     let what = match compression {
         Compression::None => "read failed".to_string(),
         c => format!("{} stream is truncated or corrupt", c.name()),
@@ -331,7 +337,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                 if let Some(end) = memchr::memchr(b'\n', available) {
                     let line = trim_line_end(&available[..end]);
                     if line.len() <= self.options.max_record_bytes && !line.iter().all(u8::is_ascii_whitespace) {
-                        if let Ok(doc) = parse_document(line, self.options.fields.as_ref()) {
+                        if let Ok(doc) = Document::from_json_with(line, &self.options.fields) {
                             let start = self.offset;
                             self.reader.consume(end + 1);
                             self.line += 1;
@@ -384,7 +390,7 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
                     line,
                 ));
             }
-            return Some(match parse_document(line, self.options.fields.as_ref()) {
+            return Some(match Document::from_json_with(line, &self.options.fields) {
                 Ok(doc) => Record::Document {
                     doc,
                     line: Some(self.line),
@@ -394,14 +400,6 @@ impl<R: BufRead> Iterator for JsonlRecords<R> {
             });
         }
         None
-    }
-}
-
-/// One JSON line as a document, its text and id taken from the configured fields.
-fn parse_document(line: &[u8], fields: Option<&FieldNames>) -> serde_json::Result<Document> {
-    match fields {
-        Some(fields) => Document::from_json_with(line, fields),
-        None => Document::from_json(line),
     }
 }
 
@@ -516,7 +514,7 @@ impl<R: BufRead> WarcRecords<R> {
                     headers.push((name, value));
                 }
             }
-            let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+            let header = |name: &str| web_page::header(&headers, name);
             let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
             let bad = |reason: String, raw: Vec<u8>| {
                 Ok(Some(Record::Bad(BadRecord {
@@ -704,11 +702,10 @@ impl<R: BufRead> Iterator for WarcRecords<R> {
 /// instead ([`crate::parquet_rows`]). Columns `id` and `text` are required;
 /// `source`, `url` and `metadata` map to the document's fields and every
 /// other column is kept as a top-level field.
-fn read_parquet(mut reader: impl Read, compression: Compression, fields: Option<FieldNames>) -> RecordIter {
+fn read_parquet(mut reader: impl Read, compression: Compression, fields: FieldNames) -> RecordIter {
     use parquet::file::reader::SerializedFileReader;
     use parquet::record::reader::RowIter;
 
-    let fields = fields.unwrap_or_default();
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
         return Box::new(std::iter::once(stream_error(
@@ -788,7 +785,9 @@ pub fn read_documents(input: &Path, max_docs: usize) -> anyhow::Result<Vec<(Stri
 mod tests {
     use super::*;
 
-    const LIMITS: ReadOptions = ReadOptions::new(1 << 20);
+    fn limits() -> ReadOptions {
+        ReadOptions::new(1 << 20)
+    }
 
     fn records(bytes: &[u8], key: &str, format: Format, options: ReadOptions) -> Vec<Record> {
         read_records(Box::new(io::Cursor::new(bytes.to_vec())), key, format, options).collect()
@@ -807,7 +806,7 @@ mod tests {
     #[test]
     fn jsonl_bad_lines_do_not_stop_the_file() {
         let input = b"{\"id\":\"a\",\"text\":\"one\"}\n\n{broken\r\n{\"id\":\"c\",\"text\":\"three\"}";
-        let out = records(input, "x.jsonl", Format::Jsonl, LIMITS);
+        let out = records(input, "x.jsonl", Format::Jsonl, limits());
         assert_eq!(out.len(), 3);
         match &out[1] {
             Record::Bad(b) => {
@@ -834,7 +833,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         io::Write::write_all(&mut gz, b"{\"text\":\"first\"}\n{\"text\":\"second is long enough\"}\n").unwrap();
         let full = gz.finish().unwrap();
-        let out = records(&full[..full.len() - 12], "x.jsonl.gz", Format::Jsonl, LIMITS);
+        let out = records(&full[..full.len() - 12], "x.jsonl.gz", Format::Jsonl, limits());
         assert!(matches!(&out[0], Record::Document { doc: d, .. } if d.text == "first"));
         let last = out.last().unwrap();
         assert!(
@@ -853,7 +852,7 @@ mod tests {
              WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 500\r\n\r\nshort",
             body.len()
         );
-        let out = records(wet.as_bytes(), "x.warc.wet", Format::Wet, LIMITS);
+        let out = records(wet.as_bytes(), "x.warc.wet", Format::Wet, limits());
         assert_eq!(out.len(), 3, "{out:?}");
         assert!(matches!(&out[0], Record::Bad(b) if b.raw == b"junk line\r\n"));
         match &out[1] {
@@ -873,7 +872,7 @@ mod tests {
         // characters leaves 2 bytes, and a split character, after the body.
         let wet = "WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Record-ID: <a>\r\nContent-Length: 11\r\n\r\nhéllo wörld\nnext line\r\n\r\n\
                    WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Record-ID: <b>\r\nContent-Length: 2\r\n\r\nok\r\n\r\n";
-        let out = records(wet.as_bytes(), "x.wet", Format::Wet, LIMITS);
+        let out = records(wet.as_bytes(), "x.wet", Format::Wet, limits());
         let texts: Vec<_> = out
             .iter()
             .map(|r| match r {

@@ -228,6 +228,11 @@ impl Pipeline {
             input_json["text_field"] = json!(fields.text);
             input_json["id_field"] = json!(fields.id);
         }
+        let read = ReadOptions {
+            max_record_bytes: config.input.max_record_bytes,
+            html_focus: config.input.html_focus,
+            fields: fields.unwrap_or_default(),
+        };
         let mut upstream_hash = hash_hex(&input_json);
         let mut input_url = config.input.path.clone();
         for (position, entry) in config.stages.iter().enumerate() {
@@ -262,22 +267,14 @@ impl Pipeline {
             input_url = output_url;
         }
         let policy_raw = ReadPolicy {
-            read: ReadOptions {
-                max_record_bytes: config.input.max_record_bytes,
-                html_focus: config.input.html_focus,
-                fields,
-            },
+            read,
             default_source: config.input.source.clone(),
             reject_empty_text: config.run.reject_empty_text,
         };
         // Upstream shards were written by thresher: their records can be as
         // long as anything it accepted.
         let policy_upstream = ReadPolicy {
-            read: ReadOptions {
-                max_record_bytes: usize::MAX,
-                html_focus: HtmlFocus::default(),
-                fields: None,
-            },
+            read: ReadOptions::new(usize::MAX),
             default_source: None,
             reject_empty_text: config.run.reject_empty_text,
         };

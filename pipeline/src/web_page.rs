@@ -146,13 +146,11 @@ impl PageReader {
             Ok(payload) => payload,
             Err(reason) => return PageOutcome::Bad(reason),
         };
-        let media = match declared.as_ref().map(|m| m.essence.as_str()) {
-            Some("text/html" | "application/xhtml+xml") => Media::Html,
-            Some("text/plain") => Media::Text,
-            // No type, or a generic one: a page that starts like HTML is HTML.
-            None | Some("" | "application/octet-stream" | "unknown/unknown") if looks_like_html(&payload) => {
-                Media::Html
-            }
+        let media = match Declared::of(declared.as_ref().map(|m| m.essence.as_str())) {
+            Declared::Html => Media::Html,
+            Declared::Text => Media::Text,
+            // A page that starts like HTML is HTML.
+            Declared::Generic if looks_like_html(&payload) => Media::Html,
             _ => return PageOutcome::Skipped("not_html_or_text"),
         };
         let url = warc("warc-target-uri").map(|u| u.trim_start_matches('<').trim_end_matches('>').to_string());
@@ -259,12 +257,29 @@ impl PageReader {
         } else {
             header(headers, "content-type").map(str::to_string)
         };
-        match content_type.map(|c| MediaType::parse(&c).essence) {
-            Some(essence) => matches!(
-                essence.as_str(),
-                "text/html" | "application/xhtml+xml" | "text/plain" | "" | "application/octet-stream"
-            ),
-            None => true,
+        let essence = content_type.map(|c| MediaType::parse(&c).essence);
+        Declared::of(essence.as_deref()) != Declared::Other
+    }
+}
+
+/// What a payload's declared media type says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Declared {
+    Html,
+    Text,
+    /// No type, or one that says nothing (`application/octet-stream`): the
+    /// bytes decide.
+    Generic,
+    Other,
+}
+
+impl Declared {
+    fn of(essence: Option<&str>) -> Self {
+        match essence {
+            Some("text/html" | "application/xhtml+xml") => Declared::Html,
+            Some("text/plain") => Declared::Text,
+            None | Some("" | "application/octet-stream" | "unknown/unknown") => Declared::Generic,
+            Some(_) => Declared::Other,
         }
     }
 }
@@ -423,7 +438,8 @@ enum Media {
     Text,
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// A header's value by its lower-cased name (WARC and HTTP headers alike).
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
