@@ -29,6 +29,7 @@ pub mod code;
 pub mod document;
 pub mod exact_dedup;
 pub mod filter;
+pub mod heuristics;
 pub mod ingest;
 mod keep_one;
 pub mod langid;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::{Code, CodeConfig};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::filter::{Filter, FilterConfig};
+use crate::heuristics::{Heuristics, HeuristicsConfig};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::langid::{Langid, LangidConfig};
 use crate::line_dedup::{LineDedup, LineDedupConfig};
@@ -25,6 +26,7 @@ pub enum StageConfig {
     LineDedup(LineDedupConfig),
     Langid(LangidConfig),
     Code(CodeConfig),
+    Heuristics(HeuristicsConfig),
     Quality(QualityConfig),
     Filter(FilterConfig),
     Pack(PackConfig),
@@ -40,6 +42,7 @@ impl StageConfig {
         "line_dedup",
         "langid",
         "code",
+        "heuristics",
         "quality",
         "filter",
         "pack",
@@ -54,6 +57,7 @@ impl StageConfig {
             StageConfig::LineDedup(_) => "line_dedup",
             StageConfig::Langid(_) => "langid",
             StageConfig::Code(_) => "code",
+            StageConfig::Heuristics(_) => "heuristics",
             StageConfig::Quality(_) => "quality",
             StageConfig::Filter(_) => "filter",
             StageConfig::Pack(_) => "pack",
@@ -69,6 +73,7 @@ impl StageConfig {
             StageConfig::Ingest(_)
             | StageConfig::Langid(_)
             | StageConfig::Code(_)
+            | StageConfig::Heuristics(_)
             | StageConfig::Quality(_)
             | StageConfig::Filter(_) => &["apply"],
             StageConfig::UrlDedup(_) | StageConfig::ExactDedup(_) | StageConfig::LineDedup(_) => {
@@ -111,6 +116,7 @@ impl StageConfig {
             StageConfig::LineDedup(c) => Stage::Global(Box::new(LineDedup::new(c.clone())?)),
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Code(c) => Stage::Document(Box::new(Code::new(c.clone())?)),
+            StageConfig::Heuristics(c) => Stage::Document(Box::new(Heuristics::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
             StageConfig::Filter(c) => Stage::Document(Box::new(Filter::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
@@ -130,7 +136,7 @@ mod tests {
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
         for kind in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics"].contains(*k))
         {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
@@ -143,11 +149,12 @@ mod tests {
     #[test]
     fn steps_and_partitions_match_the_built_stages() {
         let filter: StageConfig = serde_json::from_str(r#"{"kind":"filter","field":"lang","values":["eng"]}"#).unwrap();
+        let heuristics: StageConfig = serde_json::from_str(r#"{"kind":"heuristics","gopher_quality":{}}"#).unwrap();
         for c in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics"].contains(*k))
             .map(|kind| serde_json::from_str::<StageConfig>(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap())
-            .chain([filter])
+            .chain([filter, heuristics])
         {
             let kind = c.kind();
             match c.build().unwrap() {

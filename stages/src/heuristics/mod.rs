@@ -1,0 +1,203 @@
+//! `heuristics`: the rule-based quality filters of Gopher, C4 and FineWeb,
+//! in one pass over the documents, each decision the one datatrove 0.10
+//! makes (held to it by `tests/heuristics_match_datatrove.rs`).
+//!
+//! Llama 3 filtered its web data with such heuristics (duplicated n-gram
+//! coverage, Rae et al. 2021) before any model-based scoring; FineWeb runs
+//! these four rule sets in this order. Each rule set is a table in the
+//! stage's config and runs only when present:
+//!
+//! ```toml
+//! [[stages]]
+//! kind = "heuristics"
+//! [stages.gopher_repetition]
+//! [stages.gopher_quality]
+//! [stages.c4_quality]
+//! filter_no_terminal_punct = false   # as FineWeb ran it
+//! [stages.fineweb_quality]
+//! ```
+//!
+//! Words are English words as datatrove splits them (a port of spaCy's
+//! tokenizer, [`words`]), so the rules are meant for English: documents that
+//! `langid` tagged with another language pass untouched unless `languages`
+//! lists it.
+
+mod c4;
+mod fineweb;
+mod gopher;
+pub mod words;
+
+use std::cell::OnceCell;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub use c4::C4QualityConfig;
+pub use fineweb::FinewebQualityConfig;
+pub use gopher::{GopherQualityConfig, GopherRepetitionConfig};
+
+use crate::{Decision, Document, DocumentStage, Error, Result, StageStats};
+
+/// Configuration of `heuristics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeuristicsConfig {
+    /// Languages judged (ISO 639-1 or 639-3, as `langid` tags them; `"*"`:
+    /// all). Documents tagged with another language are kept unjudged;
+    /// documents without a `lang` tag are judged.
+    pub languages: Vec<String>,
+    pub gopher_repetition: Option<GopherRepetitionConfig>,
+    pub gopher_quality: Option<GopherQualityConfig>,
+    pub c4_quality: Option<C4QualityConfig>,
+    pub fineweb_quality: Option<FinewebQualityConfig>,
+}
+
+impl Default for HeuristicsConfig {
+    fn default() -> Self {
+        Self {
+            languages: vec!["en".into()],
+            gopher_repetition: None,
+            gopher_quality: None,
+            c4_quality: None,
+            fineweb_quality: None,
+        }
+    }
+}
+
+/// Why a rule dropped a document: a stable reason and the measured value
+/// against the configured bound, so that a rejected document explains itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub detail: Value,
+}
+
+impl Rejection {
+    fn new(reason: &'static str, detail: Value) -> Self {
+        Self { reason, detail }
+    }
+}
+
+type Judged = std::result::Result<(), Rejection>;
+
+/// Rejects when `value` is above `max` (0: the rule is off).
+fn above(reason: &'static str, value: f64, max: f64) -> Judged {
+    match max > 0.0 && value > max {
+        true => Err(Rejection::new(reason, json!({"value": value, "max": max}))),
+        false => Ok(()),
+    }
+}
+
+/// Rejects when `value` is below `min` (0: the rule is off).
+fn below(reason: &'static str, value: f64, min: f64) -> Judged {
+    match min > 0.0 && value < min {
+        true => Err(Rejection::new(reason, json!({"value": value, "min": min}))),
+        false => Ok(()),
+    }
+}
+
+/// A document's text with its words, split once when a rule first asks.
+struct Text<'a> {
+    text: &'a str,
+    words: OnceCell<Vec<&'a str>>,
+}
+
+impl<'a> Text<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            words: OnceCell::new(),
+        }
+    }
+
+    fn words(&self) -> &[&'a str] {
+        self.words.get_or_init(|| words::English::get().words(self.text))
+    }
+}
+
+pub struct Heuristics {
+    config: HeuristicsConfig,
+}
+
+impl Heuristics {
+    pub fn new(config: HeuristicsConfig) -> Result<Self> {
+        let invalid = |message: String| Error::Config {
+            kind: "heuristics",
+            message,
+        };
+        let c = &config;
+        if c.gopher_repetition.is_none() && c.gopher_quality.is_none() && c.c4_quality.is_none() && c.fineweb_quality.is_none()
+        {
+            return Err(invalid(
+                "no rule set: add at least one of the tables gopher_repetition, gopher_quality, c4_quality, fineweb_quality (an empty table takes datatrove's defaults)".into(),
+            ));
+        }
+        if c.languages.is_empty() {
+            return Err(invalid(r#"languages is empty: list languages, or ["*"] for all"#.into()));
+        }
+        for (n, max) in c.gopher_repetition.iter().flat_map(|r| r.top_n_grams.iter().chain(&r.dup_n_grams)) {
+            if *n == 0 || !(0.0..=1.0).contains(max) {
+                return Err(invalid(format!(
+                    "gopher_repetition n-gram bound [{n}, {max}]: n must be at least 1 and the share within 0..1"
+                )));
+            }
+        }
+        // Build the tokenizer now, so a broken rules file fails the config
+        // check, not the first document.
+        words::English::get();
+        Ok(Self { config })
+    }
+
+    /// Whether a document's language is one the rules judge.
+    fn judges(&self, doc: &Document) -> bool {
+        let languages = &self.config.languages;
+        if languages.iter().any(|l| l == "*") {
+            return true;
+        }
+        let Some(lang) = doc.metadata.get("lang").and_then(Value::as_str) else {
+            return true;
+        };
+        let iso639_1 = doc.metadata.get("lang_iso639_1").and_then(Value::as_str);
+        languages.iter().any(|l| l == lang || Some(l.as_str()) == iso639_1)
+    }
+
+    fn judge(&self, doc: &mut Document, stats: &mut StageStats) -> Judged {
+        let c = &self.config;
+        {
+            let text = Text::new(&doc.text);
+            if let Some(rules) = &c.gopher_repetition {
+                rules.judge(&text)?;
+            }
+            if let Some(rules) = &c.gopher_quality {
+                rules.judge(&text)?;
+            }
+        }
+        if let Some(rules) = &c.c4_quality {
+            let kept = rules.judge(&Text::new(&doc.text), stats)?;
+            if kept != doc.text {
+                stats.add("heuristics_documents", "c4_changed", 1);
+                stats.add("heuristics_bytes", "c4_removed", (doc.text.len() - kept.len().min(doc.text.len())) as u64);
+                doc.text = kept;
+            }
+        }
+        if let Some(rules) = &c.fineweb_quality {
+            rules.judge(&Text::new(&doc.text))?;
+        }
+        Ok(())
+    }
+}
+
+impl DocumentStage for Heuristics {
+    fn process(&self, doc: &mut Document, stats: &mut StageStats) -> Decision {
+        if !self.judges(doc) {
+            let lang = doc.metadata.get("lang").and_then(Value::as_str).unwrap_or("und");
+            stats.add("heuristics_not_judged_by_lang", lang, 1);
+            return Decision::Keep;
+        }
+        stats.add("heuristics_documents", "judged", 1);
+        match self.judge(doc, stats) {
+            Ok(()) => Decision::Keep,
+            Err(Rejection { reason, detail }) => Decision::Drop { reason, detail },
+        }
+    }
+}
