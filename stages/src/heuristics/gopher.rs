@@ -1,7 +1,7 @@
 //! Gopher's rules (Rae et al. 2021, appendix A1), as datatrove 0.10 applies
 //! them: `GopherRepetitionFilter` and `GopherQualityFilter`.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -44,7 +44,7 @@ impl Default for GopherRepetitionConfig {
 
 /// How many elements repeat an earlier one, and their characters.
 pub(super) fn duplicates<'a>(elements: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     let (mut count, mut chars) = (0, 0);
     for element in elements {
         if !seen.insert(element) {
@@ -127,7 +127,7 @@ impl GopherRepetitionConfig {
                 continue;
             }
             // The most frequent n-gram; of equal counts, the first seen.
-            let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+            let mut counts: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
             for i in 0..=words.len() - n {
                 counts.entry(spaced.gram(i, n, " ")).or_insert((0, i)).0 += 1;
             }
@@ -147,7 +147,7 @@ impl GopherRepetitionConfig {
             }
             // datatrove joins these n-grams without a separator and, after a
             // repeat, skips the n-gram's words.
-            let mut seen = HashSet::new();
+            let mut seen = FxHashSet::default();
             let mut repeated = 0;
             let mut i = 0;
             while i + n <= words.len() {
@@ -274,8 +274,8 @@ impl GopherQualityConfig {
         }
         if self.min_stop_words > 0 {
             let stop_words: &[String] = self.stop_words.as_deref().unwrap_or(&english.stop_words);
-            let present: HashSet<&str> = words.iter().copied().collect();
-            let found = stop_words.iter().filter(|s| present.contains(s.as_str())).collect::<HashSet<_>>().len();
+            let present: FxHashSet<&str> = words.iter().copied().collect();
+            let found = stop_words.iter().filter(|s| present.contains(s.as_str())).collect::<FxHashSet<_>>().len();
             if found < self.min_stop_words {
                 return Err(Rejection::new(
                     "gopher_too_few_stop_words",

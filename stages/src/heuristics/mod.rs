@@ -201,3 +201,114 @@ impl DocumentStage for Heuristics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// English prose written for these tests: over 50 words, stop words,
+    /// terminal punctuation on every line.
+    const PROSE: &str = "The committee will publish its final report on the new railway line next spring, after the public consultation closes.\n\
+        Residents have raised concerns about noise and the loss of green space along the route, and the council has promised to answer each of them.\n\
+        Engineers expect the first trains to run within five years if the funding from the regional government is confirmed.\n\
+        The plan also includes two new stations and a cycle path that will connect the villages to the town centre.\n\
+        A further meeting with the operators of the existing bus services is planned for the autumn.";
+
+    fn stage(config: Value) -> Result<Heuristics> {
+        Heuristics::new(serde_json::from_value(config).unwrap())
+    }
+
+    fn judge(stage: &Heuristics, doc: &mut Document) -> (Decision, StageStats) {
+        let mut stats = StageStats::default();
+        (stage.process(doc, &mut stats), stats)
+    }
+
+    #[test]
+    fn prose_passes_every_rule_set() {
+        let all = stage(json!({"gopher_repetition": {}, "gopher_quality": {}, "c4_quality": {}, "fineweb_quality": {}}))
+            .unwrap();
+        let mut doc = Document::new("1", PROSE);
+        let (decision, stats) = judge(&all, &mut doc);
+        assert_eq!(decision, Decision::Keep);
+        assert_eq!(doc.text, PROSE, "C4 removed nothing");
+        assert_eq!(stats.0["heuristics_documents"]["judged"], 1);
+    }
+
+    #[test]
+    fn rejections_name_the_rule_and_the_measure() {
+        let gopher = stage(json!({"gopher_quality": {}})).unwrap();
+        let mut short = Document::new("1", "Too short to be a page of prose.");
+        match judge(&gopher, &mut short).0 {
+            Decision::Drop { reason, detail } => {
+                assert_eq!(reason, "gopher_short_doc");
+                assert_eq!(detail, json!({"value": 8, "min": 50}));
+            }
+            other => panic!("kept: {other:?}"),
+        }
+        let repetition = stage(json!({"gopher_repetition": {}})).unwrap();
+        let repeated = format!("{PROSE}\n{PROSE}");
+        match judge(&repetition, &mut Document::new("2", &repeated)).0 {
+            Decision::Drop { reason, detail } => {
+                assert_eq!(reason, "gopher_dup_line_frac");
+                assert_eq!(detail["value"], 0.5);
+            }
+            other => panic!("kept: {other:?}"),
+        }
+        // Turning the failing rules off lets the same text through.
+        let lenient = stage(json!({"gopher_repetition": {
+            "dup_line_frac": 0, "dup_line_char_frac": 0, "dup_n_grams": [], "top_n_grams": []}}))
+        .unwrap();
+        assert_eq!(judge(&lenient, &mut Document::new("3", &repeated)).0, Decision::Keep);
+    }
+
+    #[test]
+    fn c4_removes_lines_and_counts_why() {
+        let c4 = stage(json!({"c4_quality": {}})).unwrap();
+        let text = format!("{PROSE}\nPlease enable JavaScript to see the comments.\nHome | About\nWe use cookies on this site.");
+        let mut doc = Document::new("1", &text);
+        let (decision, stats) = judge(&c4, &mut doc);
+        assert_eq!(decision, Decision::Keep);
+        assert_eq!(doc.text, PROSE);
+        let removed = &stats.0["c4_lines_removed"];
+        assert_eq!((removed["javascript"], removed["no_terminal_punctuation"], removed["policy"]), (1, 1, 1));
+        assert_eq!(stats.0["heuristics_documents"]["c4_changed"], 1);
+        let mut code = Document::new("2", &format!("{PROSE}\nThe function is fn main() {{ run(); }} here."));
+        match judge(&c4, &mut code).0 {
+            Decision::Drop { reason, .. } => assert_eq!(reason, "c4_curly_bracket"),
+            other => panic!("kept: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_languages_pass_unjudged() {
+        let gopher = stage(json!({"gopher_quality": {}})).unwrap();
+        let mut french = Document::new("1", "Une phrase courte.");
+        french.metadata.insert("lang".into(), json!("fra"));
+        french.metadata.insert("lang_iso639_1".into(), json!("fr"));
+        let (decision, stats) = judge(&gopher, &mut french);
+        assert_eq!(decision, Decision::Keep);
+        assert_eq!(stats.0["heuristics_not_judged_by_lang"]["fra"], 1);
+        let mut english = Document::new("2", "A short line.");
+        english.metadata.insert("lang".into(), json!("eng"));
+        english.metadata.insert("lang_iso639_1".into(), json!("en"));
+        assert!(matches!(judge(&gopher, &mut english).0, Decision::Drop { .. }));
+        let everything = stage(json!({"languages": ["*"], "gopher_quality": {}})).unwrap();
+        assert!(matches!(judge(&everything, &mut french).0, Decision::Drop { .. }));
+        let french_too = stage(json!({"languages": ["en", "fra"], "gopher_quality": {}})).unwrap();
+        assert!(matches!(judge(&french_too, &mut french).0, Decision::Drop { .. }));
+    }
+
+    #[test]
+    fn configs_that_cannot_work_are_refused() {
+        for (config, says) in [
+            (json!({}), "no rule set"),
+            (json!({"languages": [], "c4_quality": {}}), "languages is empty"),
+            (json!({"gopher_repetition": {"top_n_grams": [[0, 0.2]]}}), "n must be at least 1"),
+            (json!({"gopher_repetition": {"dup_n_grams": [[5, 1.5]]}}), "within 0..1"),
+        ] {
+            let err = stage(config.clone()).err().expect("refused").to_string();
+            assert!(err.contains(says), "{config}: {err}");
+        }
+        assert!(serde_json::from_value::<HeuristicsConfig>(json!({"c4_quality": {"min_sentences": 3}})).is_err());
+    }
+}

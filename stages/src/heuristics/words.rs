@@ -9,18 +9,131 @@
 //! notions of white space, `len` (code points) and `str.split` are kept where
 //! the filters use them, so a ratio here is the ratio datatrove computes.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 
 use fancy_regex::Regex;
 use serde::Deserialize;
 
+/// Chunks a thread keeps split before it starts over (spaCy keeps 10,000).
+const CACHE_CHUNKS: usize = 100_000;
+
+/// A token of a cached chunk: a span of the chunk, or a special case's token.
+enum Piece {
+    Span(u32, u32),
+    Special(&'static str),
+}
+
+/// One of spaCy's patterns, with a quick test before it: the pattern without
+/// its lookarounds, which matches wherever the pattern does (and in a few
+/// more places), on the `regex` crate's automata. Most chunks are plain words
+/// that no pattern matches, and the quick test is all they cost.
+struct Pattern {
+    full: Regex,
+    quick: regex::Regex,
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Self {
+        Self {
+            full: Regex::new(pattern).expect("bundled spaCy pattern compiles"),
+            quick: regex::Regex::new(&without_lookarounds(pattern)).expect("pattern without lookarounds compiles"),
+        }
+    }
+
+    /// The leftmost match, as Python's `re.search` finds it.
+    fn find<'s>(&self, s: &'s str) -> Option<fancy_regex::Match<'s>> {
+        match self.quick.is_match(s) {
+            true => self.full.find(s).ok().flatten(),
+            false => None,
+        }
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        self.quick.is_match(s) && matches!(self.full.is_match(s), Ok(true))
+    }
+
+    fn find_iter<'r, 's>(&'r self, s: &'s str) -> impl Iterator<Item = fancy_regex::Match<'s>> + use<'r, 's> {
+        let any = self.quick.is_match(s);
+        any.then(|| self.full.find_iter(s).map_while(Result::ok))
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// A pattern less its lookahead and lookbehind groups (`(?=…)`, `(?!…)`,
+/// `(?<=…)`, `(?<!…)`): a pattern that matches wherever the original does.
+fn without_lookarounds(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            out.extend(&chars[i..(i + 2).min(chars.len())]);
+            i += 2;
+            continue;
+        }
+        if in_class {
+            in_class = c != ']';
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let rest: String = chars[i..(i + 4).min(chars.len())].iter().collect();
+        if ["(?=", "(?!", "(?<=", "(?<!"].iter().any(|p| rest.starts_with(p)) {
+            // Skip to the matching parenthesis.
+            let (mut depth, mut class) = (0, false);
+            while i < chars.len() {
+                match chars[i] {
+                    '\\' => i += 1,
+                    '[' if !class => class = true,
+                    ']' if class => class = false,
+                    '(' if !class => depth += 1,
+                    ')' if !class => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '[' {
+            in_class = true;
+            // A `]` right after `[` or `[^` is a member, not the end.
+            out.push(c);
+            i += 1;
+            if chars.get(i) == Some(&'^') {
+                out.push('^');
+                i += 1;
+            }
+            if chars.get(i) == Some(&']') {
+                out.push(']');
+                i += 1;
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
 /// spaCy's English tokenizer rules and datatrove's punctuation sets.
 pub struct English {
-    prefix: Regex,
-    suffix: Regex,
-    infix: Regex,
-    url: Regex,
+    prefix: Pattern,
+    suffix: Pattern,
+    infix: Pattern,
+    url: Pattern,
     specials: HashMap<String, Vec<String>>,
     /// Special cases that contain an affix, by the first of the tokens they
     /// split into without special cases: found again after splitting, as
@@ -57,7 +170,6 @@ impl English {
         RULES.get_or_init(|| {
             let file: RulesFile =
                 serde_json::from_str(include_str!("spacy_en_rules.json")).expect("bundled spaCy rules parse");
-            let regex = |pattern: &str| Regex::new(pattern).expect("bundled spaCy pattern compiles");
             let mut matched: HashMap<String, Vec<(Vec<String>, String)>> = HashMap::new();
             for (special, bare) in file.matched_specials {
                 if let Some(first) = bare.first() {
@@ -65,10 +177,10 @@ impl English {
                 }
             }
             English {
-                prefix: regex(&file.prefix),
-                suffix: regex(&file.suffix),
-                infix: regex(&file.infix),
-                url: regex(&file.url),
+                prefix: Pattern::new(&file.prefix),
+                suffix: Pattern::new(&file.suffix),
+                infix: Pattern::new(&file.infix),
+                url: Pattern::new(&file.url),
                 specials: file.specials,
                 matched,
                 sentence_punct: chars(file.sentence_punct),
@@ -86,7 +198,7 @@ impl English {
 
     /// spaCy's tokens, white-space tokens included (a run of white space
     /// other than one plain space after a word is a token of its own).
-    pub fn tokens<'a>(&'a self, text: &'a str) -> Vec<&'a str> {
+    pub fn tokens<'a>(&'static self, text: &'a str) -> Vec<&'a str> {
         let mut tokens = Vec::new();
         // Whether a token is followed by one plain space (spaCy's `spacy`).
         let mut spaced = Vec::new();
@@ -118,7 +230,7 @@ impl English {
     }
 
     /// datatrove's words: spaCy's tokens without the white-space ones.
-    pub fn words<'a>(&'a self, text: &'a str) -> Vec<&'a str> {
+    pub fn words<'a>(&'static self, text: &'a str) -> Vec<&'a str> {
         let mut tokens = self.tokens(text);
         tokens.retain(|t| !t.chars().all(is_py_space));
         tokens
@@ -127,7 +239,7 @@ impl English {
     /// Sentences by spaCy's sentencizer: a sentence starts at the first token
     /// after a sentence-ending mark that is neither such a mark nor
     /// punctuation.
-    pub fn sentence_count(&self, text: &str) -> usize {
+    pub fn sentence_count(&'static self, text: &str) -> usize {
         let tokens = self.tokens(text);
         if tokens.is_empty() {
             return 0;
@@ -147,27 +259,49 @@ impl English {
     }
 
     fn find_prefix(&self, s: &str) -> usize {
-        match self.prefix.find(s) {
-            Ok(Some(m)) => m.end() - m.start(),
-            _ => 0,
-        }
+        self.prefix.find(s).map_or(0, |m| m.end() - m.start())
     }
 
     fn find_suffix(&self, s: &str) -> usize {
-        match self.suffix.find(s) {
-            Ok(Some(m)) => m.end() - m.start(),
-            _ => 0,
-        }
+        self.suffix.find(s).map_or(0, |m| m.end() - m.start())
     }
 
-    /// `Tokenizer._tokenize` of one chunk without white space.
-    fn chunk<'a>(&'a self, chunk: &'a str, tokens: &mut Vec<&'a str>) {
-        if let Some(special) = self.specials.get(chunk) {
-            tokens.extend(special.iter().map(String::as_str));
+    /// `Tokenizer._tokenize` of one chunk without white space, through a
+    /// per-thread cache of chunks seen before (as spaCy caches them: words
+    /// repeat, and splitting one runs several regular expressions).
+    fn chunk<'a>(&'static self, chunk: &'a str, tokens: &mut Vec<&'a str>) {
+        thread_local! {
+            static CACHE: RefCell<FxHashMap<Box<str>, Box<[Piece]>>> = RefCell::new(FxHashMap::default());
+        }
+        CACHE.with_borrow_mut(|cache| {
+            if !cache.contains_key(chunk) {
+                if cache.len() >= CACHE_CHUNKS {
+                    cache.clear();
+                }
+                let mut pieces = Vec::new();
+                self.split_chunk(chunk, &mut pieces);
+                cache.insert(chunk.into(), pieces.into());
+            }
+            tokens.extend(cache[chunk].iter().map(|piece| match *piece {
+                Piece::Span(start, end) => &chunk[start as usize..end as usize],
+                Piece::Special(text) => text,
+            }));
+        });
+    }
+
+    /// The pieces of one chunk, computed.
+    fn split_chunk(&'static self, chunk: &str, pieces: &mut Vec<Piece>) {
+        let span = |sub: &str| {
+            let start = sub.as_ptr() as usize - chunk.as_ptr() as usize;
+            Piece::Span(start as u32, (start + sub.len()) as u32)
+        };
+        let special = |tokens: &'static [String]| tokens.iter().map(|t| Piece::Special(t.as_str()));
+        if let Some(tokens) = self.specials.get(chunk) {
+            pieces.extend(special(tokens));
             return;
         }
         if chunk.chars().all(is_py_space) {
-            tokens.push(chunk);
+            pieces.push(span(chunk));
             return;
         }
         // `_split_affixes`
@@ -211,32 +345,32 @@ impl English {
             }
         }
         // `_attach_tokens`
-        tokens.extend(prefixes);
+        pieces.extend(prefixes.into_iter().map(span));
         if !s.is_empty() {
-            if let Some(special) = self.specials.get(s) {
-                tokens.extend(special.iter().map(String::as_str));
-            } else if matches!(self.url.is_match(s), Ok(true)) {
-                tokens.push(s);
+            if let Some(tokens) = self.specials.get(s) {
+                pieces.extend(special(tokens));
+            } else if self.url.is_match(s) {
+                pieces.push(span(s));
             } else {
                 let mut start = 0;
-                for m in self.infix.find_iter(s).map_while(Result::ok) {
+                for m in self.infix.find_iter(s) {
                     if m.start() == 0 {
                         continue;
                     }
                     if m.start() != start {
-                        tokens.push(&s[start..m.start()]);
+                        pieces.push(span(&s[start..m.start()]));
                     }
                     if m.start() != m.end() {
-                        tokens.push(m.as_str());
+                        pieces.push(span(m.as_str()));
                     }
                     start = m.end();
                 }
                 if start < s.len() {
-                    tokens.push(&s[start..]);
+                    pieces.push(span(&s[start..]));
                 }
             }
         }
-        tokens.extend(suffixes.into_iter().rev());
+        pieces.extend(suffixes.into_iter().rev().map(span));
     }
 
     /// `_apply_special_cases`: special cases with affixes, found as the
@@ -244,7 +378,7 @@ impl English {
     /// then earlier ones; a match overlapping a better one is dropped, and a
     /// match with a space inside (`: (`) is not the special case's text, so
     /// it stays as it is (but still takes its tokens from others).
-    fn apply_matched_specials<'a>(&'a self, tokens: Vec<&'a str>, spaced: &[bool]) -> Vec<&'a str> {
+    fn apply_matched_specials<'a>(&'static self, tokens: Vec<&'a str>, spaced: &[bool]) -> Vec<&'a str> {
         let mut found = Vec::new();
         for (i, token) in tokens.iter().enumerate() {
             for (bare, special) in self.matched.get(*token).into_iter().flatten() {
@@ -357,6 +491,12 @@ mod tests {
             "e.g.", "http://x.com/a?b=1", "#", "tag", "—", "well", "-", "known", "U.S.", "costs", "$", "5", ".",
         ];
         assert_eq!(words, expected);
+    }
+
+    #[test]
+    fn lookarounds_come_out_whole() {
+        assert_eq!(without_lookarounds(r"(?<=[0-9])[+\-](?=[0-9-])|x(?!\))y|[(?=]"), r"[+\-]|xy|[(?=]");
+        assert_eq!(without_lookarounds(r"(?<=[a-z(?:'])\.$"), r"\.$");
     }
 
     #[test]
