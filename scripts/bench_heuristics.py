@@ -139,6 +139,12 @@ def main(thresher, work, size_mb):
           f"{same_reason}/{len(dt_removed)}")
     for i, r in list((i, r) for i, r in dt_removed.items() if th_removed.get(i) != r)[:10]:
         print(f"    {i}: datatrove {r}, thresher {th_removed.get(i, 'kept')}")
+    # datatrove's reader passes over documents without text; thresher rejects
+    # them with a reason, so they are counted.
+    unseen = [(i, r) for i, r in th_removed.items() if i not in dt_removed and i not in dt_kept]
+    if unseen:
+        reasons = sorted({r for _, r in unseen})
+        print(f"  {len(unseen)} documents datatrove never saw (its reader skips them); thresher: {', '.join(reasons)}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ use thresher_stages::registry::StageConfig;
 use thresher_stages::{Decision, Document, Stage, StageStats};
 
 fn fixture() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/heuristics-datatrove.jsonl.zst");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/heuristics-datatrove.jsonl.zst"
+    );
     let raw = zstd::decode_all(std::fs::File::open(path).expect("fixture")).expect("zstd");
     String::from_utf8(raw)
         .unwrap()
@@ -71,7 +74,11 @@ fn words_match_spacy() {
                 words_off += theirs.len().abs_diff(ours.len());
                 if ours != theirs && shown < 5 {
                     shown += 1;
-                    let at = ours.iter().zip(&theirs).position(|(a, b)| a != b).unwrap_or(ours.len().min(theirs.len()));
+                    let at = ours
+                        .iter()
+                        .zip(&theirs)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(ours.len().min(theirs.len()));
                     eprintln!(
                         "{}: words differ at {at}: ours {:?} spaCy {:?}",
                         record["id"],
@@ -124,18 +131,29 @@ fn decisions_match_datatrove() {
     for f in failures.iter().take(20) {
         eprintln!("{f}");
     }
-    assert!(failures.is_empty(), "{} decisions differ from datatrove's", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} decisions differ from datatrove's",
+        failures.len()
+    );
 }
 
 #[test]
 #[ignore]
 fn profile_parts() {
     let english = English::get();
-    let texts: Vec<String> = fixture().iter().map(|r| r["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = fixture()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap().to_string())
+        .collect();
     let bytes: usize = texts.iter().map(String::len).sum();
     let t = std::time::Instant::now();
     let n: usize = texts.iter().map(|t| english.words(t).len()).sum();
-    eprintln!("words: {n} in {:.2}s, {:.2} MB/s", t.elapsed().as_secs_f64(), bytes as f64 / 1e6 / t.elapsed().as_secs_f64());
+    eprintln!(
+        "words: {n} in {:.2}s, {:.2} MB/s",
+        t.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+    );
     for rule_set in ["gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"] {
         let stage = stage(rule_set);
         let t = std::time::Instant::now();

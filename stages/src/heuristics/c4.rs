@@ -113,7 +113,11 @@ impl C4QualityConfig {
                 removed("too_long_word");
                 continue;
             }
-            let line = if self.remove_citations { remove_citations(line) } else { line.into() };
+            let line = if self.remove_citations {
+                remove_citations(line)
+            } else {
+                line.into()
+            };
             if self.filter_no_terminal_punct && (!line.ends_with(END_PUNCTUATION) || line.ends_with("...")) {
                 removed("no_terminal_punctuation");
                 continue;
@@ -158,7 +162,10 @@ mod tests {
 
     #[test]
     fn citations_go() {
-        assert_eq!(remove_citations("A fact.[1] More[edit] [x] [citation needed]."), "A fact. More [x] .");
+        assert_eq!(
+            remove_citations("A fact.[1] More[edit] [x] [citation needed]."),
+            "A fact. More [x] ."
+        );
         assert_eq!(remove_citations("[]a[12"), "a[12");
     }
 }

@@ -43,13 +43,20 @@ impl Default for FinewebQualityConfig {
 impl FinewebQualityConfig {
     pub(super) fn judge(&self, text: &Text<'_>) -> Judged {
         let t = text.text;
-        let lines: Vec<&str> = t.split('\n').filter(|l| !l.trim_matches(super::words::is_py_space).is_empty()).collect();
+        let lines: Vec<&str> = t
+            .split('\n')
+            .filter(|l| !l.trim_matches(super::words::is_py_space).is_empty())
+            .collect();
         if lines.is_empty() {
             return Err(Rejection::new("heuristics_empty_text", serde_json::Value::Null));
         }
         let n = lines.len() as f64;
         let terminal = &English::get().terminal_punctuation;
-        let ended = lines.iter().filter(|l| l.chars().last().is_some_and(|c| terminal.contains(&c))).count() as f64 / n;
+        let ended = lines
+            .iter()
+            .filter(|l| l.chars().last().is_some_and(|c| terminal.contains(&c)))
+            .count() as f64
+            / n;
         if self.line_punct_thr > 0.0 && ended < self.line_punct_thr && !(ended == 0.0 && self.line_punct_exclude_zero) {
             return Err(Rejection::new(
                 "fineweb_line_punct_ratio",

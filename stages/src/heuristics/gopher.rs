@@ -111,15 +111,27 @@ impl GopherRepetitionConfig {
         let len = py_len(text.text) as f64;
         let paragraphs = paragraphs(text.text.trim_matches(super::words::is_py_space));
         let (dup, dup_chars) = duplicates(paragraphs.iter().copied());
-        above("gopher_dup_para_frac", dup as f64 / paragraphs.len() as f64, self.dup_para_frac)?;
-        above("gopher_dup_para_char_frac", dup_chars as f64 / len, self.dup_para_char_frac)?;
+        above(
+            "gopher_dup_para_frac",
+            dup as f64 / paragraphs.len() as f64,
+            self.dup_para_frac,
+        )?;
+        above(
+            "gopher_dup_para_char_frac",
+            dup_chars as f64 / len,
+            self.dup_para_char_frac,
+        )?;
         let lines: Vec<&str> = text.text.split('\n').filter(|l| !l.is_empty()).collect();
         // `re.split("\n+")` keeps an empty first or last piece.
         let edges = usize::from(text.text.starts_with('\n')) + usize::from(text.text.ends_with('\n'));
         let (dup, dup_chars) = duplicates(lines.iter().copied().chain(std::iter::repeat_n("", edges)));
         let line_count = (lines.len() + edges) as f64;
         above("gopher_dup_line_frac", dup as f64 / line_count, self.dup_line_frac)?;
-        above("gopher_dup_line_char_frac", dup_chars as f64 / len, self.dup_line_char_frac)?;
+        above(
+            "gopher_dup_line_char_frac",
+            dup_chars as f64 / len,
+            self.dup_line_char_frac,
+        )?;
         let words = text.words();
         let spaced = Joined::new(words, " ");
         for &(n, max) in &self.top_n_grams {
@@ -137,7 +149,10 @@ impl GopherRepetitionConfig {
                 .expect("at least one n-gram");
             let share = (py_len(gram) * count) as f64 / len;
             if max > 0.0 && share > max {
-                return Err(Rejection::new("gopher_top_ngram", json!({"n": n, "value": share, "max": max})));
+                return Err(Rejection::new(
+                    "gopher_top_ngram",
+                    json!({"n": n, "value": share, "max": max}),
+                ));
             }
         }
         let joined = Joined::new(words, "");
@@ -250,9 +265,17 @@ impl GopherQualityConfig {
         above("gopher_long_words", mean, self.max_avg_word_length)?;
         let t = text.text;
         if n_words > 0.0 {
-            above("gopher_too_many_hashes", count(t, "#") as f64 / n_words, self.max_symbol_word_ratio)?;
+            above(
+                "gopher_too_many_hashes",
+                count(t, "#") as f64 / n_words,
+                self.max_symbol_word_ratio,
+            )?;
             let ellipses = (count(t, "...") + count(t, "…")) as f64;
-            above("gopher_too_many_ellipses", ellipses / n_words, self.max_symbol_word_ratio)?;
+            above(
+                "gopher_too_many_ellipses",
+                ellipses / n_words,
+                self.max_symbol_word_ratio,
+            )?;
         }
         let lines = py_splitlines(t);
         if !lines.is_empty() {
@@ -266,7 +289,11 @@ impl GopherQualityConfig {
                 let l = l.trim_end_matches(super::words::is_py_space);
                 l.ends_with("...") || l.ends_with('…')
             });
-            above("gopher_too_many_ellipsis_lines", ellipses, self.max_ellipsis_lines_ratio)?;
+            above(
+                "gopher_too_many_ellipsis_lines",
+                ellipses,
+                self.max_ellipsis_lines_ratio,
+            )?;
         }
         if n_words > 0.0 {
             let alpha = words.iter().filter(|w| w.chars().any(is_py_alpha)).count() as f64 / n_words;
@@ -275,7 +302,11 @@ impl GopherQualityConfig {
         if self.min_stop_words > 0 {
             let stop_words: &[String] = self.stop_words.as_deref().unwrap_or(&english.stop_words);
             let present: FxHashSet<&str> = words.iter().copied().collect();
-            let found = stop_words.iter().filter(|s| present.contains(s.as_str())).collect::<FxHashSet<_>>().len();
+            let found = stop_words
+                .iter()
+                .filter(|s| present.contains(s.as_str()))
+                .collect::<FxHashSet<_>>()
+                .len();
             if found < self.min_stop_words {
                 return Err(Rejection::new(
                     "gopher_too_few_stop_words",

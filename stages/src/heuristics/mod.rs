@@ -126,16 +126,25 @@ impl Heuristics {
             message,
         };
         let c = &config;
-        if c.gopher_repetition.is_none() && c.gopher_quality.is_none() && c.c4_quality.is_none() && c.fineweb_quality.is_none()
+        if c.gopher_repetition.is_none()
+            && c.gopher_quality.is_none()
+            && c.c4_quality.is_none()
+            && c.fineweb_quality.is_none()
         {
             return Err(invalid(
                 "no rule set: add at least one of the tables gopher_repetition, gopher_quality, c4_quality, fineweb_quality (an empty table takes datatrove's defaults)".into(),
             ));
         }
         if c.languages.is_empty() {
-            return Err(invalid(r#"languages is empty: list languages, or ["*"] for all"#.into()));
+            return Err(invalid(
+                r#"languages is empty: list languages, or ["*"] for all"#.into(),
+            ));
         }
-        for (n, max) in c.gopher_repetition.iter().flat_map(|r| r.top_n_grams.iter().chain(&r.dup_n_grams)) {
+        for (n, max) in c
+            .gopher_repetition
+            .iter()
+            .flat_map(|r| r.top_n_grams.iter().chain(&r.dup_n_grams))
+        {
             if *n == 0 || !(0.0..=1.0).contains(max) {
                 return Err(invalid(format!(
                     "gopher_repetition n-gram bound [{n}, {max}]: n must be at least 1 and the share within 0..1"
@@ -176,7 +185,11 @@ impl Heuristics {
             let kept = rules.judge(&Text::new(&doc.text), stats)?;
             if kept != doc.text {
                 stats.add("heuristics_documents", "c4_changed", 1);
-                stats.add("heuristics_bytes", "c4_removed", (doc.text.len() - kept.len().min(doc.text.len())) as u64);
+                stats.add(
+                    "heuristics_bytes",
+                    "c4_removed",
+                    (doc.text.len() - kept.len().min(doc.text.len())) as u64,
+                );
                 doc.text = kept;
             }
         }
@@ -225,8 +238,9 @@ mod tests {
 
     #[test]
     fn prose_passes_every_rule_set() {
-        let all = stage(json!({"gopher_repetition": {}, "gopher_quality": {}, "c4_quality": {}, "fineweb_quality": {}}))
-            .unwrap();
+        let all =
+            stage(json!({"gopher_repetition": {}, "gopher_quality": {}, "c4_quality": {}, "fineweb_quality": {}}))
+                .unwrap();
         let mut doc = Document::new("1", PROSE);
         let (decision, stats) = judge(&all, &mut doc);
         assert_eq!(decision, Decision::Keep);
@@ -264,15 +278,24 @@ mod tests {
     #[test]
     fn c4_removes_lines_and_counts_why() {
         let c4 = stage(json!({"c4_quality": {}})).unwrap();
-        let text = format!("{PROSE}\nPlease enable JavaScript to see the comments.\nHome | About\nWe use cookies on this site.");
+        let text = format!(
+            "{PROSE}\nPlease enable JavaScript to see the comments.\nHome | About\nWe use cookies on this site."
+        );
         let mut doc = Document::new("1", &text);
         let (decision, stats) = judge(&c4, &mut doc);
         assert_eq!(decision, Decision::Keep);
         assert_eq!(doc.text, PROSE);
         let removed = &stats.0["c4_lines_removed"];
-        assert_eq!((removed["javascript"], removed["no_terminal_punctuation"], removed["policy"]), (1, 1, 1));
+        assert_eq!(
+            (
+                removed["javascript"],
+                removed["no_terminal_punctuation"],
+                removed["policy"]
+            ),
+            (1, 1, 1)
+        );
         assert_eq!(stats.0["heuristics_documents"]["c4_changed"], 1);
-        let mut code = Document::new("2", &format!("{PROSE}\nThe function is fn main() {{ run(); }} here."));
+        let mut code = Document::new("2", format!("{PROSE}\nThe function is fn main() {{ run(); }} here."));
         match judge(&c4, &mut code).0 {
             Decision::Drop { reason, .. } => assert_eq!(reason, "c4_curly_bracket"),
             other => panic!("kept: {other:?}"),
@@ -303,7 +326,10 @@ mod tests {
         for (config, says) in [
             (json!({}), "no rule set"),
             (json!({"languages": [], "c4_quality": {}}), "languages is empty"),
-            (json!({"gopher_repetition": {"top_n_grams": [[0, 0.2]]}}), "n must be at least 1"),
+            (
+                json!({"gopher_repetition": {"top_n_grams": [[0, 0.2]]}}),
+                "n must be at least 1",
+            ),
             (json!({"gopher_repetition": {"dup_n_grams": [[5, 1.5]]}}), "within 0..1"),
         ] {
             let err = stage(config.clone()).err().expect("refused").to_string();

@@ -487,21 +487,53 @@ mod tests {
         );
         // spaCy 3.8's own output for this line.
         let expected = [
-            "Hello", ",", "world", "!", "Do", "n't", "stop", "-", "believing", "...", "it", "'s", "3.5", "%", "at",
-            "e.g.", "http://x.com/a?b=1", "#", "tag", "—", "well", "-", "known", "U.S.", "costs", "$", "5", ".",
+            "Hello",
+            ",",
+            "world",
+            "!",
+            "Do",
+            "n't",
+            "stop",
+            "-",
+            "believing",
+            "...",
+            "it",
+            "'s",
+            "3.5",
+            "%",
+            "at",
+            "e.g.",
+            "http://x.com/a?b=1",
+            "#",
+            "tag",
+            "—",
+            "well",
+            "-",
+            "known",
+            "U.S.",
+            "costs",
+            "$",
+            "5",
+            ".",
         ];
         assert_eq!(words, expected);
     }
 
     #[test]
     fn lookarounds_come_out_whole() {
-        assert_eq!(without_lookarounds(r"(?<=[0-9])[+\-](?=[0-9-])|x(?!\))y|[(?=]"), r"[+\-]|xy|[(?=]");
+        assert_eq!(
+            without_lookarounds(r"(?<=[0-9])[+\-](?=[0-9-])|x(?!\))y|[(?=]"),
+            r"[+\-]|xy|[(?=]"
+        );
         assert_eq!(without_lookarounds(r"(?<=[a-z(?:'])\.$"), r"\.$");
     }
 
     #[test]
     fn python_lines_and_spaces() {
-        assert_eq!(py_splitlines("a\r\nb\rc\n\nd\u{2028}e\n"), ["a", "b", "c", "", "d", "e"]);
+        assert_eq!(
+            py_splitlines("a\r\nb\rc\n\nd\u{2028}e\n"),
+            ["a", "b", "c", "", "d", "e"]
+        );
         assert!(is_py_space('\u{1f}') && !'\u{1f}'.is_whitespace());
         assert!(is_py_alpha('é') && !is_py_alpha('\u{301}') && !is_py_alpha('5'));
     }

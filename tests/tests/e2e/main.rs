@@ -6,6 +6,7 @@ mod bad_input;
 mod code_eval;
 mod demo_classifier;
 mod eval;
+mod heuristics;
 mod inspect;
 mod line_dedup;
 mod minhash;

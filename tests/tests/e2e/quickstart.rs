@@ -97,11 +97,27 @@ fn quickstart_runs_and_inspects_clean() {
     assert_eq!(langid["counts"]["documents_in"], 32);
     assert!(langid["stats"]["documents_by_lang"]["eng"].as_u64().unwrap() >= 30);
 
+    // The heuristics judge the English pages only, and each drop names its
+    // rule (the rules' decisions are held to datatrove's in the stages crate).
+    let heuristics = read_json(&root.join("heuristics/_manifest/stage.json"));
+    assert_eq!(heuristics["stats"]["heuristics_documents"]["judged"], 30);
+    assert_eq!(heuristics["stats"]["heuristics_not_judged_by_lang"]["spa"], 1);
+    assert_eq!(heuristics["stats"]["heuristics_not_judged_by_lang"]["rus"], 1);
+    let dropped = heuristics["counts"]["rejected"].as_object().unwrap();
+    assert!(
+        dropped
+            .keys()
+            .all(|r| r.starts_with("gopher_") || r.starts_with("c4_") || r.starts_with("fineweb_")),
+        "{dropped:?}"
+    );
+    let kept_after_heuristics = heuristics["counts"]["documents_out"].as_u64().unwrap();
+    assert_eq!(kept_after_heuristics, 21);
+
     // The demo classifier scores every document: P(label "1") and both
     // probabilities, and the manifest's histogram counts each once.
     let quality = read_json(&root.join("quality/_manifest/stage.json"));
     let scored = quality["counts"]["documents_in"].as_u64().unwrap();
-    assert_eq!(scored, 32);
+    assert_eq!(scored, kept_after_heuristics);
     let histogram = quality["stats"]["quality_histogram"].as_object().unwrap();
     assert_eq!(histogram.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), scored);
     for doc in read_zst(&root.join("quality/dolma/cc_en_head-0091.jsonl.zst")) {

@@ -59,6 +59,7 @@ fn report_totals_equal_counts_of_the_output_files() {
             "line_dedup",
             "langid",
             "code",
+            "heuristics",
             "quality",
             "filter",
             "pack"
