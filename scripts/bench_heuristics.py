@@ -16,14 +16,12 @@ usage (scripts/bench-heuristics does the set-up):
 """
 
 import glob
-import gzip
-import io
 import json
 import os
 import subprocess
 import sys
 
-import zstandard
+from bench_util import read_lines, timed
 
 DATATROVE = r'''
 import sys
@@ -72,24 +70,6 @@ def datatrove_reason(rejection):
         if reason.startswith(prefix):
             return reason[len(prefix):]
     return reason
-
-
-def timed(cmd, env=None):
-    """(wall seconds, peak RSS MiB) of one command."""
-    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    wall, rss = out.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(rss) / 1024
-
-
-def read_lines(path):
-    if path.endswith(".zst"):
-        with open(path, "rb") as f:
-            reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-            return [json.loads(l) for l in io.TextIOWrapper(reader, encoding="utf-8") if l.strip()]
-    with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as f:
-        return [json.loads(l) for l in f if l.strip()]
 
 
 def main(thresher, work, size_mb):

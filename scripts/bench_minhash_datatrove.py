@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-import zstandard
+from bench_util import read_lines, timed
 
 DATATROVE_STEP = r'''
 import sys
@@ -62,28 +62,12 @@ LocalPipelineExecutor(pipeline=pipelines[step], tasks=tasks, workers=1,
 '''
 
 
-def timed(cmd, env=None):
-    """(wall seconds, peak RSS MiB) of one command."""
-    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    wall, rss = out.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(rss) / 1024
-
-
-def read_zst_lines(path):
-    with open(path, "rb") as f:
-        reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-        import io
-        return [json.loads(l) for l in io.TextIOWrapper(reader, encoding="utf-8") if l.strip()]
-
-
 def build_corpus(thresher, work, size_mb):
     subprocess.run([thresher, "bench", "--suite", "corpus", "--size-mb", str(size_mb), "--dir", f"{work}/bench",
                     "--keep"], check=True, capture_output=True)
     docs, seen = [], set()
     for path in sorted(glob.glob(f"{work}/bench/corpus/*.jsonl.zst")):
-        for d in read_zst_lines(path):
+        for d in read_lines(path):
             key = " ".join(d["text"].split())
             if key not in seen:  # the generator's own exact copies
                 seen.add(key)
@@ -122,7 +106,7 @@ def run_thresher(thresher, work, name, extra):
     removed = set()
     for path in glob.glob(f"{work}/{name}/minhash_dedup/_rejected/**/*.jsonl.zst", recursive=True):
         # The sidecar also holds documents without text (`empty_text`).
-        removed.update(d["id"] for d in read_zst_lines(path) if d["rejection"]["reason"] == "near_duplicate")
+        removed.update(d["id"] for d in read_lines(path) if d["rejection"]["reason"] == "near_duplicate")
     return steps, removed
 
 

@@ -168,29 +168,3 @@ fn decisions_match_datatrove() {
         failures.len()
     );
 }
-
-#[test]
-#[ignore]
-fn profile_parts() {
-    let english = English::get();
-    let texts: Vec<String> = fixture()
-        .iter()
-        .map(|r| r["text"].as_str().unwrap().to_string())
-        .collect();
-    let bytes: usize = texts.iter().map(String::len).sum();
-    let t = std::time::Instant::now();
-    let n: usize = texts.iter().map(|t| english.words(t).len()).sum();
-    eprintln!(
-        "words: {n} in {:.2}s, {:.2} MB/s",
-        t.elapsed().as_secs_f64(),
-        bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
-    );
-    for rule_set in ["gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"] {
-        let stage = stage(rule_set);
-        let t = std::time::Instant::now();
-        for text in &texts {
-            stage.process(&mut Document::new("x", text), &mut StageStats::default());
-        }
-        eprintln!("{rule_set}: {:.2}s", t.elapsed().as_secs_f64());
-    }
-}
