@@ -1,4 +1,4 @@
-//! Models and tokenizers named by URL (`model = "s3://bucket/classifier"`,
+//! Models, tokenizers and block lists named by URL (`model = "s3://bucket/classifier"`,
 //! `tokenizer = "s3://bucket/tokenizer.model"`), so that a job with its data in
 //! object storage needs nothing else mounted.
 //!
@@ -138,6 +138,11 @@ pub fn localize(config: &StageConfig) -> Result<Localized> {
         }
         StageConfig::Pack(c) if is_url(&c.tokenizer) => {
             c.tokenizer = local(&c.tokenizer, false)?;
+        }
+        StageConfig::UrlFilter(c) => {
+            for list in c.files_mut().filter(|f| is_url(f)) {
+                *list = local(list, false)?;
+            }
         }
         _ => {}
     }

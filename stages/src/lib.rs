@@ -44,6 +44,7 @@ mod splitmix;
 pub(crate) mod testing;
 pub use splitmix::SplitMix64;
 pub mod url_dedup;
+pub mod url_filter;
 
 pub use document::{Document, FieldNames};
 pub use thresher_manifests::StageStats;

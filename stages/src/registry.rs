@@ -13,6 +13,7 @@ use crate::minhash_dedup::{MinhashDedup, MinhashDedupConfig};
 use crate::pack::{Pack, PackConfig};
 use crate::quality::{Quality, QualityConfig};
 use crate::url_dedup::{UrlDedup, UrlDedupConfig};
+use crate::url_filter::{UrlFilter, UrlFilterConfig};
 use crate::{Result, Stage};
 
 /// A stage's configuration, selected by its `kind`.
@@ -20,6 +21,7 @@ use crate::{Result, Stage};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageConfig {
     Ingest(IngestConfig),
+    UrlFilter(UrlFilterConfig),
     UrlDedup(UrlDedupConfig),
     ExactDedup(ExactDedupConfig),
     MinhashDedup(MinhashDedupConfig),
@@ -36,6 +38,7 @@ impl StageConfig {
     /// Every kind, for help texts and error messages.
     pub const KINDS: &'static [&'static str] = &[
         "ingest",
+        "url_filter",
         "url_dedup",
         "exact_dedup",
         "minhash_dedup",
@@ -51,6 +54,7 @@ impl StageConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::Ingest(_) => "ingest",
+            StageConfig::UrlFilter(_) => "url_filter",
             StageConfig::UrlDedup(_) => "url_dedup",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::MinhashDedup(_) => "minhash_dedup",
@@ -71,6 +75,7 @@ impl StageConfig {
     pub fn steps(&self) -> &'static [&'static str] {
         match self {
             StageConfig::Ingest(_)
+            | StageConfig::UrlFilter(_)
             | StageConfig::Langid(_)
             | StageConfig::Code(_)
             | StageConfig::Heuristics(_)
@@ -102,6 +107,7 @@ impl StageConfig {
         match self {
             StageConfig::Pack(c) => c.validate(),
             StageConfig::Quality(c) => c.validate(),
+            StageConfig::UrlFilter(c) => c.validate(),
             other => other.build().map(|_| ()),
         }
     }
@@ -110,6 +116,7 @@ impl StageConfig {
     pub fn build(&self) -> Result<Stage> {
         Ok(match self {
             StageConfig::Ingest(_) => Stage::Document(Box::new(Ingest)),
+            StageConfig::UrlFilter(c) => Stage::Document(Box::new(UrlFilter::new(c.clone())?)),
             StageConfig::UrlDedup(c) => Stage::Global(Box::new(UrlDedup::new(c.clone())?)),
             StageConfig::ExactDedup(c) => Stage::Global(Box::new(ExactDedup::new(c.clone())?)),
             StageConfig::MinhashDedup(c) => Stage::Global(Box::new(MinhashDedup::new(c.clone())?)),
@@ -136,7 +143,7 @@ mod tests {
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
         for kind in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter", "heuristics"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter"].contains(*k))
         {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
@@ -150,11 +157,12 @@ mod tests {
     fn steps_and_partitions_match_the_built_stages() {
         let filter: StageConfig = serde_json::from_str(r#"{"kind":"filter","field":"lang","values":["eng"]}"#).unwrap();
         let heuristics: StageConfig = serde_json::from_str(r#"{"kind":"heuristics","gopher_quality":{}}"#).unwrap();
+        let url_filter: StageConfig = serde_json::from_str(r#"{"kind":"url_filter","domains":["a.com"]}"#).unwrap();
         for c in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter", "heuristics"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter"].contains(*k))
             .map(|kind| serde_json::from_str::<StageConfig>(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap())
-            .chain([filter, heuristics])
+            .chain([filter, heuristics, url_filter])
         {
             let kind = c.kind();
             match c.build().unwrap() {

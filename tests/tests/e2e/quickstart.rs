@@ -40,6 +40,11 @@ fn quickstart_runs_and_inspects_clean() {
         .unwrap()
         .ends_with("cc_net-sample.warc.wet"));
 
+    // The placeholder block list names no page of the sample.
+    let url_filter = read_json(&root.join("url_filter/_manifest/stage.json"));
+    assert_eq!(url_filter["counts"]["documents_in"], 35);
+    assert_eq!(url_filter["counts"]["documents_out"], 35);
+
     // The mirrored capture repeats a URL: url_dedup keeps the first copy (the
     // texts are equally long; sorted input order breaks the tie), so
     // exact_dedup has nothing left to find.

@@ -53,6 +53,7 @@ fn report_totals_equal_counts_of_the_output_files() {
         stage_names,
         [
             "ingest",
+            "url_filter",
             "url_dedup",
             "exact_dedup",
             "minhash_dedup",

@@ -409,9 +409,12 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
     let tokenizers = dir.join("tokenizers");
     std::fs::create_dir_all(&tokenizers).unwrap();
     std::fs::copy(llama3_tokenizer(), tokenizers.join("llama3.model")).unwrap();
-    let stages = |model: &str, byte_tokenizer: &str, llama3: &str| {
+    // A block list travels the same way (url_filter).
+    std::fs::write(tokenizers.join("domains.txt"), "# blocked\nexample.com\n").unwrap();
+    let stages = |model: &str, byte_tokenizer: &str, llama3: &str, domains: &str| {
         format!(
-            "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"quality\"\nmodel = {model:?}\n\
+            "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"url_filter\"\ndomain_files = [{domains:?}]\n\n\
+             [[stages]]\nkind = \"quality\"\nmodel = {model:?}\n\
              tokenizer = {byte_tokenizer:?}\ndevice = \"cpu\"\nmax_tokens = 128\nbatch_tokens = 1024\n\n\
              [[stages]]\nkind = \"pack\"\ntokenizer = {llama3:?}\nseq_len = 512\nwindow_tokens = 4096\n"
         )
@@ -426,6 +429,7 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
             fixtures.join("classes").to_str().unwrap(),
             fixtures.join("byte-tokenizer.model").to_str().unwrap(),
             tokenizers.join("llama3.model").to_str().unwrap(),
+            tokenizers.join("domains.txt").to_str().unwrap(),
         ),
     );
     run_expect(thresher(&local_dir, &["run", local.to_str().unwrap()]), 0);
@@ -449,6 +453,7 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
             "s3://models/tiny/classes",
             "s3://models/tiny/byte-tokenizer.model",
             "s3://models/tokenizers/llama3.model",
+            "s3://models/tokenizers/domains.txt",
         ),
     );
     let mut cmd = thresher(&remote_dir, &["run", remote.to_str().unwrap()]);
@@ -456,6 +461,7 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
     cmd.env("TMPDIR", &temp).env("RUST_LOG", "info");
     let log = stderr(&run_expect(cmd, 0));
     assert!(log.contains("copying s3://models/tiny/classes"), "{log}");
+    assert!(log.contains("copying s3://models/tokenizers/domains.txt"), "{log}");
 
     let data = |root: &Path| -> BTreeMap<String, Vec<u8>> {
         outputs(root)
@@ -485,6 +491,7 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
             "s3://models/tiny",
             "s3://models/tiny/byte-tokenizer.model",
             "s3://models/tokenizers/llama3.model",
+            "s3://models/tokenizers/domains.txt",
         ),
     );
     std::fs::remove_dir_all(remote_dir.join("out")).unwrap();
