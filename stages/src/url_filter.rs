@@ -23,7 +23,7 @@
 //! URL as written (scheme included, so UT1's scheme-less `urls` list never
 //! matches), and compares URL words case-sensitively to lower-case lists.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use aho_corasick::AhoCorasick;
@@ -137,8 +137,9 @@ fn url_key(url: &str) -> String {
     format!("{host}{}", rest.trim_end_matches('/'))
 }
 
-/// The URL's words: runs of ASCII letters and digits, lower-cased.
-fn url_words(url: &str) -> HashSet<String> {
+/// The URL's words: runs of ASCII letters and digits, lower-cased, in
+/// sorted order (the word a rejection names never depends on hashing).
+fn url_words(url: &str) -> BTreeSet<String> {
     url.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
@@ -237,9 +238,12 @@ impl UrlFilter {
         };
         let banned_words = words(&config.banned_words, &config.banned_word_files)?;
         let soft_banned_words = words(&config.soft_banned_words, &config.soft_banned_word_files)?;
-        let subword_list: Vec<String> = words(&config.banned_subwords, &config.banned_subword_files)?
+        // Sorted, so which of two overlapping subwords is named never depends
+        // on hashing.
+        let mut subword_list: Vec<String> = words(&config.banned_subwords, &config.banned_subword_files)?
             .into_iter()
             .collect();
+        subword_list.sort();
         let subwords = match subword_list.is_empty() {
             true => None,
             false => Some((
@@ -273,10 +277,11 @@ impl UrlFilter {
     }
 
     /// The listed URL this URL is, or lies under.
-    fn blocked_url(&self, key: &str) -> Option<&str> {
+    fn blocked_url(&self, url: &str) -> Option<&str> {
         if self.urls.is_empty() {
             return None;
         }
+        let key = url_key(url);
         let mut end = key.len();
         loop {
             if let Some(u) = self.urls.get(&key[..end]) {
@@ -298,17 +303,18 @@ impl UrlFilter {
         if let Some(domain) = self.blocked_domain(&host) {
             return Some(("url_blocked_domain", json!({ "domain": domain })));
         }
-        if let Some(listed) = self.blocked_url(&url_key(url)) {
+        if let Some(listed) = self.blocked_url(url) {
             return Some(("url_blocked_url", json!({ "url": listed })));
         }
-        let words = url_words(url);
-        if let Some(word) = words.iter().find(|w| self.banned_words.contains(*w)) {
-            return Some(("url_banned_word", json!({ "word": word })));
-        }
-        let mut soft: Vec<&String> = words.iter().filter(|w| self.soft_banned_words.contains(*w)).collect();
-        if !soft.is_empty() && soft.len() >= self.soft_word_threshold {
-            soft.sort();
-            return Some(("url_soft_banned_words", json!({ "words": soft })));
+        if !self.banned_words.is_empty() || !self.soft_banned_words.is_empty() {
+            let words = url_words(url);
+            if let Some(word) = words.iter().find(|w| self.banned_words.contains(*w)) {
+                return Some(("url_banned_word", json!({ "word": word })));
+            }
+            let soft: Vec<&String> = words.iter().filter(|w| self.soft_banned_words.contains(*w)).collect();
+            if !soft.is_empty() && soft.len() >= self.soft_word_threshold {
+                return Some(("url_soft_banned_words", json!({ "words": soft })));
+            }
         }
         if let Some((automaton, list)) = &self.subwords {
             if let Some(m) = automaton.find(normalize_word(url).as_str()) {
@@ -404,6 +410,21 @@ mod tests {
             ("https://essex-shopping.example/", "url_banned_subword"),
         ] {
             assert_eq!(reason(&s, url), expected, "{url}");
+        }
+    }
+
+    /// Of several listed words in one URL, the rejection names the same one
+    /// on every run (the first in sorted order), never one hashing picked.
+    #[test]
+    fn the_word_named_does_not_depend_on_hashing() {
+        let s = stage(json!({"banned_words": ["zeta", "alpha", "mid"]}));
+        for _ in 0..20 {
+            let mut doc = Document::new("1", "text");
+            doc.url = Some("https://zeta.example/mid/alpha".into());
+            match s.process(&mut doc, &mut StageStats::default()) {
+                Decision::Drop { detail, .. } => assert_eq!(detail, json!({"word": "alpha"})),
+                Decision::Keep => panic!("kept"),
+            }
         }
     }
 

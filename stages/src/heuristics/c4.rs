@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::words::{is_py_space, py_len, py_splitlines, English};
-use super::{Rejection, Text};
+use super::Rejection;
 use crate::StageStats;
 
 /// `c4_quality`. Lines are judged stripped; a removed line's reason is
@@ -101,12 +101,12 @@ fn is_decimal(c: char) -> bool {
 
 impl C4QualityConfig {
     /// The text with the failing lines removed, or the document's rejection.
-    pub(super) fn judge(&self, text: &Text<'_>, stats: &mut StageStats) -> Result<String, Rejection> {
+    pub(super) fn judge(&self, text: &str, stats: &mut StageStats) -> Result<String, Rejection> {
         let english = English::get();
         let mut sentences = 0;
         let mut kept: Vec<String> = Vec::new();
         let mut removed = |reason: &str| stats.add("c4_lines_removed", reason, 1);
-        for line in py_splitlines(text.text) {
+        for line in py_splitlines(text) {
             let line = line.trim_matches(is_py_space);
             let words: Vec<&str> = line.split(is_py_space).filter(|w| !w.is_empty()).collect();
             if self.max_word_length > 0 && words.iter().any(|w| py_len(w) > self.max_word_length) {

@@ -65,7 +65,8 @@ impl FinewebQualityConfig {
         }
         let short = lines.iter().filter(|l| py_len(l) <= self.short_line_length).count() as f64 / n;
         above("fineweb_short_line_ratio", short, self.short_line_thr)?;
-        let chars = py_len(t) - t.matches('\n').count();
+        let newlines = t.matches('\n').count();
+        let chars = py_len(t) - newlines;
         above(
             "fineweb_char_dup_ratio",
             duplicates(lines.iter().copied()).1 as f64 / chars as f64,
@@ -75,7 +76,7 @@ impl FinewebQualityConfig {
         if words > 0 {
             above(
                 "fineweb_list_ratio",
-                t.matches('\n').count() as f64 / words as f64,
+                newlines as f64 / words as f64,
                 self.new_line_ratio,
             )?;
         }

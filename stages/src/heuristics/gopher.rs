@@ -83,6 +83,7 @@ fn paragraphs(text: &str) -> Vec<&str> {
 struct Joined {
     text: String,
     at: Vec<usize>,
+    separator_len: usize,
 }
 
 impl Joined {
@@ -95,11 +96,16 @@ impl Joined {
             text.push_str(separator);
         }
         at.push(text.len());
-        Self { text, at }
+        Self {
+            text,
+            at,
+            separator_len: separator.len(),
+        }
     }
 
-    fn gram(&self, i: usize, n: usize, separator: &str) -> &str {
-        &self.text[self.at[i]..self.at[i + n] - separator.len()]
+    /// Words `i..i + n`, joined.
+    fn gram(&self, i: usize, n: usize) -> &str {
+        &self.text[self.at[i]..self.at[i + n] - self.separator_len]
     }
 }
 
@@ -135,13 +141,14 @@ impl GopherRepetitionConfig {
         let words = text.words();
         let spaced = Joined::new(words, " ");
         for &(n, max) in &self.top_n_grams {
-            if n == 0 || words.len() < n {
+            // `Heuristics::new` refuses n = 0.
+            if words.len() < n {
                 continue;
             }
             // The most frequent n-gram; of equal counts, the first seen.
             let mut counts: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
             for i in 0..=words.len() - n {
-                counts.entry(spaced.gram(i, n, " ")).or_insert((0, i)).0 += 1;
+                counts.entry(spaced.gram(i, n)).or_insert((0, i)).0 += 1;
             }
             let (gram, (count, _)) = counts
                 .iter()
@@ -157,16 +164,13 @@ impl GopherRepetitionConfig {
         }
         let joined = Joined::new(words, "");
         for &(n, max) in &self.dup_n_grams {
-            if n == 0 {
-                continue;
-            }
             // datatrove joins these n-grams without a separator and, after a
             // repeat, skips the n-gram's words.
             let mut seen = FxHashSet::default();
             let mut repeated = 0;
             let mut i = 0;
             while i + n <= words.len() {
-                let gram = joined.gram(i, n, "");
+                let gram = joined.gram(i, n);
                 if seen.contains(gram) {
                     repeated += py_len(gram);
                     i += n;

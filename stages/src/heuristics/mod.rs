@@ -172,31 +172,35 @@ impl Heuristics {
 
     fn judge(&self, doc: &mut Document, stats: &mut StageStats) -> Judged {
         let c = &self.config;
-        {
-            let text = Text::new(&doc.text);
-            if let Some(rules) = &c.gopher_repetition {
-                rules.judge(&text)?;
-            }
-            if let Some(rules) = &c.gopher_quality {
-                rules.judge(&text)?;
-            }
+        let text = Text::new(&doc.text);
+        if let Some(rules) = &c.gopher_repetition {
+            rules.judge(&text)?;
         }
-        if let Some(rules) = &c.c4_quality {
-            let kept = rules.judge(&Text::new(&doc.text), stats)?;
-            if kept != doc.text {
-                stats.add("heuristics_documents", "c4_changed", 1);
-                stats.add(
-                    "heuristics_bytes",
-                    "c4_removed",
-                    (doc.text.len() - kept.len().min(doc.text.len())) as u64,
-                );
-                doc.text = kept;
-            }
+        if let Some(rules) = &c.gopher_quality {
+            rules.judge(&text)?;
         }
-        if let Some(rules) = &c.fineweb_quality {
-            rules.judge(&Text::new(&doc.text))?;
+        // C4's text, when it removed lines; otherwise the words already split
+        // serve FineWeb too.
+        let trimmed = match &c.c4_quality {
+            Some(rules) => Some(rules.judge(text.text, stats)?).filter(|kept| kept != text.text),
+            None => None,
+        };
+        let verdict = match (&c.fineweb_quality, &trimmed) {
+            (Some(rules), Some(kept)) => rules.judge(&Text::new(kept)),
+            (Some(rules), None) => rules.judge(&text),
+            (None, _) => Ok(()),
+        };
+        // A document FineWeb drops goes to the sidecar as C4 left it.
+        if let Some(kept) = trimmed {
+            stats.add("heuristics_documents", "c4_changed", 1);
+            stats.add(
+                "heuristics_bytes",
+                "c4_removed",
+                doc.text.len().saturating_sub(kept.len()) as u64,
+            );
+            doc.text = kept;
         }
-        Ok(())
+        verdict
     }
 }
 

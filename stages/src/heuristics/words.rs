@@ -12,11 +12,10 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-
-use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 
 use fancy_regex::Regex;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 /// Chunks a thread keeps split before it starts over (spaCy keeps 10,000).

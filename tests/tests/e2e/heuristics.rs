@@ -5,7 +5,7 @@
 //! and the counts add up. (Every decision is held to datatrove's own in
 //! `stages/tests/heuristics_match_datatrove.rs`.)
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use serde_json::Value;
 
@@ -21,20 +21,13 @@ fn rules_drop_what_they_name_and_c4_trims_the_rest() {
         std::fs::copy(web.join("dolma/cc_en_head").join(name), input.join(name)).unwrap();
     }
     std::fs::copy(web.join("cc_net/sample.warc.wet.txt"), input.join("cc_net.warc.wet")).unwrap();
-    // Real English pages, changed.
-    let page = |n: usize| -> String {
-        let text = std::process::Command::new("zcat")
-            .arg(web.join("dolma/cc_en_head/cc_en_head-0174.jsonl.gz"))
-            .output()
-            .unwrap()
-            .stdout;
-        let line = String::from_utf8(text).unwrap().lines().nth(n).unwrap().to_string();
-        serde_json::from_str::<Value>(&line).unwrap()["text"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let base = page(0);
+    // A real English page (the sample's first), changed.
+    let mut sample = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(web.join("dolma/cc_en_head/cc_en_head-0174.jsonl.gz")).unwrap())
+        .read_to_string(&mut sample)
+        .unwrap();
+    let first: Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let base = first["text"].as_str().unwrap().to_string();
     let repeated = format!("{base}\n{base}");
     let lorem = format!("{base}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.");
     let trimmed = format!("{base}\nPlease enable JavaScript to view the comments.\nThis site uses cookies.");
