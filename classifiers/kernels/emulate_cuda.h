@@ -2,8 +2,8 @@
 // machines without a GPU. Each block's threads are real threads that meet at
 // real barriers (`__syncthreads` for the block, `__syncwarp` for 32 lanes);
 // blocks run one after another, so `__shared__` arrays can be plain statics.
-// WMMA operations are collective: every lane computes the whole 16x16 tile,
-// with warp barriers around each one, as the hardware runs them in step.
+// Tensor-core multiplies are collective: the lanes meet at warp barriers
+// around each one, as the hardware runs them in step.
 #pragma once
 #include <barrier>
 #include <math.h>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __shared__ static
 #define __restrict__
@@ -70,60 +71,40 @@ inline float __bfloat162float(__nv_bfloat16 b) {
 }
 using std::min;
 
-namespace nvcuda::wmma {
-struct row_major {};
-struct col_major {};
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-enum layout_t { mem_row_major, mem_col_major };
-
-template <typename Use, int M, int N, int K, typename T, typename Layout = void>
-struct fragment {
-    float x[16][16];  // element (row, col) of the tile, as a float
+namespace emulate {
+// One warp's view of an m16n8k16 multiply, gathered from its lanes.
+struct MmaTiles {
+    float a[16][16], b[16][8];
 };
+inline std::vector<MmaTiles> mma_tiles;  // one per warp
 
-inline void warp_sync() { __syncwarp(); }
+inline float bf16_half(unsigned pair, int which) { return __bfloat162float({static_cast<uint16_t>(pair >> (16 * which))}); }
 
-template <typename Use, typename Layout>
-void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>& f, const __nv_bfloat16* p, unsigned ldm) {
-    warp_sync();
-    constexpr bool row = std::is_same_v<Layout, row_major>;
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c) f.x[r][c] = __bfloat162float(row ? p[r * ldm + c] : p[c * ldm + r]);
-    warp_sync();
+// mma.sync.m16n8k16 (bf16 in, f32 accumulate), collectively: each lane
+// scatters its fragments by the PTX layout (see fused.cu), then computes its
+// own four accumulators from the whole tiles.
+inline void mma_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    MmaTiles& m = mma_tiles[threadIdx.x / 32];
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    __syncwarp();
+    for (int h = 0; h < 2; ++h) {
+        m.a[g][2 * c + h] = bf16_half(a[0], h);
+        m.a[g + 8][2 * c + h] = bf16_half(a[1], h);
+        m.a[g][2 * c + 8 + h] = bf16_half(a[2], h);
+        m.a[g + 8][2 * c + 8 + h] = bf16_half(a[3], h);
+        m.b[2 * c + h][g] = bf16_half(b[0], h);
+        m.b[2 * c + 8 + h][g] = bf16_half(b[1], h);
+    }
+    __syncwarp();
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e >> 1), col = 2 * c + (e & 1);
+        float sum = d[e];
+        for (int k = 0; k < 16; ++k) sum += m.a[row][k] * m.b[k][col];
+        d[e] = sum;
+    }
+    __syncwarp();
 }
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm, layout_t l) {
-    warp_sync();
-    for (int r = 0; r < 16; ++r)
-        for (int c = 0; c < 16; ++c) f.x[r][c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
-    warp_sync();
-}
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm, layout_t l) {
-    warp_sync();
-    if (threadIdx.x % 32 == 0)
-        for (int r = 0; r < 16; ++r)
-            for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r][c];
-    warp_sync();
-}
-inline void fill_fragment(fragment<accumulator, 16, 16, 16, float>& f, float v) {
-    for (auto& row : f.x)
-        for (float& e : row) e = v;
-}
-template <typename LA, typename LB>
-void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA>& a,
-              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB>& b,
-              const fragment<accumulator, 16, 16, 16, float>& c) {
-    float result[16][16];
-    for (int r = 0; r < 16; ++r)
-        for (int col = 0; col < 16; ++col) {
-            float s = c.x[r][col];
-            for (int k = 0; k < 16; ++k) s += a.x[r][k] * b.x[k][col];
-            result[r][col] = s;
-        }
-    std::memcpy(d.x, result, sizeof result);
-}
-}  // namespace nvcuda::wmma
+}  // namespace emulate
 
 namespace emulate {
 // Runs `kernel(args...)` over the grid: blocks in order, each block's
@@ -140,6 +121,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
                 block_barrier = std::make_unique<std::barrier<>>(threads);
                 warp_barriers.clear();
                 exchange.assign(threads, 0.f);
+                mma_tiles.assign((threads + 31) / 32, MmaTiles{});
                 for (unsigned w = 0; w < (threads + 31) / 32; ++w)
                     warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
                 std::vector<std::thread> pool;

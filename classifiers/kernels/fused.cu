@@ -17,39 +17,98 @@
 #include "emulate_cuda.h"
 #else
 #include <cuda_bf16.h>
-#include <mma.h>
 #endif
 
-using namespace nvcuda;
 typedef __nv_bfloat16 bf16;
 
-// Two warps per block, 16 query rows each: small enough for the tiles to fit
-// in 48 KB of static shared memory at head_dim 128 (47.5 KB there).
-#define WARPS 2
+// Four warps per block, 16 query rows each, share every key/value tile they
+// load. Tiles of 64 keys at head_dim 64 and 32 at 128 keep a block's shared
+// memory (q, k and v^T tiles) under 48 KB: 27.6 KB and 35.8 KB.
+#define WARPS 4
 #define BQ (16 * WARPS)
 
-// One RoPE pair (rotate-half: elements i and i + D/2) of the head vector of
-// token `pos` of a document in `src` (rows `row_stride` apart), rotated and
-// rounded to bf16 into `tile_row`; zeros past the document's end `t`.
-// `rope` row `pos` holds D/2 cosines, then D/2 sines.
-template <int D>
-__device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict__ rope, long row_stride, int pos,
-                            int t, int i, bf16* tile_row) {
-    constexpr int half = D / 2;
-    float a = 0.f, b = 0.f;
-    if (pos < t) {
-        const float x1 = __bfloat162float(src[pos * row_stride + i]);
-        const float x2 = __bfloat162float(src[pos * row_stride + i + half]);
-        const float c = __bfloat162float(rope[pos * D + i]);
-        const float s = __bfloat162float(rope[pos * D + half + i]);
-        a = x1 * c - x2 * s;
-        b = x1 * s + x2 * c;
-    }
-    tile_row[i] = __float2bfloat16(a);
-    tile_row[i + half] = __float2bfloat16(b);
+// The tensor-core instruction the kernel is built on:
+// d (16x8, f32) += a (16x16, bf16, row-major) * b (16x8, bf16, column-major).
+// Fragment layouts (PTX ISA, "mma.m16n8k16"), with g = lane / 4 and
+// c = lane % 4, two bf16 per register (the lower column in the low half):
+//   a[0]: row g,     columns 2c, 2c+1      a[2]: row g,     columns 2c+8, 2c+9
+//   a[1]: row g + 8, columns 2c, 2c+1      a[3]: row g + 8, columns 2c+8, 2c+9
+//   b[0]: rows 2c, 2c+1 of column g        b[1]: rows 2c+8, 2c+9 of column g
+//   d[0], d[1]: row g, columns 2c, 2c+1    d[2], d[3]: row g + 8, the same
+// So a score tile's accumulators (d) are, pairwise, the probability tile's
+// A fragments: the softmax never leaves registers.
+__device__ inline void mma_16x8x16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#ifdef THRESHER_EMULATE_CUDA
+    emulate::mma_16x8x16(d, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
-// Causal self-attention of one (tile, head): 32 queries of one document.
+// Two bf16 (p[0], p[1]) as one register.
+__device__ inline unsigned load_pair(const bf16* p) {
+#ifdef THRESHER_EMULATE_CUDA
+    unsigned v;
+    std::memcpy(&v, p, 4);
+    return v;
+#else
+    return *reinterpret_cast<const unsigned*>(p);
+#endif
+}
+
+// lo and hi rounded to bf16, as one register (lo in the low half).
+__device__ inline unsigned pack_pair(float lo, float hi) {
+#ifdef THRESHER_EMULATE_CUDA
+    return __float2bfloat16(lo).bits | (static_cast<unsigned>(__float2bfloat16(hi).bits) << 16);
+#else
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+#endif
+}
+
+// 8 bf16 (16 bytes, both ends 16-byte aligned) in one load and one store.
+__device__ inline void copy8(bf16* dst, const bf16* src) {
+#ifdef THRESHER_EMULATE_CUDA
+    std::memcpy(dst, src, 16);
+#else
+    *reinterpret_cast<int4*>(dst) = *reinterpret_cast<const int4*>(src);
+#endif
+}
+
+// Elements i..i+8 and i+D/2..i+D/2+8 (rotate-half RoPE pairs) of the head
+// vector of token `pos` of a document in `src` (rows `row_stride` apart),
+// rotated and rounded to bf16 into `tile_row`; zeros past the document's end
+// `t`. `rope` row `pos` holds D/2 cosines, then D/2 sines.
+template <int D>
+__device__ void store_roped8(const bf16* __restrict__ src, const bf16* __restrict__ rope, long row_stride, int pos,
+                             int t, int i, bf16* tile_row) {
+    constexpr int half = D / 2;
+    bf16 x1[8], x2[8], cs[8], sn[8], a[8], b[8];
+    if (pos < t) {
+        copy8(x1, src + pos * row_stride + i);
+        copy8(x2, src + pos * row_stride + i + half);
+        copy8(cs, rope + (long)pos * D + i);
+        copy8(sn, rope + (long)pos * D + half + i);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            const float u = __bfloat162float(x1[e]), w = __bfloat162float(x2[e]);
+            const float c = __bfloat162float(cs[e]), s = __bfloat162float(sn[e]);
+            a[e] = __float2bfloat16(u * c - w * s);
+            b[e] = __float2bfloat16(u * s + w * c);
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) a[e] = b[e] = __float2bfloat16(0.f);
+    }
+    copy8(tile_row + i, a);
+    copy8(tile_row + i + half, b);
+}
+
+// Causal self-attention of one (tile, head): BQ queries of one document.
 //   qkv: (tokens, (hq + 2 * hkv) * D), the output of the fused q/k/v
 //        projection for documents packed end to end: q heads first, then k
 //        heads, then v heads (how the weights are stacked).
@@ -61,21 +120,27 @@ __device__ void store_roped(const bf16* __restrict__ src, const bf16* __restrict
 //        exactly one tile; their order is free (the longest first is best).
 //   out: (tokens, hq * D), ready for o_proj.
 // A query sees the keys of its own document up to itself, nothing else.
+//
+// flash-attention 2's shape: each warp keeps its 16 queries (A fragments),
+// their running max and sum, and their 16 x D output in registers; shared
+// memory holds only the tiles the block's warps share. All row pointers
+// into global memory are 16-byte aligned (D a multiple of 8, the caller
+// checks the base pointers).
 template <int D, int BK>
 __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __restrict__ rope,
                                  const unsigned* __restrict__ tiles, bf16* __restrict__ out, int hq, int hkv,
                                  float scale_log2) {
-    // bf16 tile rows padded by 16 bytes, so that the 16 rows a WMMA load
-    // reads start in different shared-memory banks.
-    constexpr int LD = D + 8;
-    __shared__ __align__(128) bf16 q_tile[BQ * LD];
-    __shared__ __align__(128) bf16 k_tile[BK * LD];
-    __shared__ __align__(128) bf16 v_tile[BK * LD];
-    __shared__ __align__(128) float scores[WARPS * 16 * BK];
-    __shared__ __align__(128) bf16 probs[WARPS * 16 * BK];
-    __shared__ __align__(128) float acc[WARPS * 16 * D];
+    // Rows padded by 16 bytes: the 8 rows one fragment load reads (4 lanes
+    // each) then start 4 banks apart, so a warp's 32 loads hit 32 banks.
+    constexpr int LD = D + 8;    // q and k tiles: a row per token
+    constexpr int LDV = BK + 8;  // v^T tile: a row per dimension
+    constexpr int half = D / 2;
+    __shared__ __align__(16) bf16 q_tile[BQ * LD];
+    __shared__ __align__(16) bf16 k_tile[BK * LD];
+    __shared__ __align__(16) bf16 vt_tile[D * LDV];
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, c = lane % 4;
     const unsigned* tile = tiles + 3 * blockIdx.x;
     const long doc_start = tile[0];
     const int t = tile[1], q0 = tile[2], head = blockIdx.y;
@@ -85,114 +150,148 @@ __device__ void causal_attention(const bf16* __restrict__ qkv, const bf16* __res
     const bf16* q_src = rows + head * D;
     const bf16* k_src = rows + (long)(hq + kv_head) * D;
     const bf16* v_src = rows + (long)(hq + hkv + kv_head) * D;
-    const int half = D / 2;
 
-    for (int idx = tid; idx < BQ * half; idx += WARPS * 32) {
-        const int r = idx / half, i = idx % half;
-        store_roped<D>(q_src, rope, row_stride, q0 + r, t, i, q_tile + r * LD);
+    for (int idx = tid; idx < BQ * (half / 8); idx += WARPS * 32) {
+        const int r = idx / (half / 8), i = idx % (half / 8) * 8;
+        store_roped8<D>(q_src, rope, row_stride, q0 + r, t, i, q_tile + r * LD);
     }
-    float* my_scores = scores + warp * 16 * BK;
-    bf16* my_probs = probs + warp * 16 * BK;
-    float* my_acc = acc + warp * 16 * D;
-    for (int idx = lane; idx < 16 * D; idx += 32) my_acc[idx] = 0.f;
-    // Two lanes per query row: lane 2r + j takes every other column of row
-    // r, starting at column 2r + j, so the 32 lanes hit 32 different banks.
-    const int r = lane / 2, j = lane % 2;
-    const int my_query = q0 + warp * 16 + r;
-    float running_max = -INFINITY, running_sum = 0.f;  // the same in both lanes of a row
+    __syncthreads();
+    unsigned q_frag[D / 16][4];
+    const bf16* my_q = q_tile + warp * 16 * LD;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        q_frag[kk][0] = load_pair(my_q + g * LD + kk * 16 + 2 * c);
+        q_frag[kk][1] = load_pair(my_q + (g + 8) * LD + kk * 16 + 2 * c);
+        q_frag[kk][2] = load_pair(my_q + g * LD + kk * 16 + 8 + 2 * c);
+        q_frag[kk][3] = load_pair(my_q + (g + 8) * LD + kk * 16 + 8 + 2 * c);
+    }
+
+    // This lane's rows are g and g + 8 of the warp's 16 ([0] and [1] below);
+    // its running sums cover only its own columns until the end.
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float running_max[2] = {-INFINITY, -INFINITY}, running_sum[2] = {0.f, 0.f};
+    const int query[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
     const int warp_last_query = q0 + warp * 16 + 15;
     const int key_end = min(t, q0 + BQ);
 
     for (int k0 = 0; k0 < key_end; k0 += BK) {
-        __syncthreads();  // the previous tile is no longer read
-        for (int idx = tid; idx < BK * half; idx += WARPS * 32) {
-            const int kr = idx / half, i = idx % half, pos = k0 + kr;
-            store_roped<D>(k_src, rope, row_stride, pos, t, i, k_tile + kr * LD);
-            const bf16 zero = __float2bfloat16(0.f);
-            v_tile[kr * LD + i] = pos < t ? v_src[pos * row_stride + i] : zero;
-            v_tile[kr * LD + i + half] = pos < t ? v_src[pos * row_stride + i + half] : zero;
+        __syncthreads();  // the previous tiles are no longer read
+        for (int idx = tid; idx < BK * (half / 8); idx += WARPS * 32) {
+            const int kr = idx / (half / 8), i = idx % (half / 8) * 8;
+            store_roped8<D>(k_src, rope, row_stride, k0 + kr, t, i, k_tile + kr * LD);
+        }
+        for (int idx = tid; idx < BK * (D / 8); idx += WARPS * 32) {
+            const int kr = idx / (D / 8), i = idx % (D / 8) * 8;
+            bf16 v[8];
+            if (k0 + kr < t) {
+                copy8(v, v_src + (k0 + kr) * row_stride + i);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16(0.f);
+            }
+#pragma unroll
+            for (int e = 0; e < 8; ++e) vt_tile[(i + e) * LDV + kr] = v[e];
         }
         __syncthreads();
         // A tile wholly after this warp's last query is masked for all its
         // rows: skip it (the condition is the same for the whole warp).
         if (k0 > warp_last_query) continue;
 
-        // scores = q k^T for this warp's 16 rows and the tile's BK keys.
-        for (int n = 0; n < BK / 16; ++n) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_frag;
-            wmma::fill_fragment(s_frag, 0.f);
+        // s = q k^T: BK / 8 tiles of 16 x 8.
+        float s[BK / 8][4];
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+            const bf16* k_row = k_tile + (n * 8 + g) * LD + 2 * c;
+#pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> q_frag;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> k_frag;
-                wmma::load_matrix_sync(q_frag, q_tile + warp * 16 * LD + kk * 16, LD);
-                wmma::load_matrix_sync(k_frag, k_tile + n * 16 * LD + kk * 16, LD);
-                wmma::mma_sync(s_frag, q_frag, k_frag, s_frag);
+                const unsigned b[2] = {load_pair(k_row + kk * 16), load_pair(k_row + kk * 16 + 8)};
+                mma_16x8x16(s[n], q_frag[kk], b);
             }
-            wmma::store_matrix_sync(my_scores + n * 16, s_frag, BK, wmma::mem_row_major);
         }
-        __syncwarp();
 
-        // Online softmax: rescale what was accumulated by exp(old max - new
-        // max), then add this tile's probabilities.
-        // This lane's half row stays in registers between the two passes.
-        const float* s_row = my_scores + r * BK;
-        float s[BK / 2];
-        float tile_max = running_max;
+        // Online softmax: mask, the new row maxima (over the 4 lanes of a
+        // row), rescale what was accumulated by exp(old max - new max), add
+        // this tile's probabilities.
+        float tile_max[2] = {running_max[0], running_max[1]};
 #pragma unroll
-        for (int m = 0; m < BK / 2; ++m) {
-            const int c = (2 * m + 2 * r + j) % BK, key = k0 + c;
-            s[m] = (key <= my_query && key < t) ? s_row[c] * scale_log2 : -INFINITY;
-            tile_max = fmaxf(tile_max, s[m]);
-        }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        const float rescale = tile_max == -INFINITY ? 1.f : exp2f(running_max - tile_max);
-        float tile_sum = 0.f;
+        for (int n = 0; n < BK / 8; ++n)
 #pragma unroll
-        for (int m = 0; m < BK / 2; ++m) {
-            const int c = (2 * m + 2 * r + j) % BK;
-            const float p = s[m] == -INFINITY ? 0.f : exp2f(s[m] - tile_max);
-            my_probs[r * BK + c] = __float2bfloat16(p);
-            tile_sum += p;
-        }
-        tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
-        running_sum = running_sum * rescale + tile_sum;
-        running_max = tile_max;
-        // Both lanes of a row see the same rescale; 1 (the max held) needs no pass.
-        if (rescale != 1.f)
-            for (int m = 0; m < D / 2; ++m) my_acc[r * D + (2 * m + 2 * r + j) % D] *= rescale;
-        __syncwarp();
-
-        // acc += probs v
-        for (int n = 0; n < D / 16; ++n) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> o_frag;
-            wmma::load_matrix_sync(o_frag, my_acc + n * 16, D, wmma::mem_row_major);
-            for (int kk = 0; kk < BK / 16; ++kk) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> p_frag;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> v_frag;
-                wmma::load_matrix_sync(p_frag, my_probs + kk * 16, BK);
-                wmma::load_matrix_sync(v_frag, v_tile + kk * 16 * LD + n * 16, LD);
-                wmma::mma_sync(o_frag, p_frag, v_frag, o_frag);
+            for (int e = 0; e < 4; ++e) {
+                const int key = k0 + n * 8 + 2 * c + (e & 1), row = e >> 1;
+                s[n][e] = (key <= query[row] && key < t) ? s[n][e] * scale_log2 : -INFINITY;
+                tile_max[row] = fmaxf(tile_max[row], s[n][e]);
             }
-            wmma::store_matrix_sync(my_acc + n * 16, o_frag, D, wmma::mem_row_major);
+        float rescale[2], tile_sum[2] = {0.f, 0.f};
+#pragma unroll
+        for (int row = 0; row < 2; ++row) {
+            tile_max[row] = fmaxf(tile_max[row], __shfl_xor_sync(0xffffffffu, tile_max[row], 1));
+            tile_max[row] = fmaxf(tile_max[row], __shfl_xor_sync(0xffffffffu, tile_max[row], 2));
+            rescale[row] = tile_max[row] == -INFINITY ? 1.f : exp2f(running_max[row] - tile_max[row]);
         }
-        __syncwarp();
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = e >> 1;
+                s[n][e] = s[n][e] == -INFINITY ? 0.f : exp2f(s[n][e] - tile_max[row]);
+                tile_sum[row] += s[n][e];
+            }
+#pragma unroll
+        for (int row = 0; row < 2; ++row) {
+            running_sum[row] = running_sum[row] * rescale[row] + tile_sum[row];
+            running_max[row] = tile_max[row];
+        }
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+            o[n][0] *= rescale[0];
+            o[n][1] *= rescale[0];
+            o[n][2] *= rescale[1];
+            o[n][3] *= rescale[1];
+        }
+
+        // o += p v, 16 keys at a time: two score tiles make one A fragment.
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            const unsigned p[4] = {pack_pair(s[2 * kk][0], s[2 * kk][1]), pack_pair(s[2 * kk][2], s[2 * kk][3]),
+                                   pack_pair(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                   pack_pair(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                const bf16* v_row = vt_tile + (n * 8 + g) * LDV + kk * 16 + 2 * c;
+                const unsigned b[2] = {load_pair(v_row), load_pair(v_row + 8)};
+                mma_16x8x16(o[n], p, b);
+            }
+        }
     }
 
-    // The row sums go where the scores were (no longer read), to leave
-    // shared memory for the tiles.
-    __syncwarp();
-    if (j == 0) my_scores[r] = running_sum;
-    __syncwarp();
     const long out_stride = (long)hq * D;
     bf16* out_rows = out + doc_start * out_stride + head * D;
-    for (int idx = lane; idx < 16 * D; idx += 32) {
-        const int row = idx / D, c = idx % D, pos = q0 + warp * 16 + row;
-        if (pos < t) out_rows[pos * out_stride + c] = __float2bfloat16(my_acc[idx] / my_scores[row]);
+#pragma unroll
+    for (int row = 0; row < 2; ++row) {
+        float sum = running_sum[row];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int pos = query[row];
+        if (pos < t)
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                const unsigned pair = pack_pair(o[n][2 * row] / sum, o[n][2 * row + 1] / sum);
+#ifdef THRESHER_EMULATE_CUDA
+                std::memcpy(out_rows + pos * out_stride + n * 8 + 2 * c, &pair, 4);
+#else
+                *reinterpret_cast<unsigned*>(out_rows + pos * out_stride + n * 8 + 2 * c) = pair;
+#endif
+            }
     }
 }
 
-// grid (tiles, hq), block 64 threads.
-extern "C" __global__ void causal_attention_d64(const bf16* qkv, const bf16* rope, const unsigned* tiles, bf16* out,
+// grid (tiles, hq), block WARPS * 32 threads. At head_dim 64, at most 128
+// registers a thread (ptxas wants 129 unbounded, spilling nothing at 128):
+// four blocks per SM instead of three, to hide the tiles' load latency.
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 4) causal_attention_d64(const bf16* qkv, const bf16* rope, const unsigned* tiles, bf16* out,
                                                 int hq, int hkv, float scale_log2) {
     causal_attention<64, 64>(qkv, rope, tiles, out, hq, hkv, scale_log2);
 }
@@ -203,10 +302,31 @@ extern "C" __global__ void causal_attention_d128(const bf16* qkv, const bf16* ro
 }
 
 // SwiGLU of the fused gate/up projection: (rows, 2 * width) -> (rows, width),
-// silu(gate) * up in one pass instead of three.
+// silu(gate) * up in one pass instead of three. A thread takes 8 neighbours
+// (16-byte loads and stores) when the width allows; the pass is bound by
+// memory, and 2-byte accesses leave most of each transaction unused.
 extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows, int width) {
+    const long stride = (long)gridDim.x * blockDim.x;
+    if (width % 8 == 0) {
+        const int chunks = width / 8;
+        const long n = rows * chunks;
+        for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
+            const long r = idx / chunks;
+            const int col = idx % chunks * 8;
+            bf16 g[8], u[8], y[8];
+            copy8(g, gate_up + r * 2 * width + col);
+            copy8(u, gate_up + r * 2 * width + width + col);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                const float x = __bfloat162float(g[e]);
+                y[e] = __float2bfloat16(x / (1.f + expf(-x)) * __bfloat162float(u[e]));
+            }
+            copy8(out + r * width + col, y);
+        }
+        return;
+    }
     const long n = rows * width;
-    for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
+    for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
         const long r = idx / width;
         const int c = idx % width;
         const float g = __bfloat162float(gate_up[r * 2 * width + c]);

@@ -43,7 +43,7 @@ bool check_attention(const Case& cs) {
             rope[p * cs.d + i] = __float2bfloat16(static_cast<float>(std::cos(p * freq)));
             rope[p * cs.d + half + i] = __float2bfloat16(static_cast<float>(std::sin(p * freq)));
         }
-    // Tiles of 32 queries, last document first and its last tile first: the
+    // Tiles of BQ queries, last document first and its last tile first: the
     // kernel must not depend on their order.
     std::vector<unsigned> tiles;
     for (int doc = static_cast<int>(cs.lengths.size()) - 1; doc >= 0; --doc)
@@ -111,9 +111,9 @@ bool check_attention(const Case& cs) {
     return ok;
 }
 
-bool check_swiglu() {
+// A width of 8k takes the kernel's 8-wide path, any other its scalar one.
+bool check_swiglu(int width) {
     const long rows = 37;
-    const int width = 53;
     std::vector<__nv_bfloat16> gate_up(rows * 2 * width), out(rows * width);
     for (auto& x : gate_up) x = __float2bfloat16(uniform() * 4.f);
     emulate::launch(swiglu_bf16, dim3{3, 1, 1}, dim3{64, 1, 1}, gate_up.data(), out.data(), rows, width);
@@ -133,12 +133,13 @@ bool check_swiglu() {
 
 int main() {
     bool ok = true;
-    // Lengths off the 32-query and 64/32-key tiles, grouped-query and plain
+    // Lengths off the 64-query and 64/32-key tiles, grouped-query and plain
     // multi-head, one-token documents, several tiles of keys, and documents
     // that start inside a tile's span of the stream.
     for (const Case& cs : {Case{{70, 45}, 4, 2, 64}, Case{{45, 75}, 2, 1, 128}, Case{{16, 1, 33}, 3, 3, 64},
                            Case{{1}, 2, 1, 64}, Case{{131, 7}, 3, 1, 64}})
         ok &= check_attention(cs);
-    ok &= check_swiglu();
+    ok &= check_swiglu(53);
+    ok &= check_swiglu(64);
     return ok ? 0 : 1;
 }

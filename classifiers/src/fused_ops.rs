@@ -22,7 +22,7 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 
 /// Documents packed end to end for the fused attention, with no padding
 /// (flash-attention's "varlen"): where each starts, and the kernel's tiles
-/// (32 queries of one document each) on the device.
+/// (64 queries of one document each) on the device.
 pub struct PackedDocuments {
     /// First token of each document in the packed stream, then the total.
     pub starts: Vec<usize>,
@@ -32,7 +32,7 @@ pub struct PackedDocuments {
 }
 
 /// Queries per tile of the attention kernel (`BQ` in kernels/fused.cu).
-const TILE_QUERIES: usize = 32;
+const TILE_QUERIES: usize = 64;
 
 impl PackedDocuments {
     /// Packs documents of `lengths` tokens (each at least 1) in this order.
@@ -446,6 +446,12 @@ impl CustomOp3 for TiledAttention {
         let qkv = cuda_contiguous::<half::bf16>(s_qkv, l_qkv)?;
         let rope = cuda_contiguous::<half::bf16>(s_rope, l_rope)?;
         let tiles = cuda_contiguous::<u32>(s_tiles, l_tiles)?;
+        // The kernel reads rows 16 bytes at a time.
+        for (what, layout) in [("q/k/v", l_qkv), ("RoPE table", l_rope)] {
+            if layout.start_offset() % 8 != 0 {
+                candle_core::bail!("fused attention: the {what} tensor starts off a 16-byte boundary");
+            }
+        }
         let func = dev.get_or_load_custom_func(name, "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below (the tiles
         // cover every query of every document: PackedDocuments).
@@ -460,10 +466,10 @@ impl CustomOp3 for TiledAttention {
         builder.arg(&hq);
         builder.arg(&hkv);
         builder.arg(&scale_log2);
-        // One block (two warps, 32 queries) per tile and head; see kernels/fused.cu.
+        // One block (four warps, 64 queries) per tile and head; see kernels/fused.cu.
         let config = LaunchConfig {
             grid_dim: (tile_count as u32, self.0.heads as u32, 1),
-            block_dim: (64, 1, 1),
+            block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: the arguments match the kernel's signature; shapes were
@@ -536,6 +542,9 @@ impl CustomOp1 for SwiGlu {
         let (rows, width, shape) = Self::split(layout)?;
         let dev = storage.device().clone();
         let gate_up = cuda_contiguous::<half::bf16>(storage, layout)?;
+        if width % 8 == 0 && layout.start_offset() % 8 != 0 {
+            candle_core::bail!("swiglu: the input starts off a 16-byte boundary");
+        }
         let func = dev.get_or_load_custom_func("swiglu_bf16", "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<half::bf16>(rows * width)? };
@@ -545,7 +554,9 @@ impl CustomOp1 for SwiGlu {
         builder.arg(&out);
         builder.arg(&rows_arg);
         builder.arg(&width_arg);
-        let blocks = (rows * width).div_ceil(256).min(65_535) as u32;
+        // A thread per 8 outputs when the width allows (the kernel's 8-wide path).
+        let per_thread = if width % 8 == 0 { 8 } else { 1 };
+        let blocks = (rows * width).div_ceil(256 * per_thread).min(65_535) as u32;
         let config = LaunchConfig {
             grid_dim: (blocks, 1, 1),
             block_dim: (256, 1, 1),
@@ -651,6 +662,6 @@ mod tests {
         let _ = std::fs::remove_file(&binary);
         let report = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{report}");
-        assert_eq!(report.matches(" ok").count(), 6, "{report}");
+        assert_eq!(report.matches(" ok").count(), 7, "{report}");
     }
 }

@@ -310,7 +310,7 @@ fn fused_kernels_disagreement(
 ) -> candle_core::Result<f32> {
     let (device, dtype) = (cos.device(), cos.dtype());
     // Two documents packed: the first longer than one 64-key tile, neither a
-    // multiple of 32 queries, the second starting inside a tile's span.
+    // multiple of 64 queries, the second starting inside a tile's span.
     let lengths = [77.min(cos.dim(0)?), 30.min(cos.dim(0)?)];
     let (qkv, [q, k, v]) = random_qkv(shape, lengths.iter().sum(), device, dtype)?;
     let documents = PackedDocuments::new(&lengths, device)?;
