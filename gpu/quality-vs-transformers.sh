@@ -15,9 +15,10 @@
 #   ../shared/cuda/build-cuda.sh build --release -p thresher --features cuda --target-dir target-cuda
 #   bash gpu/quality-vs-transformers.sh stage
 # Then on the device (the `run` tool, carry ["gpu-run"]), with a timeout that
-# leaves room for a rerun (expected: 4-5 minutes):
+# leaves room for a rerun (it took 224-239 s on an H200, 2026-11-28):
 #   bash gpu/quality-vs-transformers.sh run
-# Everything it prints also lands in $OUT/quality-vs-transformers.txt.
+# Everything it prints also lands in $OUT/quality-vs-transformers.txt; keep it
+# as gpu/results/DATE-CARD-COMMIT.txt (the README quotes them).
 #
 # Rehearsal here, on the CPU, of step 1's comparison with the bundled demo
 # classifier (f32 on both sides; needs a Python with torch and transformers):
