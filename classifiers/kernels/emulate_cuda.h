@@ -70,6 +70,7 @@ inline float __bfloat162float(__nv_bfloat16 b) {
     return f;
 }
 using std::min;
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 
 namespace emulate {
 // One warp's view of an m16n8k16 multiply, gathered from its lanes.

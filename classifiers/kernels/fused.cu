@@ -334,3 +334,62 @@ extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows
         out[idx] = __float2bfloat16(g / (1.f + expf(-g)) * u);
     }
 }
+
+// The residual add and the RMSNorm after it, in one pass: (rows, width) each
+// of x and delta -> sum = x + delta (rounded to bf16, the residual stream)
+// and norm = sum * rsqrt(mean(sum^2) + eps) * weight, as candle's add and
+// rms_norm compute them. Writes sum, then reads it back for the second pass
+// (the same thread wrote it: no barrier, and it is in L1/L2). Separately,
+// the two ops read 3 and write 2 rows; together 2 and 2, in one launch.
+// grid-stride over rows, a warp per row.
+extern "C" __global__ void add_rms_norm_bf16(const bf16* x, const bf16* delta, const bf16* weight, bf16* sum,
+                                             bf16* norm, long rows, int width, float eps) {
+    const int lane = threadIdx.x % 32;
+    const long warps = (long)gridDim.x * (blockDim.x / 32);
+    const bool wide = width % 8 == 0;
+    for (long r = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
+        const bf16* xr = x + r * width;
+        const bf16* dr = delta + r * width;
+        bf16* sr = sum + r * width;
+        bf16* nr = norm + r * width;
+        float squares = 0.f;
+        if (wide) {
+            for (int col = lane * 8; col < width; col += 32 * 8) {
+                bf16 a[8], b[8], s[8];
+                copy8(a, xr + col);
+                copy8(b, dr + col);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    s[e] = __float2bfloat16(__bfloat162float(a[e]) + __bfloat162float(b[e]));
+                    const float v = __bfloat162float(s[e]);
+                    squares += v * v;
+                }
+                copy8(sr + col, s);
+            }
+        } else {
+            for (int col = lane; col < width; col += 32) {
+                const bf16 s = __float2bfloat16(__bfloat162float(xr[col]) + __bfloat162float(dr[col]));
+                const float v = __bfloat162float(s);
+                squares += v * v;
+                sr[col] = s;
+            }
+        }
+#pragma unroll
+        for (int m = 16; m >= 1; m /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, m);
+        const float scale = rsqrtf(squares / width + eps);
+        if (wide) {
+            for (int col = lane * 8; col < width; col += 32 * 8) {
+                bf16 s[8], w[8], y[8];
+                copy8(s, sr + col);
+                copy8(w, weight + col);
+#pragma unroll
+                for (int e = 0; e < 8; ++e)
+                    y[e] = __float2bfloat16(scale * __bfloat162float(s[e]) * __bfloat162float(w[e]));
+                copy8(nr + col, y);
+            }
+        } else {
+            for (int col = lane; col < width; col += 32)
+                nr[col] = __float2bfloat16(scale * __bfloat162float(sr[col]) * __bfloat162float(weight[col]));
+        }
+    }
+}

@@ -129,6 +129,40 @@ bool check_swiglu(int width) {
     std::printf("swiglu %ldx%d: max relative error %.5f %s\n", rows, width, worst, ok ? "ok" : "FAIL");
     return ok;
 }
+// Both paths (a width of 8k, and any other), and more rows than the grid
+// has warps. The sums must be exactly the bf16 rounding of x + delta.
+bool check_add_rms_norm(int width) {
+    const long rows = 37;
+    const float eps = 1e-5f;
+    std::vector<__nv_bfloat16> x(rows * width), delta(rows * width), weight(width), sum(rows * width),
+        norm(rows * width);
+    for (auto& v : x) v = __float2bfloat16(uniform() * 3.f);
+    for (auto& v : delta) v = __float2bfloat16(uniform());
+    for (auto& v : weight) v = __float2bfloat16(1.f + uniform() / 2.f);
+    emulate::launch(add_rms_norm_bf16, dim3{3, 1, 1}, dim3{128, 1, 1}, x.data(), delta.data(), weight.data(),
+                    sum.data(), norm.data(), rows, width, eps);
+    bool sums_exact = true;
+    double worst = 0, largest = 0;
+    for (long r = 0; r < rows; ++r) {
+        double squares = 0;
+        for (int c = 0; c < width; ++c) {
+            const float want = round_bf16(__bfloat162float(x[r * width + c]) + __bfloat162float(delta[r * width + c]));
+            sums_exact &= __bfloat162float(sum[r * width + c]) == want;
+            squares += static_cast<double>(want) * want;
+        }
+        const double scale = 1 / std::sqrt(squares / width + eps);
+        for (int c = 0; c < width; ++c) {
+            const double want = round_bf16(__bfloat162float(x[r * width + c]) + __bfloat162float(delta[r * width + c])) *
+                                scale * __bfloat162float(weight[c]);
+            worst = std::max(worst, std::fabs(__bfloat162float(norm[r * width + c]) - want) / (1 + std::fabs(want)));
+            largest = std::max(largest, std::fabs(want));
+        }
+    }
+    const bool ok = sums_exact && worst < 1e-2 && largest > 1;
+    std::printf("add + rms_norm %ldx%d: sums %s, norm max relative error %.5f %s\n", rows, width,
+                sums_exact ? "exact" : "WRONG", worst, ok ? "ok" : "FAIL");
+    return ok;
+}
 }  // namespace
 
 int main() {
@@ -141,5 +175,7 @@ int main() {
         ok &= check_attention(cs);
     ok &= check_swiglu(53);
     ok &= check_swiglu(64);
+    ok &= check_add_rms_norm(576);
+    ok &= check_add_rms_norm(53);
     return ok ? 0 : 1;
 }

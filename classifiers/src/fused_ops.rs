@@ -568,6 +568,142 @@ impl CustomOp1 for SwiGlu {
     }
 }
 
+/// The residual add and the RMSNorm after it in one pass: `x + delta` (the
+/// next residual stream) and `rms_norm(x + delta) * weight`, the norm taken
+/// of the sum as rounded to the dtype, as candle's `+` and `rms_norm` give
+/// them. `x` and `delta` are `(.., width)` alike.
+pub fn add_rms_norm(x: &Tensor, delta: &Tensor, norm: &candle_nn::RmsNorm) -> candle_core::Result<(Tensor, Tensor)> {
+    let both = x.apply_op3_no_bwd(delta, norm.weight(), &AddRmsNorm { eps: norm.eps() as f32 })?;
+    let shape = x.shape();
+    Ok((both.get(0)?.reshape(shape)?, both.get(1)?.reshape(shape)?))
+}
+
+/// [`add_rms_norm`] as a candle op over `(x, delta, weight)`: one output
+/// `(2, rows, width)`, the sums then the norms (an op has one output; each
+/// half is contiguous, so the matmuls after it read them in place).
+struct AddRmsNorm {
+    eps: f32,
+}
+
+impl AddRmsNorm {
+    /// Rows and width, after checking the inputs' shapes.
+    fn check(x: &Layout, delta: &Layout, weight: &Layout) -> candle_core::Result<(usize, usize)> {
+        if x.shape() != delta.shape() {
+            candle_core::bail!("add_rms_norm: x {:?} and delta {:?} differ", x.shape(), delta.shape());
+        }
+        let width = x.shape().dims().last().copied().unwrap_or(0);
+        if weight.shape().dims() != [width] {
+            candle_core::bail!("add_rms_norm: weight {:?} for width {width}", weight.shape());
+        }
+        Ok((x.shape().elem_count() / width.max(1), width))
+    }
+}
+
+impl CustomOp3 for AddRmsNorm {
+    fn name(&self) -> &'static str {
+        "thresher-add-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s_x: &CpuStorage,
+        l_x: &Layout,
+        s_delta: &CpuStorage,
+        l_delta: &Layout,
+        s_weight: &CpuStorage,
+        l_weight: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, width) = Self::check(l_x, l_delta, l_weight)?;
+        let (x, delta, weight) = (
+            cpu_f32(s_x, l_x)?,
+            cpu_f32(s_delta, l_delta)?,
+            cpu_f32(s_weight, l_weight)?,
+        );
+        // The sum as the dtype rounds it: the norm is taken of what the
+        // residual stream holds.
+        let rounded = |v: f32| match s_x {
+            CpuStorage::BF16(_) => half::bf16::from_f32(v).to_f32(),
+            CpuStorage::F16(_) => half::f16::from_f32(v).to_f32(),
+            _ => v,
+        };
+        let mut out = vec![0f32; 2 * rows * width];
+        let (sums, norms) = out.split_at_mut(rows * width);
+        for (((x, delta), sum), norm) in x
+            .chunks_exact(width)
+            .zip(delta.chunks_exact(width))
+            .zip(sums.chunks_exact_mut(width))
+            .zip(norms.chunks_exact_mut(width))
+        {
+            let mut squares = 0f32;
+            for ((s, a), b) in sum.iter_mut().zip(x).zip(delta) {
+                *s = rounded(a + b);
+                squares += *s * *s;
+            }
+            let scale = 1.0 / (squares / width as f32 + self.eps).sqrt();
+            for ((n, s), w) in norm.iter_mut().zip(sum.iter()).zip(weight.iter()) {
+                *n = scale * s * w;
+            }
+        }
+        Ok((cpu_like(s_x, out), Shape::from((2, rows, width))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s_x: &candle_core::CudaStorage,
+        l_x: &Layout,
+        s_delta: &candle_core::CudaStorage,
+        l_delta: &Layout,
+        s_weight: &candle_core::CudaStorage,
+        l_weight: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle_core::cuda_backend::WrapErr;
+        let (rows, width) = Self::check(l_x, l_delta, l_weight)?;
+        if width % 8 == 0 {
+            // The kernel's 8-wide path reads rows 16 bytes at a time.
+            for layout in [l_x, l_delta, l_weight] {
+                if layout.start_offset() % 8 != 0 {
+                    candle_core::bail!("add_rms_norm: an input starts off a 16-byte boundary");
+                }
+            }
+        }
+        let dev = s_x.device().clone();
+        let x = cuda_contiguous::<half::bf16>(s_x, l_x)?;
+        let delta = cuda_contiguous::<half::bf16>(s_delta, l_delta)?;
+        let weight = cuda_contiguous::<half::bf16>(s_weight, l_weight)?;
+        let func = dev.get_or_load_custom_func("add_rms_norm_bf16", "thresher_fused", PTX)?;
+        // SAFETY: the kernel writes every element of both halves.
+        let mut out = unsafe { dev.alloc::<half::bf16>(2 * rows * width)? };
+        {
+            let (mut sums, mut norms) = out.split_at_mut(rows * width);
+            let (rows_arg, width_arg) = (rows as i64, width as i32);
+            let mut builder = func.builder();
+            builder.arg(&x);
+            builder.arg(&delta);
+            builder.arg(&weight);
+            builder.arg(&mut sums);
+            builder.arg(&mut norms);
+            builder.arg(&rows_arg);
+            builder.arg(&width_arg);
+            builder.arg(&self.eps);
+            // Four rows (warps) a block.
+            let config = LaunchConfig {
+                grid_dim: (rows.div_ceil(4).clamp(1, 65_535) as u32, 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: the arguments match the kernel's signature; shapes checked above.
+            unsafe { builder.launch(config) }.w()?;
+        }
+        Ok((
+            candle_core::CudaStorage::wrap_cuda_slice(out, dev),
+            Shape::from((2, rows, width)),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +798,6 @@ mod tests {
         let _ = std::fs::remove_file(&binary);
         let report = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{report}");
-        assert_eq!(report.matches(" ok").count(), 7, "{report}");
+        assert_eq!(report.matches(" ok").count(), 9, "{report}");
     }
 }

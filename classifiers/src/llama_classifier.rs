@@ -21,7 +21,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, linear_b, linear_no_bias, Embedding, Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::fused_ops::{causal_attention, CausalAttention, PackedDocuments, SwiGlu, FUSED_HEAD_DIMS};
+use crate::fused_ops::{add_rms_norm, causal_attention, CausalAttention, PackedDocuments, SwiGlu, FUSED_HEAD_DIMS};
 
 pub type Result<T> = std::result::Result<T, ClassifierError>;
 
@@ -299,11 +299,12 @@ fn plain_attention(
 const FUSED_TOLERANCE: f32 = 0.05;
 
 /// The largest [`relative_difference`] between the fused kernels and candle's own ops on
-/// random inputs of a model's attention shape and MLP width, on the device
+/// random inputs of a model's attention shape, hidden and MLP widths, on the device
 /// and in the dtype of its RoPE tables `cos`/`sin`. Loading onto a GPU runs
 /// it before trusting the fused kernels.
 fn fused_kernels_disagreement(
     shape: &CausalAttention,
+    hidden: usize,
     intermediate: usize,
     cos: &Tensor,
     sin: &Tensor,
@@ -331,7 +332,15 @@ fn fused_kernels_disagreement(
         gate_up.narrow(2, intermediate, intermediate)?,
     );
     let plain = (candle_nn::ops::silu(&gate.contiguous()?)? * up)?;
-    Ok(attention.max(relative_difference(&fused, &plain)?))
+    let swiglu = relative_difference(&fused, &plain)?;
+    let random = |scale: f32, dims: (usize, usize)| Tensor::randn(0f32, scale, dims, device)?.to_dtype(dtype);
+    let (x, delta) = (random(3.0, (7, hidden))?, random(1.0, (7, hidden))?);
+    let norm = RmsNorm::new((random(0.5, (1, hidden))?.squeeze(0)? + 1.0)?, 1e-5);
+    let (sum, normed) = add_rms_norm(&x, &delta, &norm)?;
+    let plain_sum = (&x + &delta)?;
+    let add_norm =
+        relative_difference(&sum, &plain_sum)?.max(relative_difference(&normed, &norm.forward(&plain_sum)?)?);
+    Ok(attention.max(swiglu).max(add_norm))
 }
 
 /// A random stacked q/k/v projection output `(tokens, (heads + 2 kv_heads) *
@@ -412,8 +421,33 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, layout: &TokenLayout) -> candle_core::Result<Tensor> {
+        if let TokenLayout::Packed { .. } = layout {
+            let normed = self.input_layernorm.forward(x)?;
+            return Ok(self.forward_packed(x, &normed, layout, None)?.0);
+        }
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, layout)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+
+    /// The fused kernels' layer: each residual add and the norm after it
+    /// are one pass ([`add_rms_norm`]), the last one with the next layer's
+    /// input norm. `normed` is this layer's input norm of `x` (from the
+    /// previous layer's last pass); returns the layer's output and, when
+    /// `next_norm` is given, that norm of it.
+    fn forward_packed(
+        &self,
+        x: &Tensor,
+        normed: &Tensor,
+        layout: &TokenLayout,
+        next_norm: Option<&RmsNorm>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let attention = self.self_attn.forward(normed, layout)?;
+        let (x, normed) = add_rms_norm(x, &attention, &self.post_attention_layernorm)?;
+        let mlp = self.mlp.forward(&normed)?;
+        match next_norm {
+            Some(norm) => add_rms_norm(&x, &mlp, norm).map(|(x, normed)| (x, Some(normed))),
+            None => Ok(((x + mlp)?, None)),
+        }
     }
 }
 
@@ -510,7 +544,7 @@ impl LlamaClassifier {
             // before they are trusted: `auto` falls back to the plain ops,
             // `fused` refuses.
             let shape = config.attention_shape();
-            match fused_kernels_disagreement(&shape, config.intermediate_size, &cos, &sin) {
+            match fused_kernels_disagreement(&shape, config.hidden_size, config.intermediate_size, &cos, &sin) {
                 Ok(worst) if worst <= FUSED_TOLERANCE => {
                     tracing::info!("fused kernels agree with candle's ops on this device (max difference {worst:.4})")
                 }
@@ -603,7 +637,13 @@ impl LlamaClassifier {
         let random = |dims: (usize, usize)| Tensor::randn(0f32, 1.0, dims, device)?.to_dtype(dtype);
         let x = random((tokens, hidden))?;
         let time = |run: &dyn Fn() -> candle_core::Result<Tensor>| seconds_per_call(device, run);
-        let mut ops = vec![("input norm", time(&|| layer.input_layernorm.forward(&x))?)];
+        // The fused layer's norms come out of its residual adds (one pass
+        // each, the second giving the next layer's input norm).
+        let fused = matches!(layer.self_attn.qkv, QkvProjection::Stacked(_));
+        let mut ops = Vec::new();
+        if !fused {
+            ops.push(("input norm", time(&|| layer.input_layernorm.forward(&x))?));
+        }
         let (cos, sin) = (self.cos.narrow(0, 0, width)?, self.sin.narrow(0, 0, width)?);
         let mask = causal_mask(width, dtype, device)?;
         let documents = PackedDocuments::new(&vec![width; rows], device)?;
@@ -649,11 +689,18 @@ impl LlamaClassifier {
         };
         let attention_out = random((tokens, shape.heads * shape.head_dim))?;
         ops.push(("o_proj", time(&|| layer.self_attn.o_proj.forward(&attention_out))?));
-        ops.push(("residual add", time(&|| &x + &x)?));
-        ops.push((
-            "post-attention norm",
-            time(&|| layer.post_attention_layernorm.forward(&x))?,
-        ));
+        if fused {
+            ops.push((
+                "residual add + norm",
+                time(&|| Ok(add_rms_norm(&x, &x, &layer.post_attention_layernorm)?.0))?,
+            ));
+        } else {
+            ops.push(("residual add", time(&|| &x + &x)?));
+            ops.push((
+                "post-attention norm",
+                time(&|| layer.post_attention_layernorm.forward(&x))?,
+            ));
+        }
         let intermediate = self.config.intermediate_size;
         match &layer.mlp.gate_up {
             GateUpProjection::Stacked(gate_up) => {
@@ -675,12 +722,24 @@ impl LlamaClassifier {
         }
         let activation = random((tokens, intermediate))?;
         ops.push(("down_proj", time(&|| layer.mlp.down_proj.forward(&activation))?));
-        ops.push(("residual add", time(&|| &x + &x)?));
-        let x_layer = match layout {
-            TokenLayout::Packed { .. } => x.clone(),
-            TokenLayout::Padded { .. } => x.reshape((rows, width, hidden))?,
+        let whole_layer = if fused {
+            ops.push((
+                "residual add + norm",
+                time(&|| Ok(add_rms_norm(&x, &x, &layer.input_layernorm)?.0))?,
+            ));
+            // A layer between two others: its input norm comes with x.
+            let normed = layer.input_layernorm.forward(&x)?;
+            time(&|| {
+                Ok(layer
+                    .forward_packed(&x, &normed, &layout, Some(&layer.input_layernorm))?
+                    .0)
+            })?
+        } else {
+            ops.push(("residual add", time(&|| &x + &x)?));
+            let x_rows = x.reshape((rows, width, hidden))?;
+            time(&|| layer.forward(&x_rows, &layout))?
         };
-        ops.push(("layer", time(&|| layer.forward(&x_layer, &layout))?));
+        ops.push(("layer", whole_layer));
         Ok(ops)
     }
 
@@ -763,8 +822,15 @@ impl LlamaClassifier {
             documents: &documents,
         };
         let mut x = self.embed_tokens.forward(&ids)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &layout)?;
+        // Each layer hands the next its input norm, taken in its last pass.
+        let mut normed = match self.layers.first() {
+            Some(first) => Some(first.input_layernorm.forward(&x)?),
+            None => None,
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let next_norm = self.layers.get(i + 1).map(|next| &next.input_layernorm);
+            let this_normed = normed.take().expect("each layer gets its input norm");
+            (x, normed) = layer.forward_packed(&x, &this_normed, &layout, next_norm)?;
         }
         let last = documents.starts[1..].iter().map(|&end| end as u32 - 1).collect();
         Ok((x, last))
@@ -1085,7 +1151,7 @@ mod tests {
                     kv_heads,
                     head_dim,
                 };
-                let worst = fused_kernels_disagreement(&shape, 96, &cos, &sin).unwrap();
+                let worst = fused_kernels_disagreement(&shape, 72, 96, &cos, &sin).unwrap();
                 assert!(worst < tolerance, "{heads}/{kv_heads}x{head_dim} {dtype:?}: {worst}");
             }
         }
@@ -1133,9 +1199,19 @@ mod tests {
                 LlamaClassifier::load_with_kernels(&fixture("regression"), &Device::Cpu, DType::F32, kernels).unwrap();
             let profile = model.layer_profile(2, 40).unwrap();
             let names: Vec<&str> = profile.iter().map(|op| op.0).collect();
-            assert_eq!(
-                names,
-                [
+            let want: &[&str] = match kernels {
+                Kernels::Fused => &[
+                    "q/k/v projection",
+                    "attention",
+                    "o_proj",
+                    "residual add + norm",
+                    "gate/up projection",
+                    "SwiGLU",
+                    "down_proj",
+                    "residual add + norm",
+                    "layer",
+                ],
+                _ => &[
                     "input norm",
                     "q/k/v projection",
                     "attention",
@@ -1146,10 +1222,10 @@ mod tests {
                     "SwiGLU",
                     "down_proj",
                     "residual add",
-                    "layer"
+                    "layer",
                 ],
-                "{kernels:?}"
-            );
+            };
+            assert_eq!(names, want, "{kernels:?}");
             assert!(
                 profile.iter().all(|op| op.1 > 0.0 && op.1 < 1.0),
                 "{kernels:?}: {profile:?}"
