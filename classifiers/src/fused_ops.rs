@@ -448,7 +448,7 @@ impl CustomOp3 for TiledAttention {
         let tiles = cuda_contiguous::<u32>(s_tiles, l_tiles)?;
         // The kernel reads rows 16 bytes at a time.
         for (what, layout) in [("q/k/v", l_qkv), ("RoPE table", l_rope)] {
-            if layout.start_offset() % 8 != 0 {
+            if !layout.start_offset().is_multiple_of(8) {
                 candle_core::bail!("fused attention: the {what} tensor starts off a 16-byte boundary");
             }
         }
@@ -542,7 +542,7 @@ impl CustomOp1 for SwiGlu {
         let (rows, width, shape) = Self::split(layout)?;
         let dev = storage.device().clone();
         let gate_up = cuda_contiguous::<half::bf16>(storage, layout)?;
-        if width % 8 == 0 && layout.start_offset() % 8 != 0 {
+        if width.is_multiple_of(8) && !layout.start_offset().is_multiple_of(8) {
             candle_core::bail!("swiglu: the input starts off a 16-byte boundary");
         }
         let func = dev.get_or_load_custom_func("swiglu_bf16", "thresher_fused", PTX)?;
@@ -555,7 +555,7 @@ impl CustomOp1 for SwiGlu {
         builder.arg(&rows_arg);
         builder.arg(&width_arg);
         // A thread per 8 outputs when the width allows (the kernel's 8-wide path).
-        let per_thread = if width % 8 == 0 { 8 } else { 1 };
+        let per_thread = if width.is_multiple_of(8) { 8 } else { 1 };
         let blocks = (rows * width).div_ceil(256 * per_thread).min(65_535) as u32;
         let config = LaunchConfig {
             grid_dim: (blocks, 1, 1),
@@ -592,10 +592,51 @@ impl AddRmsNorm {
             candle_core::bail!("add_rms_norm: x {:?} and delta {:?} differ", x.shape(), delta.shape());
         }
         let width = x.shape().dims().last().copied().unwrap_or(0);
+        if width == 0 {
+            candle_core::bail!("add_rms_norm: rows of no width");
+        }
         if weight.shape().dims() != [width] {
             candle_core::bail!("add_rms_norm: weight {:?} for width {width}", weight.shape());
         }
-        Ok((x.shape().elem_count() / width.max(1), width))
+        Ok((x.shape().elem_count() / width, width))
+    }
+}
+
+/// [`AddRmsNorm`]'s CPU implementation over f32 rows.
+struct AddRmsNormRows<'a> {
+    x: &'a [f32],
+    delta: &'a [f32],
+    weight: &'a [f32],
+    eps: f32,
+}
+
+impl AddRmsNormRows<'_> {
+    /// Rows in parallel, as candle's own CPU ops run; `round` gives a sum
+    /// as the residual stream's dtype holds it.
+    fn run(&self, sums: &mut [f32], norms: &mut [f32], round: impl Fn(f32) -> f32 + Sync) {
+        use rayon::prelude::*;
+        let width = self.weight.len();
+        // 64 rows a task: a row is too little work to hand to a thread.
+        let block = 64 * width;
+        sums.par_chunks_mut(block)
+            .zip(norms.par_chunks_mut(block))
+            .zip(self.x.par_chunks(block).zip(self.delta.par_chunks(block)))
+            .for_each(|((sums, norms), (x, delta))| {
+                for (((sum, norm), x), delta) in sums
+                    .chunks_exact_mut(width)
+                    .zip(norms.chunks_exact_mut(width))
+                    .zip(x.chunks_exact(width))
+                    .zip(delta.chunks_exact(width))
+                {
+                    for ((s, a), b) in sum.iter_mut().zip(x).zip(delta) {
+                        *s = round(a + b);
+                    }
+                    let scale = 1.0 / (dot(sum, sum) / width as f32 + self.eps).sqrt();
+                    for ((n, s), w) in norm.iter_mut().zip(sum.iter()).zip(self.weight) {
+                        *n = scale * s * w;
+                    }
+                }
+            });
     }
 }
 
@@ -619,30 +660,21 @@ impl CustomOp3 for AddRmsNorm {
             cpu_f32(s_delta, l_delta)?,
             cpu_f32(s_weight, l_weight)?,
         );
-        // The sum as the dtype rounds it: the norm is taken of what the
-        // residual stream holds.
-        let rounded = |v: f32| match s_x {
-            CpuStorage::BF16(_) => half::bf16::from_f32(v).to_f32(),
-            CpuStorage::F16(_) => half::f16::from_f32(v).to_f32(),
-            _ => v,
-        };
         let mut out = vec![0f32; 2 * rows * width];
         let (sums, norms) = out.split_at_mut(rows * width);
-        for (((x, delta), sum), norm) in x
-            .chunks_exact(width)
-            .zip(delta.chunks_exact(width))
-            .zip(sums.chunks_exact_mut(width))
-            .zip(norms.chunks_exact_mut(width))
-        {
-            let mut squares = 0f32;
-            for ((s, a), b) in sum.iter_mut().zip(x).zip(delta) {
-                *s = rounded(a + b);
-                squares += *s * *s;
-            }
-            let scale = 1.0 / (squares / width as f32 + self.eps).sqrt();
-            for ((n, s), w) in norm.iter_mut().zip(sum.iter()).zip(weight.iter()) {
-                *n = scale * s * w;
-            }
+        // The sum as the dtype rounds it: the norm is taken of what the
+        // residual stream holds. (One monomorphized loop per dtype, so the
+        // f32 one vectorizes.)
+        let pass = AddRmsNormRows {
+            x: &x,
+            delta: &delta,
+            weight: &weight,
+            eps: self.eps,
+        };
+        match s_x {
+            CpuStorage::BF16(_) => pass.run(sums, norms, |v| half::bf16::from_f32(v).to_f32()),
+            CpuStorage::F16(_) => pass.run(sums, norms, |v| half::f16::from_f32(v).to_f32()),
+            _ => pass.run(sums, norms, |v| v),
         }
         Ok((cpu_like(s_x, out), Shape::from((2, rows, width))))
     }
@@ -661,10 +693,10 @@ impl CustomOp3 for AddRmsNorm {
         use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
         use candle_core::cuda_backend::WrapErr;
         let (rows, width) = Self::check(l_x, l_delta, l_weight)?;
-        if width % 8 == 0 {
+        if width.is_multiple_of(8) {
             // The kernel's 8-wide path reads rows 16 bytes at a time.
             for layout in [l_x, l_delta, l_weight] {
-                if layout.start_offset() % 8 != 0 {
+                if !layout.start_offset().is_multiple_of(8) {
                     candle_core::bail!("add_rms_norm: an input starts off a 16-byte boundary");
                 }
             }
