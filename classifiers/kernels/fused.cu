@@ -79,6 +79,18 @@ __device__ inline void copy8(bf16* dst, const bf16* src) {
 #endif
 }
 
+// dst[e] = f(a[e], b[e]) for 8 neighbours, in f32, rounded to bf16; one
+// 16-byte load of each input and one store.
+template <typename F>
+__device__ inline void map8(bf16* dst, const bf16* a, const bf16* b, F f) {
+    bf16 x[8], y[8], z[8];
+    copy8(x, a);
+    copy8(y, b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) z[e] = __float2bfloat16(f(__bfloat162float(x[e]), __bfloat162float(y[e])));
+    copy8(dst, z);
+}
+
 // Elements i..i+8 and i+D/2..i+D/2+8 (rotate-half RoPE pairs) of the head
 // vector of token `pos` of a document in `src` (rows `row_stride` apart),
 // rotated and rounded to bf16 into `tile_row`; zeros past the document's end
@@ -305,6 +317,8 @@ extern "C" __global__ void causal_attention_d128(const bf16* qkv, const bf16* ro
 // silu(gate) * up in one pass instead of three. A thread takes 8 neighbours
 // (16-byte loads and stores) when the width allows; the pass is bound by
 // memory, and 2-byte accesses leave most of each transaction unused.
+__device__ inline float silu_times(float gate, float up) { return gate / (1.f + expf(-gate)) * up; }
+
 extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows, int width) {
     const long stride = (long)gridDim.x * blockDim.x;
     if (width % 8 == 0) {
@@ -313,15 +327,8 @@ extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows
         for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
             const long r = idx / chunks;
             const int col = idx % chunks * 8;
-            bf16 g[8], u[8], y[8];
-            copy8(g, gate_up + r * 2 * width + col);
-            copy8(u, gate_up + r * 2 * width + width + col);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const float x = __bfloat162float(g[e]);
-                y[e] = __float2bfloat16(x / (1.f + expf(-x)) * __bfloat162float(u[e]));
-            }
-            copy8(out + r * width + col, y);
+            const bf16* row = gate_up + r * 2 * width;
+            map8(out + r * width + col, row + col, row + width + col, silu_times);
         }
         return;
     }
@@ -329,9 +336,8 @@ extern "C" __global__ void swiglu_bf16(const bf16* gate_up, bf16* out, long rows
     for (long idx = (long)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
         const long r = idx / width;
         const int c = idx % width;
-        const float g = __bfloat162float(gate_up[r * 2 * width + c]);
-        const float u = __bfloat162float(gate_up[r * 2 * width + width + c]);
-        out[idx] = __float2bfloat16(g / (1.f + expf(-g)) * u);
+        out[idx] = __float2bfloat16(
+            silu_times(__bfloat162float(gate_up[r * 2 * width + c]), __bfloat162float(gate_up[r * 2 * width + width + c])));
     }
 }
 
@@ -354,18 +360,12 @@ extern "C" __global__ void add_rms_norm_bf16(const bf16* x, const bf16* delta, c
         bf16* nr = norm + r * width;
         float squares = 0.f;
         if (wide) {
-            for (int col = lane * 8; col < width; col += 32 * 8) {
-                bf16 a[8], b[8], s[8];
-                copy8(a, xr + col);
-                copy8(b, dr + col);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) {
-                    s[e] = __float2bfloat16(__bfloat162float(a[e]) + __bfloat162float(b[e]));
-                    const float v = __bfloat162float(s[e]);
+            for (int col = lane * 8; col < width; col += 32 * 8)
+                map8(sr + col, xr + col, dr + col, [&](float a, float b) {
+                    const float v = __bfloat162float(__float2bfloat16(a + b));  // as the stream holds it
                     squares += v * v;
-                }
-                copy8(sr + col, s);
-            }
+                    return v;
+                });
         } else {
             for (int col = lane; col < width; col += 32) {
                 const bf16 s = __float2bfloat16(__bfloat162float(xr[col]) + __bfloat162float(dr[col]));
@@ -378,15 +378,8 @@ extern "C" __global__ void add_rms_norm_bf16(const bf16* x, const bf16* delta, c
         for (int m = 16; m >= 1; m /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, m);
         const float scale = rsqrtf(squares / width + eps);
         if (wide) {
-            for (int col = lane * 8; col < width; col += 32 * 8) {
-                bf16 s[8], w[8], y[8];
-                copy8(s, sr + col);
-                copy8(w, weight + col);
-#pragma unroll
-                for (int e = 0; e < 8; ++e)
-                    y[e] = __float2bfloat16(scale * __bfloat162float(s[e]) * __bfloat162float(w[e]));
-                copy8(nr + col, y);
-            }
+            for (int col = lane * 8; col < width; col += 32 * 8)
+                map8(nr + col, sr + col, weight + col, [&](float v, float w) { return scale * v * w; });
         } else {
             for (int col = lane; col < width; col += 32)
                 nr[col] = __float2bfloat16(scale * __bfloat162float(sr[col]) * __bfloat162float(weight[col]));
