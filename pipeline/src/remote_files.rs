@@ -139,12 +139,11 @@ pub fn localize(config: &StageConfig) -> Result<Localized> {
         StageConfig::Pack(c) if is_url(&c.tokenizer) => {
             c.tokenizer = local(&c.tokenizer, false)?;
         }
-        StageConfig::UrlFilter(c) => {
-            for list in c.files_mut().filter(|f| is_url(f)) {
+        other => {
+            for list in other.list_files_mut().into_iter().filter(|f| is_url(f)) {
                 *list = local(list, false)?;
             }
         }
-        _ => {}
     }
     Ok(Localized { config, folder, copies })
 }

@@ -25,6 +25,7 @@
 //! assert_eq!(doc.metadata["lang"], "fra");
 //! ```
 
+pub mod bad_words;
 pub mod code;
 pub mod document;
 pub mod exact_dedup;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bad_words::{BadWords, BadWordsConfig};
 use crate::code::{Code, CodeConfig};
 use crate::exact_dedup::{ExactDedup, ExactDedupConfig};
 use crate::filter::{Filter, FilterConfig};
@@ -29,6 +30,7 @@ pub enum StageConfig {
     Langid(LangidConfig),
     Code(CodeConfig),
     Heuristics(HeuristicsConfig),
+    BadWords(BadWordsConfig),
     Quality(QualityConfig),
     Filter(FilterConfig),
     Pack(PackConfig),
@@ -46,6 +48,7 @@ impl StageConfig {
         "langid",
         "code",
         "heuristics",
+        "bad_words",
         "quality",
         "filter",
         "pack",
@@ -62,6 +65,7 @@ impl StageConfig {
             StageConfig::Langid(_) => "langid",
             StageConfig::Code(_) => "code",
             StageConfig::Heuristics(_) => "heuristics",
+            StageConfig::BadWords(_) => "bad_words",
             StageConfig::Quality(_) => "quality",
             StageConfig::Filter(_) => "filter",
             StageConfig::Pack(_) => "pack",
@@ -79,6 +83,7 @@ impl StageConfig {
             | StageConfig::Langid(_)
             | StageConfig::Code(_)
             | StageConfig::Heuristics(_)
+            | StageConfig::BadWords(_)
             | StageConfig::Quality(_)
             | StageConfig::Filter(_) => &["apply"],
             StageConfig::UrlDedup(_) | StageConfig::ExactDedup(_) | StageConfig::LineDedup(_) => {
@@ -101,6 +106,16 @@ impl StageConfig {
         }
     }
 
+    /// The word and block list files a stage reads (local or `s3://`), for
+    /// copying remote ones before it is built; models and tokenizers aside.
+    pub fn list_files_mut(&mut self) -> Vec<&mut std::path::PathBuf> {
+        match self {
+            StageConfig::UrlFilter(c) => c.files_mut().collect(),
+            StageConfig::BadWords(c) => c.files_mut().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Checks the config without the expensive parts of building (loading a
     /// tokenizer or a model): what `thresher` runs on every config it reads.
     pub fn validate(&self) -> Result<()> {
@@ -108,6 +123,7 @@ impl StageConfig {
             StageConfig::Pack(c) => c.validate(),
             StageConfig::Quality(c) => c.validate(),
             StageConfig::UrlFilter(c) => c.validate(),
+            StageConfig::BadWords(c) => c.validate(),
             other => other.build().map(|_| ()),
         }
     }
@@ -124,6 +140,7 @@ impl StageConfig {
             StageConfig::Langid(c) => Stage::Document(Box::new(Langid::new(c.clone())?)),
             StageConfig::Code(c) => Stage::Document(Box::new(Code::new(c.clone())?)),
             StageConfig::Heuristics(c) => Stage::Document(Box::new(Heuristics::new(c.clone())?)),
+            StageConfig::BadWords(c) => Stage::Document(Box::new(BadWords::new(c.clone())?)),
             StageConfig::Quality(c) => Stage::Batch(Box::new(Quality::new(c.clone())?)),
             StageConfig::Filter(c) => Stage::Document(Box::new(Filter::new(c.clone())?)),
             StageConfig::Pack(c) => Stage::Pack(Box::new(Pack::new(c.clone())?)),
@@ -143,7 +160,7 @@ mod tests {
         assert!(serde_json::from_str::<StageConfig>(r#"{"kind":"nope"}"#).is_err());
         for kind in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter", "bad_words"].contains(*k))
         {
             let c: StageConfig = serde_json::from_str(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap();
             assert_eq!(c.kind(), *kind);
@@ -158,11 +175,12 @@ mod tests {
         let filter: StageConfig = serde_json::from_str(r#"{"kind":"filter","field":"lang","values":["eng"]}"#).unwrap();
         let heuristics: StageConfig = serde_json::from_str(r#"{"kind":"heuristics","gopher_quality":{}}"#).unwrap();
         let url_filter: StageConfig = serde_json::from_str(r#"{"kind":"url_filter","domains":["a.com"]}"#).unwrap();
+        let bad_words: StageConfig = serde_json::from_str(r#"{"kind":"bad_words","words":{"en":["x"]}}"#).unwrap();
         for c in StageConfig::KINDS
             .iter()
-            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter"].contains(*k))
+            .filter(|k| !["pack", "quality", "filter", "heuristics", "url_filter", "bad_words"].contains(*k))
             .map(|kind| serde_json::from_str::<StageConfig>(&format!(r#"{{"kind":"{kind}"}}"#)).unwrap())
-            .chain([filter, heuristics, url_filter])
+            .chain([filter, heuristics, url_filter, bad_words])
         {
             let kind = c.kind();
             match c.build().unwrap() {

@@ -83,10 +83,11 @@ pub struct UrlFilter {
     missing: crate::filter::Missing,
 }
 
-/// The lines of a list file, without comments and blank lines.
-fn read_list(path: &PathBuf) -> Result<Vec<String>> {
+/// The lines of a list file, without comments and blank lines; errors name
+/// the stage `kind` that reads it.
+pub(crate) fn read_list(path: &PathBuf, kind: &'static str) -> Result<Vec<String>> {
     let text = std::fs::read(path).map_err(|e| Error::Config {
-        kind: "url_filter",
+        kind,
         message: format!("cannot read list {}: {e}", path.display()),
     })?;
     Ok(String::from_utf8_lossy(&text)
@@ -217,7 +218,7 @@ impl UrlFilter {
         let list = |inline: &[String], files: &[PathBuf]| -> Result<Vec<String>> {
             let mut all = inline.to_vec();
             for file in files {
-                all.extend(read_list(file)?);
+                all.extend(read_list(file, "url_filter")?);
             }
             Ok(all)
         };

@@ -409,11 +409,16 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
     let tokenizers = dir.join("tokenizers");
     std::fs::create_dir_all(&tokenizers).unwrap();
     std::fs::copy(llama3_tokenizer(), tokenizers.join("llama3.model")).unwrap();
-    // A block list travels the same way (url_filter).
+    // Block and word lists travel the same way (url_filter, bad_words).
+    // Untagged documents take bad_words' default language, en: this list's
+    // common words of a few languages drop some of the 75 languages' texts.
     std::fs::write(tokenizers.join("domains.txt"), "# blocked\nexample.com\n").unwrap();
+    std::fs::write(tokenizers.join("words-en.txt"), "# a word list\nthe\nde\nla\nund\nи\n").unwrap();
     let stages = |model: &str, byte_tokenizer: &str, llama3: &str, domains: &str| {
+        let words = domains.replace("domains.txt", "words-en.txt");
         format!(
             "[[stages]]\nkind = \"ingest\"\n\n[[stages]]\nkind = \"url_filter\"\ndomain_files = [{domains:?}]\n\n\
+             [[stages]]\nkind = \"bad_words\"\nfiles = {{ en = {words:?} }}\n\n\
              [[stages]]\nkind = \"quality\"\nmodel = {model:?}\n\
              tokenizer = {byte_tokenizer:?}\ndevice = \"cpu\"\nmax_tokens = 128\nbatch_tokens = 1024\n\n\
              [[stages]]\nkind = \"pack\"\ntokenizer = {llama3:?}\nseq_len = 512\nwindow_tokens = 4096\n"
@@ -462,6 +467,12 @@ fn models_and_tokenizers_in_s3_give_the_outputs_of_local_files() {
     let log = stderr(&run_expect(cmd, 0));
     assert!(log.contains("copying s3://models/tiny/classes"), "{log}");
     assert!(log.contains("copying s3://models/tokenizers/domains.txt"), "{log}");
+    assert!(log.contains("copying s3://models/tokenizers/words-en.txt"), "{log}");
+    let bad_words: Value =
+        serde_json::from_slice(&std::fs::read(local_dir.join("out/bad_words/_manifest/stage.json")).unwrap()).unwrap();
+    let dropped = bad_words["counts"]["rejected"]["bad_words"].as_u64().unwrap_or(0);
+    let kept = bad_words["counts"]["documents_out"].as_u64().unwrap();
+    assert!(dropped > 0 && kept > 0, "{bad_words}");
 
     let data = |root: &Path| -> BTreeMap<String, Vec<u8>> {
         outputs(root)
