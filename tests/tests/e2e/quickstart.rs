@@ -117,6 +117,12 @@ fn quickstart_runs_and_inspects_clean() {
     );
     let kept_after_heuristics = heuristics["counts"]["documents_out"].as_u64().unwrap();
     assert_eq!(kept_after_heuristics, 21);
+    // bad_words judges every page: untagged ones and the English ones by the
+    // (placeholder) English list; the Spanish and the Russian page have none.
+    let bad_words = read_json(&root.join("bad_words/_manifest/stage.json"));
+    assert_eq!(bad_words["stats"]["bad_words_documents"]["judged"], 19);
+    assert_eq!(bad_words["stats"]["bad_words_no_list"]["spa"], 1);
+    assert_eq!(bad_words["counts"]["documents_out"], kept_after_heuristics);
 
     // The demo classifier scores every document: P(label "1") and both
     // probabilities, and the manifest's histogram counts each once.

@@ -61,6 +61,7 @@ fn report_totals_equal_counts_of_the_output_files() {
             "langid",
             "code",
             "heuristics",
+            "bad_words",
             "quality",
             "filter",
             "pack"

@@ -72,8 +72,9 @@ fn submit_and_wait(config: &std::path::Path, jobs: &std::path::Path, env: &[(&st
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();
     // ingest 1, url_filter 1, url_dedup 3, exact_dedup 3, minhash_dedup 4,
-    // line_dedup 3, langid 1, code 1, heuristics 1, quality 1, filter 1, pack 2.
-    assert_eq!(rows.len(), 22, "one array per step of the quickstart:\n{table}");
+    // line_dedup 3, langid 1, code 1, heuristics 1, bad_words 1, quality 1,
+    // filter 1, pack 2.
+    assert_eq!(rows.len(), 23, "one array per step of the quickstart:\n{table}");
     let job_ids: Vec<String> = rows.iter().map(|r| r[4].clone()).collect();
     assert!(job_ids.iter().all(|j| j.parse::<u64>().is_ok()), "{table}");
 
