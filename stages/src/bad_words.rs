@@ -113,9 +113,18 @@ pub struct BadWords {
 /// code (datatrove: ja, th, zh).
 const UNSPACED: &[&str] = &["ja", "jpn", "th", "tha", "zh", "zho", "cmn", "yue", "wuu"];
 
-/// Python's `\w` as far as `str.isalnum` goes: letters, digits, `_`.
+/// Python's `\w` in a `str` pattern: `_` and what `str.isalnum` accepts,
+/// letters (category L) and numbers (N). Not Rust's `is_alphanumeric`, which
+/// also takes combining vowel signs (Devanagari's, Thai's) that Python's
+/// `\W` matches.
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    c == '_'
+        || crate::heuristics::words::is_py_alpha(c)
+        || matches!(
+            get_general_category(c),
+            G::DecimalNumber | G::LetterNumber | G::OtherNumber
+        )
 }
 
 impl BadWords {
@@ -333,20 +342,18 @@ mod tests {
         assert_eq!(judge(&strict, &mut doc("Mist", None)).0, "bad_words_no_list");
         // keep_fraction keeps about that share, the same ones every run.
         let s = stage(json!({"words": {"en": ["damn"]}, "keep_fraction": 0.3, "seed": 7})).unwrap();
-        let kept: Vec<bool> = (0..2000)
-            .map(|i| {
-                let mut d = Document::new(&format!("doc-{i}"), "damn");
-                matches!(s.process(&mut d, &mut StageStats::default()), Decision::Keep)
-            })
-            .collect();
+        let decisions = || -> Vec<bool> {
+            (0..2000)
+                .map(|i| {
+                    let mut d = Document::new(format!("doc-{i}"), "damn");
+                    matches!(s.process(&mut d, &mut StageStats::default()), Decision::Keep)
+                })
+                .collect()
+        };
+        let kept = decisions();
         let share = kept.iter().filter(|k| **k).count() as f64 / kept.len() as f64;
         assert!((0.26..0.34).contains(&share), "{share}");
-        let again: Vec<bool> = (0..2000)
-            .map(|i| {
-                let mut d = Document::new(&format!("doc-{i}"), "damn");
-                matches!(s.process(&mut d, &mut StageStats::default()), Decision::Keep)
-            })
-            .collect();
+        let again = decisions();
         assert_eq!(kept, again);
     }
 

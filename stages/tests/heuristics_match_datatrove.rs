@@ -7,36 +7,14 @@
 //! `scripts/datatrove_heuristics.py fixture`. Source files are named there,
 //! not copied (their licenses vary): they are read from ../shared/testdata.
 
+mod common;
+
+use common::heuristics_fixture as fixture;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use thresher_stages::heuristics::words::English;
 use thresher_stages::registry::StageConfig;
 use thresher_stages::{Decision, Document, Stage, StageStats};
-
-/// The fixture's records, each with its `text` (a source file's read from
-/// ../shared/testdata as the generator read it).
-fn fixture() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/heuristics-datatrove.jsonl.zst"
-    );
-    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
-    let raw = zstd::decode_all(std::fs::File::open(path).expect("fixture")).expect("zstd");
-    String::from_utf8(raw)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut record: Value = serde_json::from_str(l).unwrap();
-            if let Some(file) = record["path"].as_str() {
-                let bytes = std::fs::read(testdata.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-                let max = record["max_bytes"].as_u64().unwrap() as usize;
-                let text = String::from_utf8_lossy(&bytes[..max.min(bytes.len())]).into_owned();
-                record["text"] = Value::from(text);
-            }
-            record
-        })
-        .collect()
-}
 
 fn sha256(text: &str) -> String {
     Sha256::digest(text.as_bytes())
