@@ -16,12 +16,10 @@ usage (scripts/bench-heuristics does the set-up):
 """
 
 import glob
-import json
 import os
-import subprocess
 import sys
 
-from bench_util import read_lines, timed
+from bench_util import build_corpus, read_lines, timed
 
 DATATROVE = r'''
 import sys
@@ -73,17 +71,7 @@ def datatrove_reason(rejection):
 
 
 def main(thresher, work, size_mb):
-    subprocess.run([thresher, "bench", "--suite", "corpus", "--size-mb", str(size_mb), "--dir", f"{work}/bench",
-                    "--keep"], check=True, capture_output=True)
-    os.makedirs(f"{work}/input", exist_ok=True)
-    docs = 0
-    text_mb = 0.0
-    with open(f"{work}/input/corpus.jsonl", "w") as out:
-        for path in sorted(glob.glob(f"{work}/bench/corpus/*.jsonl.zst")):
-            for d in read_lines(path):
-                out.write(json.dumps({"id": f"doc-{docs:07d}", "text": d["text"]}) + "\n")
-                docs += 1
-                text_mb += len(d["text"].encode()) / 1e6
+    docs, text_mb = build_corpus(thresher, work, size_mb)
     python = sys.executable
     dt_wall, dt_rss = timed([python, "-c", DATATROVE, f"{work}/datatrove", f"{work}/input"],
                             dict(os.environ, OMP_NUM_THREADS="1"))
