@@ -1,9 +1,13 @@
-"""A random LlamaForSequenceClassification of SmolLM-135M's shape (576 hidden,
-30 layers, 9 query heads over 3 KV heads, 1536 MLP) over the Llama 3
-vocabulary, saved in bf16 with the tokenizer beside it. Runs on the device,
-where transformers is installed.
+"""A random LlamaForSequenceClassification over the Llama 3 vocabulary, saved
+in bf16 with the tokenizer beside it. Runs on the device, where transformers
+is installed. Shapes:
+  smollm (default): SmolLM-135M's (576 hidden, 30 layers, 9 query heads over
+    3 KV heads of 64, 1536 MLP), the one the comparison is timed on;
+  d128: heads of 128 (512 hidden, 6 layers, 4 query heads over 2 KV heads,
+    1376 MLP), the size of Llama 3 8B's heads, so the fused attention's
+    head_dim 128 kernel runs on the device too.
 
-usage: make_classifier.py TOKENIZER_JSON OUT_DIR
+usage: make_classifier.py TOKENIZER_JSON OUT_DIR [smollm|d128]
 """
 
 import shutil
@@ -13,15 +17,19 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 
-def main(tokenizer_json, out_dir):
+SHAPES = {
+    "smollm": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                   num_key_value_heads=3),
+    "d128": dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=6, num_attention_heads=4,
+                 num_key_value_heads=2),
+}
+
+
+def main(tokenizer_json, out_dir, shape="smollm"):
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=128256,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
+        **SHAPES[shape],
         max_position_embeddings=2048,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
@@ -39,4 +47,4 @@ def main(tokenizer_json, out_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -6,7 +6,10 @@
 #     difference;
 #  2. the profile to choose the next optimisation from: model-only tokens/s of
 #     both at the fixed shapes of ../shared/cuda/README.md, and thresher's
-#     `bench --suite quality` (tokenizer and model apart) on the device.
+#     `bench --suite quality` (tokenizer and model apart) on the device;
+#  3. (printed between 1 and 2) a model with heads of 128 (gpu/make_classifier.py
+#     d128) on 2,000 of the documents, so the head_dim 128 attention kernel,
+#     which the SmolLM shape never runs, is checked against transformers too.
 # The model: a random LlamaForSequenceClassification of SmolLM-135M's shape
 # (gpu/make_classifier.py), made on the device by transformers.
 #
@@ -114,6 +117,22 @@ TOML
         done
         python3 gpu/score_with_transformers.py "$work/model" gpu-run/docs.jsonl.zst "$MAX_TOKENS" "$BATCH_TOKENS" \
             "$work/out-fused/quality" "$work/out-plain/quality"
+        echo "== 3. heads of 128: the other attention kernel, on 2,000 of the documents (fused kernels refuse if the load-time check fails)"
+        python3 gpu/make_classifier.py "$work/llama3-tokenizer.json" "$work/model-d128" d128
+        python3 -c 'import io, sys, zstandard
+lines = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(sys.argv[1], "rb"), read_across_frames=True))
+open(sys.argv[2], "w").writelines(line for _, line in zip(range(2000), lines))' gpu-run/docs.jsonl.zst "$work/docs-2000.jsonl"
+        sed -e "s|gpu-run/docs.jsonl.zst|$work/docs-2000.jsonl|" -e "s|$work/model\"|$work/model-d128\"|" \
+            -e "s|out-fused|out-d128|" "$work/pipeline-fused.toml" > "$work/pipeline-d128.toml"
+        log=${OUT:-$work}/thresher-d128.log
+        if bash gpu-run/run-on-device.sh gpu-run/thresher.xz run "$work/pipeline-d128.toml" >"$log" 2>&1; then
+            echo "thresher, head_dim 128, fused kernels: done"
+        else
+            echo "thresher, head_dim 128, fused kernels: FAILED (rc $?; log: $log)"
+        fi
+        { grep -E "fused kernels|complete|rror|panick" "$log" || true; } | tail -n 4
+        python3 gpu/score_with_transformers.py "$work/model-d128" "$work/docs-2000.jsonl" "$MAX_TOKENS" "$BATCH_TOKENS" \
+            "$work/out-d128/quality"
         echo "== 2. profile: model-only tokens/s at fixed shapes, transformers"
         python3 gpu/shapes_with_transformers.py "$work/model"
         echo "== 2. profile: thresher bench --suite quality on the device"
