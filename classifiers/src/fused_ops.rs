@@ -446,12 +446,7 @@ impl CustomOp3 for TiledAttention {
         let qkv = cuda_contiguous::<half::bf16>(s_qkv, l_qkv)?;
         let rope = cuda_contiguous::<half::bf16>(s_rope, l_rope)?;
         let tiles = cuda_contiguous::<u32>(s_tiles, l_tiles)?;
-        // The kernel reads rows 16 bytes at a time.
-        for (what, layout) in [("q/k/v", l_qkv), ("RoPE table", l_rope)] {
-            if !layout.start_offset().is_multiple_of(8) {
-                candle_core::bail!("fused attention: the {what} tensor starts off a 16-byte boundary");
-            }
-        }
+        require_16_byte_starts("fused attention", &[("q/k/v tensor", l_qkv), ("RoPE table", l_rope)])?;
         let func = dev.get_or_load_custom_func(name, "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below (the tiles
         // cover every query of every document: PackedDocuments).
@@ -492,6 +487,18 @@ fn cuda_contiguous<'a, T: candle_core::cuda_backend::CudaDType>(
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("fused op: input is not contiguous".into()))?;
     Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
+}
+
+/// The kernels read bf16 rows 16 bytes (8 elements) at a time: each input
+/// must start on such a boundary (candle's fresh tensors always do).
+#[cfg(feature = "cuda")]
+fn require_16_byte_starts(op: &str, inputs: &[(&str, &Layout)]) -> candle_core::Result<()> {
+    for (what, layout) in inputs {
+        if !layout.start_offset().is_multiple_of(8) {
+            candle_core::bail!("{op}: the {what} starts off a 16-byte boundary");
+        }
+    }
+    Ok(())
 }
 
 /// SwiGLU of a fused gate/up projection: `(.., 2 * width)` (gate, then up)
@@ -542,8 +549,8 @@ impl CustomOp1 for SwiGlu {
         let (rows, width, shape) = Self::split(layout)?;
         let dev = storage.device().clone();
         let gate_up = cuda_contiguous::<half::bf16>(storage, layout)?;
-        if width.is_multiple_of(8) && !layout.start_offset().is_multiple_of(8) {
-            candle_core::bail!("swiglu: the input starts off a 16-byte boundary");
+        if width.is_multiple_of(8) {
+            require_16_byte_starts("swiglu", &[("input", layout)])?;
         }
         let func = dev.get_or_load_custom_func("swiglu_bf16", "thresher_fused", PTX)?;
         // SAFETY: every element is written by the kernel below.
@@ -694,12 +701,7 @@ impl CustomOp3 for AddRmsNorm {
         use candle_core::cuda_backend::WrapErr;
         let (rows, width) = Self::check(l_x, l_delta, l_weight)?;
         if width.is_multiple_of(8) {
-            // The kernel's 8-wide path reads rows 16 bytes at a time.
-            for layout in [l_x, l_delta, l_weight] {
-                if !layout.start_offset().is_multiple_of(8) {
-                    candle_core::bail!("add_rms_norm: an input starts off a 16-byte boundary");
-                }
-            }
+            require_16_byte_starts("add_rms_norm", &[("x", l_x), ("delta", l_delta), ("weight", l_weight)])?;
         }
         let dev = s_x.device().clone();
         let x = cuda_contiguous::<half::bf16>(s_x, l_x)?;

@@ -420,11 +420,9 @@ impl Block {
         })
     }
 
+    /// candle's ops over padded rows (the fused kernels' packed documents
+    /// go through [`Block::forward_packed`]).
     fn forward(&self, x: &Tensor, layout: &TokenLayout) -> candle_core::Result<Tensor> {
-        if let TokenLayout::Packed { .. } = layout {
-            let normed = self.input_layernorm.forward(x)?;
-            return Ok(self.forward_packed(x, &normed, layout, None)?.0);
-        }
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, layout)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
